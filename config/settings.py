@@ -1,0 +1,360 @@
+"""One settings module, driven by the environment.
+
+With nothing set it runs embedded: SQLite (WAL) under ``var/`` and Celery's filesystem broker. With
+``DATABASE_URL`` and ``CELERY_BROKER_URL``/``REDIS_URL`` it runs on PostgreSQL and Redis. Every setting is
+listed in the README.
+"""
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# A .env beside manage.py (written by `make run` on first start) fills in what the environment leaves out.
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env.bool("DEBUG", default=False)
+# No default in production: the system check in receipts.checks refuses to start without one.
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY and DEBUG:
+    SECRET_KEY = "insecure-debug-only-key"  # noqa: S105 - only ever used with DEBUG on
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "rangefilter",
+    "receipts.apps.ReceiptsConfig",
+    "campaigns.apps.CampaignsConfig",
+    "crm_sync.apps.CrmSyncConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database -------------------------------------------------------------------------------------------
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'receipts.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            # IMMEDIATE takes the write lock at BEGIN, so two writers queue instead of deadlocking on upgrade.
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;",
+        }
+    )
+    # Tests on SQLite use a file (not :memory:) so that threads share it; one per test run, so that two runs
+    # on one machine do not delete each other's database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test_receipts_{os.getpid()}.sqlite3")}
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
+DATABASES["default"]["ATOMIC_REQUESTS"] = False
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- cache (Redis when REDIS_URL is set) -----------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Celery ----------------------------------------------------------------------------------------------
+BROKER_DIR = VAR_DIR / "broker"
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://localhost/")
+CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    (BROKER_DIR / "queue").mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "store_processed": False,
+        "polling_interval": 0.2,
+        "control_folder": str(BROKER_DIR / "control"),
+    }
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # A task not acknowledged (its worker died) comes back after this long; the inbox sweeper is faster.
+        "visibility_timeout": 600,
+        "socket_connect_timeout": 1,
+        "socket_timeout": 5,
+    }
+# Several deployments can share one Redis: each reads its own queue.
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="receipts")
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = 120
+CELERY_TASK_SOFT_TIME_LIMIT = 100
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE = {
+    "sweep-inbox": {
+        "task": "receipts.tasks.sweep_inbox",
+        "schedule": env.float("SWEEP_INTERVAL", default=5.0),
+    },
+    "expire-receipts": {
+        "task": "receipts.tasks.expire_receipts",
+        "schedule": env.float("RECEIPT_TIMEOUT_CHECK_INTERVAL", default=60.0),
+    },
+    # CRM sync (settings in the "CRM sync" block below). A relay run that finds the lease taken returns at
+    # once; a run queued behind a busy worker for longer than a few intervals is dropped.
+    "crm-relay": {
+        "task": "crm_sync.tasks.relay_outbox",
+        "schedule": env.float("CRM_RELAY_INTERVAL", default=2.0),
+        "options": {"expires": 5 * env.float("CRM_RELAY_INTERVAL", default=2.0)},
+    },
+    "crm-prune-outbox": {"task": "crm_sync.tasks.prune_outbox", "schedule": 3600.0},
+    # Polling Genesys Cloud (settings in the "polling and provider limits" block below). A tick that waits in
+    # the queue past its interval is dropped: the next one claims the same due messages.
+    "poll-high-priority": {
+        "task": "receipts.polling_tasks.poll_high_priority",
+        "schedule": env.float("POLL_TICK_SECONDS", default=5.0),
+        "options": {"expires": 2 * env.float("POLL_TICK_SECONDS", default=5.0)},
+    },
+    "reconcile-bulk": {
+        "task": "receipts.polling_tasks.reconcile_bulk",
+        "schedule": env.float("BULK_RECONCILE_INTERVAL", default=300.0),
+        "options": {"expires": env.float("BULK_RECONCILE_INTERVAL", default=300.0)},
+    },
+}
+
+# --- receipts pipeline -----------------------------------------------------------------------------------
+WEBHOOK_MAX_BODY = env.int("WEBHOOK_MAX_BODY", default=1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_BODY
+WEBHOOK_SECRET_GENESYS_CLOUD = env.list("WEBHOOK_SECRET_GENESYS_CLOUD", default=[])
+WEBHOOK_SECRET_GENESYS_SMS = env.list("WEBHOOK_SECRET_GENESYS_SMS", default=[])
+WEBHOOK_SECRET_WEBEX_CONNECT = env.list("WEBHOOK_SECRET_WEBEX_CONNECT", default=[])
+WEBHOOK_SECRET_GENERIC = env.list("WEBHOOK_SECRET_GENERIC", default=[])
+WEBHOOK_BASIC_AUTH = env.list("WEBHOOK_BASIC_AUTH", default=[])
+WEBHOOK_TIMESTAMP_TOLERANCE = env.int("WEBHOOK_TIMESTAMP_TOLERANCE", default=300)
+
+INBOX_BATCH_SIZE = env.int("INBOX_BATCH_SIZE", default=200)
+INBOX_MAX_ATTEMPTS = env.int("INBOX_MAX_ATTEMPTS", default=5)
+INBOX_RETRY_BASE = timedelta(seconds=env.float("INBOX_RETRY_BASE", default=10.0))
+INBOX_RETRY_MAX = timedelta(seconds=env.float("INBOX_RETRY_MAX", default=3600.0))
+INBOX_DRAIN_SECONDS = env.float("INBOX_DRAIN_SECONDS", default=20.0)
+# A web process asks for an inbox drain at most this often (seconds); the sweeper covers the rest.
+INBOX_KICK_DEBOUNCE = env.float("INBOX_KICK_DEBOUNCE", default=0.25)
+ORPHAN_WINDOW = timedelta(hours=env.float("ORPHAN_WINDOW_HOURS", default=24.0))
+# No final receipt this long after sent: delivered, assumed, flagged no_receipt (receipts.tasks.expire_receipts).
+RECEIPT_TIMEOUT = timedelta(hours=env.float("RECEIPT_TIMEOUT_HOURS", default=24.0))
+DEFAULT_PHONE_REGION = env.str("DEFAULT_PHONE_REGION", default="US")
+
+# --- polling and provider limits (receipts/polling.py, limits.py, providers/genesys_cloud_client.py) ------
+# Genesys Cloud account: region by name (us-east-1, eu-west-1, ...) or domain (mypurecloud.ie); the base URLs
+# override it (the simulator, a proxy). Without a client id and secret nothing is polled.
+GENESYS_CLOUD_REGION = env.str("GENESYS_CLOUD_REGION", default="us-east-1")
+GENESYS_CLOUD_BASE_URL = env.str("GENESYS_CLOUD_BASE_URL", default="")
+GENESYS_CLOUD_LOGIN_URL = env.str("GENESYS_CLOUD_LOGIN_URL", default="")
+GENESYS_CLOUD_CLIENT_ID = env.str("GENESYS_CLOUD_CLIENT_ID", default="")
+GENESYS_CLOUD_CLIENT_SECRET = env.str("GENESYS_CLOUD_CLIENT_SECRET", default="")
+GENESYS_CLOUD_TIMEOUT = env.float("GENESYS_CLOUD_TIMEOUT", default=10.0)
+# The shared token bucket: at most limit * (1 - headroom) requests in any window, across every process.
+GENESYS_RATE_LIMIT_PER_MINUTE = env.int("GENESYS_RATE_LIMIT_PER_MINUTE", default=300)
+GENESYS_RATE_HEADROOM = env.float("GENESYS_RATE_HEADROOM", default=0.2)
+GENESYS_RATE_BURST = env.int("GENESYS_RATE_BURST", default=10)
+GENESYS_RATE_WINDOW = env.float("GENESYS_RATE_WINDOW", default=60.0)
+GENESYS_MAX_WAIT = env.float("GENESYS_MAX_WAIT", default=30.0)
+CIRCUIT_FAILURE_THRESHOLD = env.int("CIRCUIT_FAILURE_THRESHOLD", default=5)
+CIRCUIT_COOLDOWN_SECONDS = env.float("CIRCUIT_COOLDOWN_SECONDS", default=30.0)
+# High-priority tier: first poll POLL_FIRST_DELAY after registration, then x POLL_BACKOFF up to POLL_MAX_DELAY.
+POLL_FIRST_DELAY = timedelta(seconds=env.float("POLL_FIRST_DELAY", default=10.0))
+POLL_BACKOFF = env.float("POLL_BACKOFF", default=2.0)
+POLL_MAX_DELAY = timedelta(seconds=env.float("POLL_MAX_DELAY", default=60.0))
+POLL_HIGH_MAX_AGE = timedelta(minutes=env.float("POLL_HIGH_MAX_AGE_MINUTES", default=60.0))
+POLL_BATCH_SIZE = env.int("POLL_BATCH_SIZE", default=50)
+# Bulk tier (the interval itself is BULK_RECONCILE_INTERVAL in the beat schedule above).
+BULK_RECONCILE_INTERVAL = env.float("BULK_RECONCILE_INTERVAL", default=300.0)
+POLL_BULK_FALLBACK_REQUESTS = env.int("POLL_BULK_FALLBACK_REQUESTS", default=20)
+POLL_ANALYTICS_PAGE_SIZE = env.int("POLL_ANALYTICS_PAGE_SIZE", default=1000)
+POLL_ANALYTICS_JOB_POLL_INTERVAL = env.float("POLL_ANALYTICS_JOB_POLL_INTERVAL", default=2.0)
+POLL_ANALYTICS_JOB_TIMEOUT = env.float("POLL_ANALYTICS_JOB_TIMEOUT", default=240.0)
+# /metrics answers only with "Authorization: Bearer <METRICS_TOKEN>" when set.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# The polling tasks live outside receipts/tasks.py, where autodiscovery looks: the worker imports them by name.
+CELERY_IMPORTS = ["receipts.polling_tasks"]
+
+# --- suppression list, retry policy, escalations (receipts/suppression.py, policy.py, sending.py) ---------
+SUPPRESS_HARD_BOUNCE = env.bool("SUPPRESS_HARD_BOUNCE", default=True)
+SOFT_BOUNCE_THRESHOLD = env.int("SOFT_BOUNCE_THRESHOLD", default=3)  # 0 turns soft-bounce suppression off
+SOFT_BOUNCE_WINDOW_DAYS = env.float("SOFT_BOUNCE_WINDOW_DAYS", default=7.0)
+SOFT_BOUNCE_SUPPRESS_DAYS = env.float("SOFT_BOUNCE_SUPPRESS_DAYS", default=30.0)
+SOFT_BOUNCE_WINDOW = timedelta(days=SOFT_BOUNCE_WINDOW_DAYS)
+SOFT_BOUNCE_SUPPRESS = timedelta(days=SOFT_BOUNCE_SUPPRESS_DAYS)
+SUPPRESS_COMPLAINT = env.bool("SUPPRESS_COMPLAINT", default=True)
+SUPPRESS_SMS_INVALID_DESTINATION = env.bool("SUPPRESS_SMS_INVALID_DESTINATION", default=True)
+SUPPRESSION_CHECK_MAX = env.int("SUPPRESSION_CHECK_MAX", default=10000)
+RETRY_MAX = env.int("RETRY_MAX", default=1)
+RETRY_DELAY = timedelta(seconds=env.float("RETRY_DELAY", default=120.0))
+FALLBACK_AFTER = timedelta(seconds=env.float("FALLBACK_AFTER", default=600.0))
+ESCALATION_LOOKBACK = timedelta(hours=env.float("ESCALATION_LOOKBACK_HOURS", default=24.0))
+# provider=dotted.path.to.SenderClass, comma-separated (receipts.sending); code can also register_sender().
+SENDERS = env.dict("SENDERS", default={})
+CELERY_IMPORTS = [*globals().get("CELERY_IMPORTS", []), "receipts.policy_tasks"]
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "dispatch-retries": {
+            "task": "receipts.policy_tasks.dispatch_retries",
+            "schedule": env.float("RETRY_SWEEP_INTERVAL", default=10.0),
+        },
+        "raise-escalations": {
+            "task": "receipts.policy_tasks.raise_escalations",
+            "schedule": env.float("ESCALATION_SWEEP_INTERVAL", default=30.0),
+        },
+        "expire-suppressions": {
+            "task": "receipts.policy_tasks.expire_suppressions",
+            "schedule": env.float("SUPPRESSION_EXPIRY_INTERVAL", default=300.0),
+        },
+    }
+)
+
+# --- CRM sync (crm_sync: outbox, relay, adapters, change feed) -------------------------------------------
+CRM_BACKEND = env.str("CRM_BACKEND", default="none")  # none | generic | salesforce
+CRM_URL = env.str("CRM_URL", default="")
+CRM_SIGNING_SECRET = env.str("CRM_SIGNING_SECRET", default="")
+CRM_TIMEOUT = env.float("CRM_TIMEOUT", default=10.0)
+CRM_BATCH_SIZE = env.int("CRM_BATCH_SIZE", default=500)
+CRM_MAX_ATTEMPTS = env.int("CRM_MAX_ATTEMPTS", default=30)
+CRM_RETRY_BASE = timedelta(seconds=env.float("CRM_RETRY_BASE", default=10.0))
+CRM_RETRY_MAX = timedelta(seconds=env.float("CRM_RETRY_MAX", default=3600.0))
+CRM_RELAY_INTERVAL = env.float("CRM_RELAY_INTERVAL", default=2.0)
+CRM_RELAY_SECONDS = env.float("CRM_RELAY_SECONDS", default=20.0)
+CRM_RELAY_LEASE = timedelta(seconds=env.float("CRM_RELAY_LEASE", default=60.0))
+CRM_OUTBOX_RETENTION_DAYS = env.int("CRM_OUTBOX_RETENTION_DAYS", default=30)
+# JSON: CRM field -> rule(s); unset means crm_sync.mapping.DEFAULT_FIELD_MAP (README, "CRM sync").
+CRM_FIELD_MAP = env.json("CRM_FIELD_MAP", default=None)
+SALESFORCE_TOKEN_URL = env.str("SALESFORCE_TOKEN_URL", default="")
+SALESFORCE_CLIENT_ID = env.str("SALESFORCE_CLIENT_ID", default="")
+SALESFORCE_CLIENT_SECRET = env.str("SALESFORCE_CLIENT_SECRET", default="")
+SALESFORCE_API_VERSION = env.str("SALESFORCE_API_VERSION", default="62.0")
+SALESFORCE_SOBJECT = env.str("SALESFORCE_SOBJECT", default="Contact")
+SALESFORCE_EXTERNAL_ID_FIELD = env.str("SALESFORCE_EXTERNAL_ID_FIELD", default="Delivery_Tracker_Id__c")
+SALESFORCE_BATCH_SIZE = env.int("SALESFORCE_BATCH_SIZE", default=200)
+
+# --- provider simulator (receipts/simulator, `manage.py simulate_providers`; its other knobs are options) -----
+SIMULATOR_PORT = env.int("SIMULATOR_PORT", default=8100)
+# Where the simulator pushes receipts: this app's base URL (webhook paths are appended).
+SIMULATOR_APP_URL = env.str("SIMULATOR_APP_URL", default="http://127.0.0.1:8000")
+
+# --- provider senders (receipts/senders.py: retries and the demo campaign) ---------------------------------
+GENESYS_CLOUD_FROM_ADDRESS = env.str("GENESYS_CLOUD_FROM_ADDRESS", default="")
+GENESYS_SMS_MT_URL = env.str("GENESYS_SMS_MT_URL", default="https://smsc-api.genesyscloud.com/httpapi/receiver")
+GENESYS_SMS_LOGIN = env.str("GENESYS_SMS_LOGIN", default="")
+GENESYS_SMS_PASSWORD = env.str("GENESYS_SMS_PASSWORD", default="")
+GENESYS_SMS_SENDER = env.str("GENESYS_SMS_SENDER", default="")
+GENESYS_SMS_APP_ID = env.str("GENESYS_SMS_APP_ID", default="receipt-tracker")
+WEBEX_CONNECT_URL = env.str("WEBEX_CONNECT_URL", default="https://api.imiconnect.io")
+WEBEX_CONNECT_SERVICE_KEY = env.str("WEBEX_CONNECT_SERVICE_KEY", default="")
+WEBEX_CONNECT_SENDER_ID = env.str("WEBEX_CONNECT_SENDER_ID", default="")
+WEBEX_CONNECT_EMAIL_FROM = env.str("WEBEX_CONNECT_EMAIL_FROM", default="")
+
+# --- REST framework --------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["receipts.api_auth.ApiClientTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["receipts.api_auth.HasScope"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "receipts.api_support.CursorPagination",
+    "PAGE_SIZE": 100,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "receipts.api_support.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Delivery receipt tracker API",
+    "DESCRIPTION": "Messages, their receipt timelines, and the webhooks providers post to.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # A suppression's source and lift source share one choice set, apart from a timeline entry's source.
+    "ENUM_NAME_OVERRIDES": {"SuppressionSourceEnum": "receipts.models.SuppressionSource"},
+}
+
+# --- the rest of Django ----------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = False
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns on every request while it is missing
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", False) else None
+
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"mask_addresses": {"()": "receipts.logging.MaskAddressesFilter"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["mask_addresses"]},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+        "celery": {"level": LOG_LEVEL},
+    },
+}

@@ -1,0 +1,375 @@
+"""The only code that writes the outbox: recording changes, relaying them, retrying, pruning.
+
+Recording: ``record_changes`` is the receiver of ``receipts.events.changes``. It runs inside the transaction that
+made the change and writes one outbox row per event in one INSERT, so the row commits or rolls back with it.
+
+Relaying (``relay``): one relay at a time holds a lease and works in batches. A batch
+
+1. claims due rows (``SELECT ... FOR UPDATE SKIP LOCKED``), oldest first, and holds back any row with an earlier
+   row of its stream that is not done (backing off, in flight, or dead): changes of one stream go out in order;
+2. marks the claimed rows in flight (one attempt more, not due again for ``CRM_RELAY_LEASE``) and commits;
+3. coalesces them by message and sends them (no transaction is open during the HTTP call);
+4. marks them sent, or backs them off (``CRM_RETRY_BASE`` doubling up to ``CRM_RETRY_MAX``, never sooner than a
+   ``Retry-After``), or, after ``CRM_MAX_ATTEMPTS``, dead.
+
+A relay killed between 3 and 4 leaves its rows pending; they are due again when the lease runs out and go out
+again with the same idempotency keys: a duplicate, never a loss.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count, F, Max, Min, Q
+from django.utils import timezone
+
+from crm_sync.adapters import Adapter, Change, Entry, Result, coalesce, get_adapter
+from crm_sync.models import OutboxMessage, OutboxState, RelayLease
+from receipts.events import DomainEvent
+
+log = logging.getLogger(__name__)
+
+RELAY_LEASE = "relay"
+
+
+# --- recording ------------------------------------------------------------------------------------------
+
+
+def stream_of(event: DomainEvent) -> str:
+    """What a change must stay in order with: its CRM record, else its message, else its address."""
+    if event.crm_record_id:
+        return f"record:{event.crm_record_id}"
+    if event.message_id is not None:
+        return f"message:{event.message_id}"
+    address = event.payload.get("address") or event.payload.get("to")
+    if address:
+        digest = hashlib.sha256(f"{event.payload.get('channel', '')}:{address}".encode()).hexdigest()
+        return f"address:{digest[:40]}"
+    if event.payload.get("address_sha256"):  # suppression changes carry the address hashed
+        return f"address:{event.payload.get('channel', '')}:{event.payload['address_sha256'][:40]}"
+    return "unkeyed"
+
+
+def record_changes(events: list[DomainEvent], now: datetime | None = None) -> list[OutboxMessage]:
+    """One outbox row per event, in one INSERT, in the caller's transaction."""
+    if not events:
+        return []
+    now = now or timezone.now()
+    rows = [
+        OutboxMessage(
+            kind=event.kind,
+            crm_record_id=event.crm_record_id or "",
+            message_id=event.message_id,
+            stream=stream_of(event)[:300],
+            payload=event.payload,
+            occurred_at=event.occurred_at or now,
+            created_at=now,
+            next_attempt_at=now,
+        )
+        for event in events
+    ]
+    # The whole list in one statement where the database allows it (SQLite caps the parameters per query).
+    return OutboxMessage.objects.bulk_create(rows)
+
+
+def on_changes(sender: Any, events: list[DomainEvent], **kwargs: Any) -> None:
+    record_changes(events)
+
+
+# --- the lease ------------------------------------------------------------------------------------------
+
+
+def relay_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def take_lease(owner: str, now: datetime) -> bool:
+    """Take the relay lease, or renew it if ``owner`` holds it. False while someone else holds it."""
+    expires = now + settings.CRM_RELAY_LEASE
+    free = RelayLease.objects.filter(Q(expires_at__lte=now) | Q(owner=owner), name=RELAY_LEASE)
+    if free.update(owner=owner, expires_at=expires) == 1:
+        return True
+    if RelayLease.objects.filter(name=RELAY_LEASE).exists():
+        return False
+    RelayLease.objects.bulk_create([RelayLease(name=RELAY_LEASE, owner="", expires_at=now)], ignore_conflicts=True)
+    return free.update(owner=owner, expires_at=expires) == 1
+
+
+def release_lease(owner: str) -> None:
+    RelayLease.objects.filter(name=RELAY_LEASE, owner=owner).update(owner="", expires_at=timezone.now())
+
+
+# --- relaying -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BatchReport:
+    due: int = 0  # rows found due
+    claimed: int = 0  # of those, rows sent to the CRM
+    sent: int = 0
+    skipped: int = 0
+    failed: int = 0
+    dead: int = 0
+    held: int = 0  # due, but behind an unfinished earlier change of their stream
+
+    @property
+    def all_failed(self) -> bool:
+        return self.claimed > 0 and self.failed + self.dead == self.claimed
+
+
+@dataclass
+class RelayReport:
+    batches: int = 0
+    sent: int = 0
+    skipped: int = 0
+    failed: int = 0
+    dead: int = 0
+    busy: bool = False  # another relay holds the lease
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, batch: BatchReport) -> None:
+        self.batches += 1 if batch.due else 0
+        self.sent += batch.sent
+        self.skipped += batch.skipped
+        self.failed += batch.failed
+        self.dead += batch.dead
+
+
+def relay(
+    now: datetime | None = None, *, adapter: Adapter | None = None, max_seconds: float | None = None
+) -> RelayReport:
+    """Send due changes in batches until none is due, the CRM fails a whole batch, or the time is spent.
+
+    ``now`` fixes the clock (tests); otherwise each batch reads it afresh.
+    """
+    report = RelayReport()
+    own_adapter = adapter is None
+    adapter = adapter or get_adapter()
+    if adapter is None:  # CRM_BACKEND=none: the outbox is kept, nothing is sent
+        return report
+    owner = relay_owner()
+    deadline = time.monotonic() + (settings.CRM_RELAY_SECONDS if max_seconds is None else max_seconds)
+    try:
+        if not take_lease(owner, now or timezone.now()):
+            report.busy = True
+            return report
+        first = True
+        while True:
+            if not first and not take_lease(owner, now or timezone.now()):
+                log.warning("relay lease lost to another relay; stopping")
+                break
+            first = False
+            batch = relay_batch(adapter, now)
+            report.add(batch)
+            if batch.due == 0 or batch.all_failed or time.monotonic() >= deadline:
+                break
+    finally:
+        release_lease(owner)
+        if own_adapter:
+            adapter.close()
+    return report
+
+
+def relay_batch(adapter: Adapter, now: datetime | None = None) -> BatchReport:
+    """Claim, send and settle one batch. ``now`` fixes the clock (tests); otherwise it is read at each step."""
+    report = BatchReport()
+    rows = claim(now or timezone.now(), report)
+    if not rows:
+        return report
+    changes = [
+        Change(r.pk, r.idempotency_key, r.kind, r.crm_record_id, r.message_id, r.stream, r.occurred_at, r.payload)
+        for r in rows
+    ]
+    entries = coalesce(changes)
+    try:
+        results = adapter.send(entries)
+    except Exception as exc:  # a bug in an adapter must not leave the rows in flight until the lease runs out
+        log.exception("CRM adapter %s raised", adapter.name)
+        results = [Result.failed(f"{type(exc).__name__}: {exc}")] * len(entries)
+    settle(entries, results, {r.pk: r.attempts for r in rows}, now or timezone.now(), report)
+    return report
+
+
+def claim(now: datetime, report: BatchReport) -> list[OutboxMessage]:
+    """Due rows that may go now, marked in flight. Rows behind an unfinished change of their stream wait."""
+    with transaction.atomic():
+        due = OutboxMessage.objects.due(now).order_by("id")
+        if connection.features.has_select_for_update_skip_locked:
+            due = due.select_for_update(skip_locked=True)
+        rows = list(due[: settings.CRM_BATCH_SIZE])
+        if not rows:
+            return []
+        report.due = len(rows)
+        streams = {r.stream for r in rows}
+        unfinished = Q(state=OutboxState.DEAD) | Q(state=OutboxState.PENDING, next_attempt_at__gt=now)
+        blockers = {
+            b["stream"]: b
+            for b in OutboxMessage.objects.filter(unfinished, stream__in=streams, id__lt=rows[-1].pk)
+            .values("stream")
+            .annotate(
+                first=Min("id"),
+                dead=Min("id", filter=Q(state=OutboxState.DEAD)),
+                until=Max("next_attempt_at", filter=Q(state=OutboxState.PENDING)),
+            )
+        }
+        ready: list[OutboxMessage] = []
+        wait: dict[datetime, list[int]] = defaultdict(list)
+        held: dict[int, list[int]] = defaultdict(list)
+        for row in rows:
+            blocker = blockers.get(row.stream)
+            if blocker is None or row.pk < blocker["first"]:
+                ready.append(row)
+            elif blocker["dead"] is not None and row.pk > blocker["dead"]:
+                held[blocker["dead"]].append(row.pk)
+            else:
+                wait[blocker["until"]].append(row.pk)
+        for until, ids in wait.items():
+            OutboxMessage.objects.filter(pk__in=ids).update(next_attempt_at=until)
+        for dead_id, ids in held.items():
+            OutboxMessage.objects.filter(pk__in=ids).update(
+                state=OutboxState.DEAD, last_error=f"held behind dead change #{dead_id} of the same stream"
+            )
+        report.held = sum(len(ids) for ids in wait.values()) + sum(len(ids) for ids in held.values())
+        report.dead += sum(len(ids) for ids in held.values())
+        report.claimed = len(ready)
+        if ready:
+            OutboxMessage.objects.filter(pk__in=[r.pk for r in ready]).update(
+                attempts=F("attempts") + 1, next_attempt_at=now + settings.CRM_RELAY_LEASE
+            )
+            for row in ready:
+                row.attempts += 1
+    return ready
+
+
+def backoff(attempts: int) -> timedelta:
+    return min(settings.CRM_RETRY_BASE * 2 ** max(attempts - 1, 0), settings.CRM_RETRY_MAX)
+
+
+def settle(
+    entries: list[Entry], results: list[Result], attempts: dict[int, int], now: datetime, report: BatchReport
+) -> None:
+    """Write what became of each entry: sent, skipped, backed off or dead."""
+    sent: list[int] = []
+    skipped: dict[str, list[int]] = defaultdict(list)
+    failed: dict[tuple[str, datetime | None, str], list[int]] = defaultdict(list)
+    for entry, result in zip(entries, results, strict=True):
+        ids = entry.row_ids
+        if result.skipped:
+            skipped[result.error].extend(ids)
+        elif result.ok:
+            sent.extend(ids)
+        elif max(attempts[i] for i in ids) >= settings.CRM_MAX_ATTEMPTS:
+            # The whole entry dies together: its later changes would only be held behind the first.
+            failed[(OutboxState.DEAD, None, result.error)].extend(ids)
+            log.error("CRM changes %s are dead after %d attempts: %s", ids, max(attempts[i] for i in ids), result.error)
+        else:
+            for i in ids:
+                delay = backoff(attempts[i])
+                if result.retry_after is not None:
+                    delay = max(delay, timedelta(seconds=min(result.retry_after, 86400)))
+                failed[(OutboxState.PENDING, now + delay, result.error)].append(i)
+    # Only rows still pending: a relay that stalled past its lease must not undo what the next one settled.
+    pending = OutboxMessage.objects.pending()
+    with transaction.atomic():
+        if sent:
+            pending.filter(pk__in=sent).update(state=OutboxState.SENT, sent_at=now, last_error="")
+        for reason, ids in skipped.items():
+            pending.filter(pk__in=ids).update(state=OutboxState.SKIPPED, sent_at=now, last_error=reason)
+        for (state, next_at, error), ids in failed.items():
+            update: dict[str, Any] = {"state": state, "last_error": error}
+            if next_at is not None:
+                update["next_attempt_at"] = next_at
+            pending.filter(pk__in=ids).update(**update)
+    report.sent = len(sent)
+    report.skipped = sum(len(ids) for ids in skipped.values())
+    report.dead += sum(len(ids) for (state, _, _), ids in failed.items() if state == OutboxState.DEAD)
+    report.failed = sum(len(ids) for (state, _, _), ids in failed.items() if state == OutboxState.PENDING)
+    if report.failed:
+        log.warning("CRM batch: %d changes failed and back off: %s", report.failed, next(iter(failed))[2][:200])
+
+
+# --- operators ------------------------------------------------------------------------------------------
+
+
+def retry(rows: Any, now: datetime | None = None) -> int:
+    """Send the chosen changes again now: dead ones (with the changes held behind them) and backing-off ones."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        chosen = list(rows.filter(state__in=[OutboxState.DEAD, OutboxState.PENDING]).values_list("id", "stream"))
+        if not chosen:
+            return 0
+        first_in_stream: dict[str, int] = {}
+        for pk, stream in chosen:
+            first_in_stream[stream] = min(pk, first_in_stream.get(stream, pk))
+        behind = Q(pk__in=[pk for pk, _ in chosen])
+        for stream, first in first_in_stream.items():
+            behind |= Q(stream=stream, pk__gt=first)
+        return (
+            OutboxMessage.objects.filter(behind, state__in=[OutboxState.DEAD, OutboxState.PENDING])
+            .filter(Q(state=OutboxState.DEAD) | Q(next_attempt_at__gt=now))
+            .update(state=OutboxState.PENDING, attempts=0, next_attempt_at=now, last_error="")
+        )
+
+
+@dataclass(frozen=True)
+class OutboxSummary:
+    backend: str
+    backlog: int  # pending, due or not
+    due: int
+    dead: int
+    oldest_pending_at: datetime | None
+    oldest_due_at: datetime | None
+    now: datetime
+
+    @property
+    def lag(self) -> timedelta | None:
+        """How long the oldest change not yet sent has waited."""
+        return self.now - self.oldest_pending_at if self.oldest_pending_at else None
+
+    @property
+    def due_lag(self) -> timedelta | None:
+        return self.now - self.oldest_due_at if self.oldest_due_at else None
+
+
+def summary(now: datetime | None = None) -> OutboxSummary:
+    now = now or timezone.now()
+    pending = OutboxMessage.objects.pending()
+    totals = pending.aggregate(backlog=Count("id"), oldest=Min("created_at"))
+    due = OutboxMessage.objects.due(now).aggregate(count=Count("id"), oldest=Min("created_at"))
+    return OutboxSummary(
+        backend=settings.CRM_BACKEND,
+        backlog=totals["backlog"],
+        due=due["count"],
+        dead=OutboxMessage.objects.dead().count(),
+        oldest_pending_at=totals["oldest"],
+        oldest_due_at=due["oldest"],
+        now=now,
+    )
+
+
+def prune(now: datetime | None = None, chunk: int = 10000) -> int:
+    """Delete sent and skipped changes older than ``CRM_OUTBOX_RETENTION_DAYS`` (0 keeps everything)."""
+    if settings.CRM_OUTBOX_RETENTION_DAYS <= 0:
+        return 0
+    cutoff = (now or timezone.now()) - timedelta(days=settings.CRM_OUTBOX_RETENTION_DAYS)
+    total = 0
+    while True:
+        ids = list(
+            OutboxMessage.objects.filter(state__in=[OutboxState.SENT, OutboxState.SKIPPED], created_at__lt=cutoff)
+            .order_by("id")
+            .values_list("id", flat=True)[:chunk]
+        )
+        if not ids:
+            return total
+        total += OutboxMessage.objects.filter(pk__in=ids).delete()[0]

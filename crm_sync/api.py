@@ -1,0 +1,167 @@
+"""The change feed: the CRM pulls every outbox change, in order, from a cursor it keeps.
+
+``GET /api/v1/changes/?after=<cursor>`` answers changes after the cursor in ``(txid, id)`` order, and ``next``,
+the cursor to ask from next time. On PostgreSQL a change is served only once every transaction older than the
+oldest one still running has finished (``pg_snapshot_xmin(pg_current_snapshot())``), so a writer that commits
+late can never land behind a cursor a reader has already passed. See docs/design.md, "The change feed".
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.db import connection
+from django.db.models import Q, QuerySet
+from django.db.models.expressions import RawSQL
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
+from rest_framework.generics import GenericAPIView
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from crm_sync.models import OutboxMessage
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+CURSOR = re.compile(r"^(\d+)\.(\d+)$")
+# Transactions with an id below this have all finished; anything that commits later has an id at or above it.
+SAFE_HORIZON = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+
+
+class ChangeSerializer(serializers.ModelSerializer):
+    cursor = serializers.CharField(read_only=True, help_text="Ask `?after=` this to continue after this change.")
+    delivery_state = serializers.CharField(source="state", read_only=True, help_text="Where the push relay is.")
+
+    class Meta:
+        model = OutboxMessage
+        fields = [
+            "cursor",
+            "idempotency_key",
+            "kind",
+            "crm_record_id",
+            "message_id",
+            "occurred_at",
+            "created_at",
+            "payload",
+            "delivery_state",
+        ]
+        read_only_fields = fields
+
+
+class ChangePageSerializer(serializers.Serializer):
+    results = ChangeSerializer(many=True)
+    next = serializers.CharField(help_text="The cursor to pass as `after` next time (the same one when empty).")
+    has_more = serializers.BooleanField(help_text="More changes are ready now: ask again at once.")
+
+
+FEED_EXAMPLE = OpenApiExample(
+    "A page of changes",
+    value={
+        "results": [
+            {
+                "cursor": "7423.1031",
+                "idempotency_key": "chg_5f0c1a2b3c4d4e5f8a9b0c1d2e3f4a5b",
+                "kind": "status_changed",
+                "crm_record_id": "003XX000004TmiQ",
+                "message_id": 812,
+                "occurred_at": "2026-11-20T10:00:05.120000Z",
+                "created_at": "2026-11-20T10:00:05.121000Z",
+                "payload": {
+                    "message_id": 812,
+                    "provider": "genesys_sms",
+                    "provider_message_id": "4f9c2b1e",
+                    "channel": "sms",
+                    "status": "delivered",
+                    "previous_status": "sent",
+                    "status_at": "2026-11-20T10:00:04Z",
+                    "failure_category": "",
+                    "needs_review": False,
+                    "review_reason": "",
+                    "crm_record_id": "003XX000004TmiQ",
+                },
+                "delivery_state": "sent",
+            }
+        ],
+        "next": "7423.1031",
+        "has_more": False,
+    },
+    response_only=True,
+)
+
+
+def parse_cursor(value: str) -> tuple[int, int]:
+    match = CURSOR.match(value.strip())
+    if not match:
+        raise ValidationError({"after": ["not a cursor from this feed (expected the `next` or a `cursor` value)"]})
+    return int(match.group(1)), int(match.group(2))
+
+
+def page_size(value: str | None) -> int:
+    if value in (None, ""):
+        return DEFAULT_PAGE_SIZE
+    try:
+        size = int(value)
+    except ValueError:
+        size = 0
+    if not 1 <= size <= MAX_PAGE_SIZE:
+        raise ValidationError({"page_size": [f"must be a number from 1 to {MAX_PAGE_SIZE}"]})
+    return size
+
+
+def feed(after: tuple[int, int] | None = None) -> QuerySet[OutboxMessage]:
+    """Every change after the cursor that can no longer be preceded by a late commit, in feed order."""
+    changes = OutboxMessage.objects.all()
+    if after is not None:
+        txid, pk = after
+        # (txid, id) > (after): the plain txid bound lets the (txid, id) index start the scan at the cursor.
+        changes = changes.filter(Q(txid__gt=txid) | Q(txid=txid, pk__gt=pk), txid__gte=txid)
+    if connection.vendor == "postgresql":
+        changes = changes.filter(txid__lt=RawSQL(SAFE_HORIZON, ()))  # noqa: S611 - a constant, no input
+    return changes.order_by("txid", "id")
+
+
+class ChangeFeedView(GenericAPIView):
+    serializer_class = ChangePageSerializer
+    pagination_class = None
+    filter_backends: list = []
+
+    @extend_schema(
+        summary="The change feed: every change for the CRM, in order, after a cursor",
+        description=(
+            "Start without `after`, then always pass the last answer's `next`. Every change appears once, in the "
+            "order the CRM should apply it, and none is skipped when writers commit out of order. The feed keeps "
+            "everything the outbox keeps (`CRM_OUTBOX_RETENTION_DAYS`), whatever the push relay did with it."
+        ),
+        parameters=[
+            OpenApiParameter("after", OpenApiTypes.STR, description="A cursor from a previous answer."),
+            OpenApiParameter("page_size", OpenApiTypes.INT, description=f"1 to {MAX_PAGE_SIZE}, default 100."),
+            OpenApiParameter("crm_record_id", OpenApiTypes.STR, description="Only this CRM record's changes."),
+            OpenApiParameter(
+                "kind",
+                OpenApiTypes.STR,
+                many=True,
+                description="Only these kinds (repeatable): status_changed, review_resolved, escalation, "
+                "suppression_added, suppression_lifted.",
+            ),
+        ],
+        responses=ChangePageSerializer,
+        examples=[FEED_EXAMPLE],
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        after_text = request.query_params.get("after", "")
+        after = parse_cursor(after_text) if after_text else None
+        size = page_size(request.query_params.get("page_size"))
+        changes = feed(after)
+        if record := request.query_params.get("crm_record_id"):
+            changes = changes.filter(crm_record_id=record)
+        if kinds := request.query_params.getlist("kind"):
+            changes = changes.filter(kind__in=kinds)
+        page = list(changes[: size + 1])
+        has_more = len(page) > size
+        page = page[:size]
+        next_cursor = page[-1].cursor if page else (after_text.strip() if after else "0.0")
+        body = {"results": ChangeSerializer(page, many=True).data, "next": next_cursor, "has_more": has_more}
+        return Response(body)

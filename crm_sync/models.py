@@ -1,0 +1,110 @@
+"""The CRM outbox: one row per change, written in the transaction that made the change.
+
+A row is both a message for the relay to push (``state``, ``attempts``, ``next_attempt_at``) and an entry of
+the change feed the CRM can pull (ordered by ``(txid, id)``, see docs/design.md, "The change feed").
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+from django.utils import timezone
+
+
+def new_idempotency_key() -> str:
+    return f"chg_{uuid.uuid4().hex}"
+
+
+class CurrentTxid(models.Func):
+    """The id of the writing transaction on PostgreSQL (``xid8`` as a bigint); 0 on SQLite.
+
+    SQLite has one writer at a time and ids are handed out under its lock, so id order there is commit order
+    and a constant is enough.
+    """
+
+    output_field = models.BigIntegerField()
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list]:
+        return "0", []
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list]:
+        return "(pg_current_xact_id()::text::bigint)", []
+
+
+class OutboxState(models.TextChoices):
+    PENDING = "pending"
+    SENT = "sent"
+    SKIPPED = "skipped", "skipped (the CRM cannot take it)"
+    DEAD = "dead", "dead (failed every attempt, or held behind a dead change)"
+
+
+class OutboxQuerySet(models.QuerySet["OutboxMessage"]):
+    def pending(self) -> OutboxQuerySet:
+        return self.filter(state=OutboxState.PENDING)
+
+    def due(self, now: datetime) -> OutboxQuerySet:
+        return self.filter(state=OutboxState.PENDING, next_attempt_at__lte=now)
+
+    def dead(self) -> OutboxQuerySet:
+        return self.filter(state=OutboxState.DEAD)
+
+
+class OutboxMessage(models.Model):
+    """One change for the CRM: a status change, a review resolution, an escalation, a suppression change."""
+
+    # Stable for the life of the change: every retry and every duplicate after a crash carries the same key.
+    idempotency_key = models.CharField(max_length=64, unique=True, default=new_idempotency_key)
+    kind = models.CharField(max_length=40)
+    crm_record_id = models.CharField(max_length=255, blank=True)
+    message_id = models.BigIntegerField(null=True, blank=True, help_text="receipts.Message id, if any.")
+    # Changes of one stream go out in order (the CRM record, else the message, else the address).
+    stream = models.CharField(max_length=300)
+    payload = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
+    occurred_at = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+    # The writing transaction (PostgreSQL): the change feed serves a row only once every transaction that
+    # could still commit a row before it in (txid, id) order has finished.
+    txid = models.BigIntegerField(db_default=CurrentTxid(), editable=False)
+
+    state = models.CharField(max_length=10, choices=OutboxState.choices, default=OutboxState.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    objects = OutboxQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "outbox change"
+        indexes = [
+            models.Index(fields=["state", "next_attempt_at"], name="crm_outbox_due_idx"),
+            models.Index(fields=["stream", "id"], name="crm_outbox_stream_idx"),
+            models.Index(fields=["txid", "id"], name="crm_outbox_feed_idx"),
+            models.Index(fields=["crm_record_id"], name="crm_outbox_record_idx"),
+        ]
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.crm_record_id or self.stream} ({self.state})"
+
+    @property
+    def cursor(self) -> str:
+        return f"{self.txid}.{self.pk}"
+
+
+class RelayLease(models.Model):
+    """Who relays now. One relay at a time keeps each stream in order; a dead relay's lease runs out."""
+
+    name = models.CharField(max_length=40, primary_key=True)
+    owner = models.CharField(max_length=100, blank=True)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.owner or '-'} until {self.expires_at:%H:%M:%S}"

@@ -1,0 +1,222 @@
+"""What the polling and the provider limits are doing: ``/metrics`` (Prometheus) and an admin page.
+
+Both read the shared state (Redis or the embedded SQLite file) and the database at the moment they are asked, so
+every process's calls show, whichever gunicorn worker answers the scrape: nothing is counted in process memory.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.contrib import admin
+from django.contrib.admin.views.decorators import staff_member_required
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from receipts.limits import CIRCUIT_STATE_VALUE, CircuitState, Limits
+from receipts.models import Message, ReceiptEvent
+from receipts.polling import GENESYS_CLOUD
+from receipts.providers.genesys_cloud_client import Config, limits_from_settings
+
+log = logging.getLogger(__name__)
+
+# Shared counters (receipts.limits.Limits.count) -> (metric, label name, label value, help).
+COUNTERS: dict[str, tuple[str, str, str, str]] = {
+    "requests_ok": ("receipts_provider_requests", "outcome", "ok", "Provider API requests by outcome"),
+    "requests_client_error": ("receipts_provider_requests", "outcome", "client_error", ""),
+    "requests_server_error": ("receipts_provider_requests", "outcome", "server_error", ""),
+    "requests_rate_limited": ("receipts_provider_requests", "outcome", "rate_limited", ""),
+    "requests_transport_error": ("receipts_provider_requests", "outcome", "transport_error", ""),
+    "token_requests": ("receipts_provider_token_requests", "", "", "OAuth token requests"),
+    "token_refused": ("receipts_provider_token_refused", "", "", "API answers 401 to a token (refreshed once)"),
+    "limiter_waits": ("receipts_provider_ratelimit_waits", "", "", "Calls that waited for a token of the bucket"),
+    "limiter_refusals": (
+        "receipts_provider_ratelimit_refusals",
+        "",
+        "",
+        "Calls given up because no token came within GENESYS_MAX_WAIT",
+    ),
+    "circuit_refusals": ("receipts_provider_circuit_refusals", "", "", "Calls refused while the circuit was open"),
+    "polls_high": ("receipts_polls", "tier", "high", "Messages polled, by tier"),
+    "polls_bulk": ("receipts_polls", "tier", "bulk", ""),
+    "poll_answers_new": ("receipts_poll_answers", "result", "new", "Poll answers stored, or dropped as duplicates"),
+    "poll_answers_duplicate": ("receipts_poll_answers", "result", "duplicate", ""),
+    "reconcile_runs": ("receipts_reconcile_runs", "", "", "Bulk reconciliation rounds"),
+}
+
+
+@dataclass
+class ProviderSnapshot:
+    configured: bool
+    name: str = ""
+    api_url: str = ""
+    client_id: str = ""
+    up: bool = False
+    error: str = ""
+    circuit: CircuitState = field(default_factory=CircuitState)
+    tokens: float = 0.0
+    paused_for: float = 0.0
+    capacity: int = 0
+    budget: int = 0
+    limit: int = 0
+    window: float = 0.0
+    refill_per_second: float = 0.0
+    threshold: int = 0
+    cooldown: float = 0.0
+    counters: dict[str, int] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+    backend: str = ""
+
+
+def provider_snapshot(limits: Limits | None = None) -> ProviderSnapshot:
+    config = Config.from_settings()
+    if limits is None:
+        if not config.configured:
+            return ProviderSnapshot(configured=False)
+        limits = limits_from_settings(config)
+    snap = ProviderSnapshot(
+        configured=True,
+        name=limits.name,
+        api_url=config.api_url,
+        client_id=(config.client_id[:4] + "…") if config.client_id else "",
+        capacity=limits.rate.capacity,
+        budget=limits.rate.budget,
+        limit=limits.rate.limit,
+        window=limits.rate.window,
+        refill_per_second=limits.rate.refill_per_second,
+        threshold=limits.policy.threshold,
+        cooldown=limits.policy.cooldown,
+        backend=limits.store.kind,
+    )
+    try:
+        snap.circuit = limits.circuit()
+        snap.tokens, snap.paused_for = limits.bucket()
+        snap.counters = limits.counters()
+        snap.notes = limits.notes()
+        snap.up = True
+    except Exception as exc:  # Redis down: say so rather than fail the scrape
+        snap.error = f"{type(exc).__name__}: {exc}"[:200]
+    return snap
+
+
+class PollingCollector(Collector):
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.provider_metrics(provider_snapshot(self.limits))
+        yield from self.database_metrics()
+
+    def provider_metrics(self, snap: ProviderSnapshot) -> Iterator[Metric]:
+        if not snap.configured:
+            return
+        labels = ["provider"]
+        up = GaugeMetricFamily("receipts_provider_limits_up", "The shared limits store answers", labels=labels)
+        up.add_metric([GENESYS_CLOUD], 1 if snap.up else 0)
+        yield up
+        if not snap.up:
+            return
+        state = GaugeMetricFamily(
+            "receipts_provider_circuit_state",
+            "Circuit breaker state: 1 on the current one (closed, half_open, open)",
+            labels=["provider", "state"],
+        )
+        for name in CIRCUIT_STATE_VALUE:
+            state.add_metric([GENESYS_CLOUD, name], 1 if snap.circuit.state == name else 0)
+        yield state
+        yield gauge("receipts_provider_circuit_failures", "Consecutive failures counted", snap.circuit.failures)
+        yield gauge("receipts_provider_circuit_retry_seconds", "Seconds until the next probe", snap.circuit.retry_in)
+        opened = CounterMetricFamily("receipts_provider_circuit_opened", "Times the circuit opened", labels=labels)
+        opened.add_metric([GENESYS_CLOUD], snap.circuit.opened_total)
+        yield opened
+        yield gauge("receipts_provider_ratelimit_tokens", "Tokens in the shared bucket now", snap.tokens)
+        yield gauge("receipts_provider_ratelimit_capacity", "Most tokens the bucket holds (burst)", snap.capacity)
+        yield gauge("receipts_provider_ratelimit_budget", "Most requests granted in any one window", snap.budget)
+        yield gauge("receipts_provider_ratelimit_limit", "The provider's own limit per window", snap.limit)
+        yield gauge("receipts_provider_ratelimit_paused_seconds", "Seconds left of a 429 pause", snap.paused_for)
+        for key in ("ratelimit_allowed", "ratelimit_count"):
+            if snap.notes.get(key, "").isdigit():
+                yield gauge(f"receipts_provider_reported_{key}", f"Last inin-{key.replace('_', '-')}", snap.notes[key])
+        families: dict[str, CounterMetricFamily] = {}
+        for key, (metric, label, value, help_text) in COUNTERS.items():
+            extra = [label] if label else []
+            family = families.get(metric)
+            if family is None:
+                family = families[metric] = CounterMetricFamily(metric, help_text, labels=[*labels, *extra])
+            family.add_metric([GENESYS_CLOUD, *([value] if label else [])], snap.counters.get(key, 0))
+        yield from families.values()
+
+    def database_metrics(self) -> Iterator[Metric]:
+        inbox = GaugeMetricFamily("receipts_inbox_events", "Inbox rows (receipt events) by state", labels=["state"])
+        for row in ReceiptEvent.objects.order_by().values("state").annotate(n=Count("id")):
+            inbox.add_metric([row["state"]], row["n"])
+        yield inbox
+        due = Message.objects.due_for_poll(timezone.now()).count()
+        yield GaugeMetricFamily("receipts_messages_due_for_poll", "Messages whose next poll time has come", value=due)
+
+
+def gauge(name: str, help_text: str, value: Any) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, help_text, labels=["provider"])
+    family.add_metric([GENESYS_CLOUD], float(value))
+    return family
+
+
+def metrics_allowed(request: HttpRequest) -> bool:
+    token = settings.METRICS_TOKEN
+    if not token:
+        return True
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    """``GET /metrics``: Prometheus text format (``Authorization: Bearer <METRICS_TOKEN>`` when one is set)."""
+    if not metrics_allowed(request):
+        return HttpResponse("metrics need the bearer token\n", status=401, content_type="text/plain")
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PollingCollector())
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+@staff_member_required
+def provider_limits(request: HttpRequest) -> TemplateResponse:
+    """Admin: the circuit breaker, the shared rate budget and the polling tiers, read-only."""
+    now = timezone.now()
+    snap = provider_snapshot()
+    counters = [(key, snap.counters.get(key, 0), COUNTERS[key][0]) for key in COUNTERS]
+    polling = {
+        "due_now": Message.objects.due_for_poll(now).count(),
+        "scheduled": Message.objects.filter(provider=GENESYS_CLOUD).exclude(next_poll_at=None).count(),
+        "awaiting_reconciliation": Message.objects.awaiting_reconciliation(
+            GENESYS_CLOUD, now - (settings.RECEIPT_TIMEOUT + settings.POLL_HIGH_MAX_AGE)
+        ).count(),
+    }
+    context = {
+        **admin.site.each_context(request),
+        "title": "Provider limits and polling",
+        "snap": snap,
+        "counters": counters,
+        "polling": polling,
+        "settings_rows": [
+            ("GENESYS_RATE_LIMIT_PER_MINUTE", settings.GENESYS_RATE_LIMIT_PER_MINUTE),
+            ("GENESYS_RATE_HEADROOM", settings.GENESYS_RATE_HEADROOM),
+            ("GENESYS_RATE_BURST", settings.GENESYS_RATE_BURST),
+            ("CIRCUIT_FAILURE_THRESHOLD", settings.CIRCUIT_FAILURE_THRESHOLD),
+            ("CIRCUIT_COOLDOWN_SECONDS", settings.CIRCUIT_COOLDOWN_SECONDS),
+            ("POLL_FIRST_DELAY / POLL_MAX_DELAY", f"{settings.POLL_FIRST_DELAY} / {settings.POLL_MAX_DELAY}"),
+            ("BULK_RECONCILE_INTERVAL", settings.BULK_RECONCILE_INTERVAL),
+        ],
+    }
+    return TemplateResponse(request, "admin/receipts/provider_limits.html", context)

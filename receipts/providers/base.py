@@ -1,0 +1,106 @@
+"""What the webhook view needs from a provider module: check the caller, parse the body."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+
+from receipts.normalized import MalformedReceipt, NormalizedReceipt
+
+
+class Unauthorized(Exception):
+    """Bad or missing credentials: answer 401 and store nothing."""
+
+
+@dataclass(frozen=True)
+class Provider:
+    """One provider's webhook: how callers prove who they are, and how its bodies read."""
+
+    name: str
+
+    def secrets(self) -> list[str]:
+        raise NotImplementedError
+
+    def verify_signature(self, request: HttpRequest, body: bytes, secrets: list[str]) -> bool | None:
+        """True/False when the request carries this provider's signature, None when it carries none."""
+        raise NotImplementedError
+
+    def parse(self, body: bytes, content_type: str) -> list[NormalizedReceipt]:
+        raise NotImplementedError
+
+    def authenticate(self, request: HttpRequest, body: bytes) -> None:
+        secrets = self.secrets()
+        basic = settings.WEBHOOK_BASIC_AUTH
+        if not secrets and not basic:
+            if settings.DEBUG:
+                return
+            raise Unauthorized(f"no webhook secret is configured for {self.name}; refusing (DEBUG is off)")
+        signed = self.verify_signature(request, body, secrets) if secrets else None
+        if signed is False:
+            raise Unauthorized("signature does not match")
+        if signed or basic_auth_ok(request, basic):
+            return
+        raise Unauthorized("missing or invalid credentials")
+
+
+def basic_auth_ok(request: HttpRequest, accepted: list[str]) -> bool:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic" or not accepted:
+        return False
+    try:
+        given = base64.b64decode(value.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    # Compare against every entry (rotation) without stopping early.
+    return any([hmac.compare_digest(given.encode(), entry.encode()) for entry in accepted])
+
+
+def hmac_hex_ok(header: str, body: bytes, secrets: list[str]) -> bool:
+    """``sha256=<hex>`` or ``sha512=<hex>`` over the raw body, against any configured secret."""
+    algorithm, _, given = header.strip().partition("=")
+    digest = {"sha256": hashlib.sha256, "sha512": hashlib.sha512}.get(algorithm.lower())
+    if digest is None or not given:
+        return False
+    expected = [hmac.new(s.encode(), body, digest).hexdigest() for s in secrets]
+    return any([hmac.compare_digest(given.strip().lower(), e) for e in expected])
+
+
+def load_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError as exc:
+        raise MalformedReceipt("body is not UTF-8") from exc
+    except json.JSONDecodeError as exc:
+        raise MalformedReceipt(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+
+
+def require(obj: dict[str, Any], field: str, where: str = "body") -> Any:
+    value = obj.get(field)
+    if value in (None, ""):
+        raise MalformedReceipt(f"{where} has no '{field}'")
+    return value
+
+
+def identifier(obj: dict[str, Any], field: str, where: str = "body", required: bool = True) -> str:
+    """An id field: a string or a number, never an object or a list."""
+    value = obj.get(field)
+    if value in (None, ""):
+        if required:
+            raise MalformedReceipt(f"{where} has no '{field}'")
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise MalformedReceipt(f"'{field}' in {where} must be a string, got {type(value).__name__}")
+    return str(value)
+
+
+def text(value: Any) -> str:
+    return "" if value is None else str(value)

@@ -1,0 +1,126 @@
+"""Genesys SMS Aggregation Service: form-encoded delivery receipts (``type=receipt``).
+
+The service signs nothing; callers prove themselves with HTTP Basic (``WEBHOOK_BASIC_AUTH``) or with a token
+in the registered URL or an ``X-Webhook-Token`` header (``WEBHOOK_SECRET_GENESYS_SMS``). Receipts carry no time
+of their own: the time we received them stands in.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from django.conf import settings
+from django.http import HttpRequest
+
+from receipts.normalized import MalformedReceipt, NormalizedReceipt, Outcome
+from receipts.providers.base import Provider, require, text
+from receipts.status import FailureCategory as C
+from receipts.status import Provider as ProviderName
+from receipts.status import ReviewReason, Status
+
+# message_state -> status; None means "take the status from here, the category from result_code".
+MESSAGE_STATE: dict[int, Outcome] = {
+    1: Outcome(Status.SENT),  # ENROUTE
+    2: Outcome(Status.DELIVERED),
+    3: Outcome(Status.EXPIRED, C.TEMPORARY_NETWORK, retryable=True),
+    4: Outcome(Status.FAILED),  # DELETED
+    5: Outcome(Status.FAILED),  # UNDELIVERABLE
+    6: Outcome(Status.SENT),  # ACCEPTED
+    7: Outcome(review=ReviewReason.PROVIDER_UNKNOWN),  # UNKNOWN: no change, flag it
+    8: Outcome(Status.REJECTED),
+}
+STATES_CATEGORISED_BY_RESULT = frozenset({4, 5, 8})
+RESULT_CODE: dict[int, tuple[str, bool]] = {
+    1: (C.PERMANENT_BLOCK, False),
+    2: (C.SENDER_CONFIG, False),
+    3: (C.INVALID_DESTINATION, False),
+    4: (C.SENDER_CONFIG, False),
+    5: (C.SENDER_CONFIG, False),
+    6: (C.CARRIER_THROTTLE, True),
+    7: (C.DUPLICATE, False),
+    8: (C.CONTENT_REJECTED, False),
+    98: (C.TEMPORARY_NETWORK, True),
+    99: (C.UNKNOWN, False),
+}
+
+
+def outcome_for(state: int, result_code: int) -> Outcome:
+    base = MESSAGE_STATE.get(state)
+    if base is None:
+        return Outcome(unmapped=True)
+    if state not in STATES_CATEGORISED_BY_RESULT:
+        return base
+    category, retryable = RESULT_CODE.get(result_code, (C.UNKNOWN, False))
+    unmapped = result_code not in RESULT_CODE
+    return Outcome(base.status, category, retryable, unmapped=unmapped)
+
+
+def as_int(fields: dict[str, str], name: str, required: bool) -> int | None:
+    value = fields.get(name, "")
+    if value == "":
+        if required:
+            raise MalformedReceipt(f"body has no '{name}'")
+        return None
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise MalformedReceipt(f"'{name}' must be an integer, got {value!r}") from exc
+
+
+def read_fields(body: bytes, content_type: str) -> dict[str, str]:
+    try:
+        decoded = body.decode()
+    except UnicodeDecodeError as exc:
+        raise MalformedReceipt("body is not UTF-8") from exc
+    if "json" in content_type:
+        try:
+            data: Any = json.loads(decoded)
+        except json.JSONDecodeError as exc:
+            raise MalformedReceipt(f"body is not valid JSON: {exc.msg}") from exc
+        if not isinstance(data, dict):
+            raise MalformedReceipt("expected a JSON object")
+        return {k: text(v) for k, v in data.items()}
+    try:
+        return dict(parse_qsl(decoded, keep_blank_values=True, strict_parsing=bool(decoded)))
+    except ValueError as exc:
+        raise MalformedReceipt("body is not form-encoded (application/x-www-form-urlencoded)") from exc
+
+
+@dataclass(frozen=True)
+class GenesysSms(Provider):
+    name: str = ProviderName.GENESYS_SMS
+
+    def secrets(self) -> list[str]:
+        return settings.WEBHOOK_SECRET_GENESYS_SMS
+
+    def verify_signature(self, request: HttpRequest, body: bytes, secrets: list[str]) -> bool | None:
+        token = request.headers.get("X-Webhook-Token") or request.GET.get("token")
+        if not token:
+            return None
+        return any([hmac.compare_digest(token.encode(), s.encode()) for s in secrets])
+
+    def parse(self, body: bytes, content_type: str) -> list[NormalizedReceipt]:
+        fields = read_fields(body, content_type)
+        kind = require(fields, "type")
+        if kind != "receipt":
+            raise MalformedReceipt(f"'type' must be 'receipt', got {kind!r}")
+        message_id = require(fields, "message_id")
+        state = as_int(fields, "message_state", required=True)
+        result = as_int(fields, "result_code", required=False) or 0
+        assert state is not None
+        details = {k: fields[k] for k in ("app_id", "conversation_id") if fields.get(k)}
+        return [
+            NormalizedReceipt(
+                provider=self.name,
+                provider_code=f"state={state};result={result}",
+                outcome=outcome_for(state, result),
+                provider_message_id=message_id,
+                channel="sms",
+                details=details,
+                raw=fields,
+            )
+        ]

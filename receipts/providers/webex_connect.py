@@ -1,0 +1,167 @@
+"""Webex Connect: ``deliveryInfoNotification`` for SMS and email, and inbound ``MO``, ``Unsubscribe``,
+``Subscribe`` events. Optional ``x-hub-signature`` (``sha256=``/``sha512=``) and/or Basic auth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+
+from receipts.normalized import MalformedReceipt, NormalizedReceipt, Outcome, parse_time
+from receipts.providers.base import Provider, hmac_hex_ok, identifier, load_json, text
+from receipts.status import Engagement, Status
+from receipts.status import FailureCategory as C
+from receipts.status import Provider as ProviderName
+
+CODES: dict[str, Outcome] = {
+    "7501": Outcome(Status.SENT),
+    "7500": Outcome(Status.DELIVERED),
+    "7502": Outcome(engagement=Engagement.READ),
+    "7528": Outcome(engagement=Engagement.CLICKED),
+    "7521": Outcome(engagement=Engagement.COMPLAINED),
+    "7522": Outcome(Status.REJECTED, C.SENDER_CONFIG),
+    "7101": Outcome(Status.REJECTED, C.SENDER_CONFIG),
+    "7102": Outcome(Status.FAILED, C.INVALID_DESTINATION),
+    "7523": Outcome(Status.FAILED, C.INVALID_DESTINATION),
+    "7524": Outcome(Status.FAILED, C.INVALID_DESTINATION),
+    "7107": Outcome(Status.REJECTED, C.CONTENT_REJECTED),
+    "7208": Outcome(Status.EXPIRED, C.TEMPORARY_NETWORK, retryable=True),
+    "7240": Outcome(Status.REJECTED, C.SUPPRESSED),
+    "7241": Outcome(Status.REJECTED, C.OPTED_OUT),
+}
+BOUNCE = "7520"
+HARD_BOUNCE = Outcome(Status.BOUNCED, C.INVALID_DESTINATION)
+SOFT_BOUNCE = Outcome(Status.DEFERRED, C.TEMPORARY_NETWORK, retryable=True, soft_bounce=True)
+UNKNOWN_FAILURE = Outcome(Status.FAILED, C.UNKNOWN, unmapped=True)
+UNKNOWN = Outcome(unmapped=True)
+
+# Inbound SMS keywords (trimmed, any case).
+OPT_OUT_WORDS = frozenset({"STOP", "UNSUBSCRIBE", "END", "QUIT", "STOPALL", "REVOKE", "OPTOUT", "CANCEL"})
+OPT_IN_WORDS = frozenset({"START", "UNSTOP"})
+INBOUND_EVENTS = {"Unsubscribe": Engagement.UNSUBSCRIBED, "Subscribe": Engagement.SUBSCRIBED}
+
+
+def bounce_outcome(description: str) -> tuple[Outcome, str]:
+    # The documentation's sample lists every subtype joined by '/'; a real bounce carries one.
+    subtype = description.split("/")[0].strip()
+    if subtype.startswith("Transient_"):
+        return SOFT_BOUNCE, subtype
+    if subtype.startswith("Permanent_"):
+        return HARD_BOUNCE, subtype
+    return UNKNOWN_FAILURE, subtype
+
+
+def code_outcome(code: str, delivery_status: str, description: str) -> tuple[Outcome, dict[str, Any]]:
+    if code == BOUNCE:
+        outcome, subtype = bounce_outcome(description)
+        return outcome, {"bounce_type": subtype}
+    outcome = CODES.get(code)
+    if outcome is not None:
+        return outcome, {}
+    if delivery_status.lower() == "failed":
+        return UNKNOWN_FAILURE, {}
+    return UNKNOWN, {}
+
+
+def click_details(description: str, additional: str) -> dict[str, Any]:
+    url, _, ip = description.partition("|")
+    return {"url": url.strip(), "ip": ip.strip(), "user_agent": additional.strip()}
+
+
+def parse_delivery(notification: Any) -> NormalizedReceipt:
+    if not isinstance(notification, dict):
+        raise MalformedReceipt("'deliveryInfoNotification' must be an object")
+    info = notification.get("deliveryInfo")
+    if not isinstance(info, dict):
+        raise MalformedReceipt("deliveryInfoNotification has no 'deliveryInfo' object")
+    transid = identifier(notification, "transid", "deliveryInfoNotification")
+    code = identifier(info, "code", "deliveryInfo")
+    description = text(info.get("Description"))
+    delivery_status = text(info.get("deliveryStatus"))
+    outcome, details = code_outcome(code, delivery_status, description)
+    if outcome.engagement == Engagement.CLICKED:
+        details = click_details(description, text(info.get("additionalInfo")))
+    elif info.get("additionalInfo"):
+        details = {**details, "additional_info": text(info.get("additionalInfo"))}
+    channel = text(info.get("deliveryChannel")).lower()
+    return NormalizedReceipt(
+        provider=ProviderName.WEBEX_CONNECT,
+        provider_code=code,
+        outcome=outcome,
+        provider_message_id=transid,
+        to=text(info.get("destination")),
+        channel="email" if channel == "email" else "sms",
+        occurred_at=parse_time(info.get("timeStamp")),
+        description=f"{delivery_status}: {description}" if description else delivery_status,
+        details=details,
+        raw=notification,
+    )
+
+
+def parse_inbound(data: dict[str, Any]) -> NormalizedReceipt:
+    event = text(data.get("event"))
+    sender = data.get("from")
+    if isinstance(sender, list):
+        sender = sender[0] if sender else ""
+    address = text(sender).strip("[] ")
+    if not address:
+        raise MalformedReceipt(f"{event} event has no 'from'")
+    channel = "email" if text(data.get("channel")).lower() == "email" else "sms"
+    engagement = INBOUND_EVENTS.get(event)
+    message_text = text(data.get("textMessage") or data.get("message")).strip()
+    if engagement is None:  # MO: a reply, or an opt-out/opt-in keyword
+        word = message_text.upper()
+        if channel == "sms" and word in OPT_OUT_WORDS:
+            engagement = Engagement.UNSUBSCRIBED
+        elif channel == "sms" and word in OPT_IN_WORDS:
+            engagement = Engagement.SUBSCRIBED
+        else:
+            engagement = Engagement.REPLIED
+    details: dict[str, Any] = {"event_id": text(data.get("tid") or data.get("messageId"))}
+    if channel == "sms" and message_text:
+        details["text"] = message_text[:160]
+    return NormalizedReceipt(
+        provider=ProviderName.WEBEX_CONNECT,
+        provider_code=event,
+        outcome=Outcome(engagement=engagement),
+        channel=channel,
+        occurred_at=parse_time(data.get("ts")),
+        description=event,
+        details=details,
+        raw={k: v for k, v in data.items() if k not in ("attachments", "htmlMessage", "textMessage")},
+        address=address,
+    )
+
+
+@dataclass(frozen=True)
+class WebexConnect(Provider):
+    name: str = ProviderName.WEBEX_CONNECT
+
+    def secrets(self) -> list[str]:
+        return settings.WEBHOOK_SECRET_WEBEX_CONNECT
+
+    def verify_signature(self, request: HttpRequest, body: bytes, secrets: list[str]) -> bool | None:
+        header = request.headers.get("X-Hub-Signature")
+        if not header:
+            return None
+        return hmac_hex_ok(header, body, secrets)
+
+    def parse(self, body: bytes, content_type: str) -> list[NormalizedReceipt]:
+        data = load_json(body)
+        items = data if isinstance(data, list) else [data]
+        receipts = []
+        for item in items:
+            if not isinstance(item, dict):
+                raise MalformedReceipt("expected a JSON object")
+            if "deliveryInfoNotification" in item:
+                receipts.append(parse_delivery(item["deliveryInfoNotification"]))
+            elif item.get("event") in ("MO", *INBOUND_EVENTS):
+                receipts.append(parse_inbound(item))
+            else:
+                raise MalformedReceipt("not a Webex Connect deliveryInfoNotification or MO/Unsubscribe/Subscribe event")
+        if not receipts:
+            raise MalformedReceipt("body carries no receipt")
+        return receipts

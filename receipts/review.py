@@ -1,0 +1,218 @@
+"""Deliveries nobody can be sure of: the receipt timeout, and operators settling what needs review.
+
+Every settlement keeps who, when, how and why (``ReviewResolution``), goes on the message's timeline (source
+``operator``) and is announced to the CRM outbox (``review_resolved``, plus ``status_changed`` when the status
+moved), in the transaction that made it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from receipts import machine
+from receipts.db import update_rows
+from receipts.events import DomainEvent, Kind, message_state, publish
+from receipts.models import Message, MessageEvent, ReviewResolution
+from receipts.status import FINAL_STATUSES, FailureCategory, ReviewReason, Source, Status
+
+log = logging.getLogger(__name__)
+
+Action = ReviewResolution.Action
+TIMEOUT_BATCH = 500
+
+
+def locked(queryset: QuerySet[Message]) -> QuerySet[Message]:
+    queryset = queryset.select_related("campaign").order_by("id")
+    if connection.features.has_select_for_update_skip_locked:
+        return queryset.select_for_update(skip_locked=True, of=("self",))
+    return queryset
+
+
+def timeline_key(*parts: Any) -> str:
+    return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()
+
+
+def status_event(message: Message, previous: str, source: str, now: datetime) -> DomainEvent:
+    return DomainEvent(
+        Kind.STATUS_CHANGED,
+        occurred_at=now,
+        payload={**message_state(message), "previous_status": previous, "source": source},
+        message_id=message.pk,
+        crm_record_id=message.crm_record_id,
+    )
+
+
+# --- the receipt timeout ----------------------------------------------------------------------------------
+
+
+def expire_receipts(now: datetime | None = None, limit: int = TIMEOUT_BATCH) -> int:
+    """Messages with no final receipt ``RECEIPT_TIMEOUT`` after sent (or after registration, when no receipt
+    came at all) become delivered, ``assumed``, flagged ``no_receipt``. Returns how many; call until 0."""
+    now = now or timezone.now()
+    cutoff = now - settings.RECEIPT_TIMEOUT
+    overdue = Message.objects.exclude(status__in=FINAL_STATUSES).filter(
+        Q(sent_at__lt=cutoff) | Q(sent_at=None, created_at__lt=cutoff)
+    )
+    with transaction.atomic():
+        messages = list(locked(overdue)[:limit])
+        if not messages:
+            return 0
+        timeline, changes = [], []
+        for message in messages:
+            before = machine.State(message.status, message.status_at, message.assumed)
+            after = machine.assume_delivered(before).state
+            previous = message.status
+            message.status, message.assumed, message.status_at = after.status, True, now
+            message.failure_category, message.retryable = "", False
+            message.needs_review, message.review_reason = True, ReviewReason.NO_RECEIPT
+            message.next_poll_at, message.updated_at = None, now
+            timeline.append(
+                MessageEvent(
+                    message=message,
+                    source=Source.POLL,
+                    receipt_key=timeline_key("receipt_timeout", message.pk, now.isoformat()),
+                    provider_code="receipt_timeout",
+                    status=Status.DELIVERED,
+                    applied=True,
+                    description=f"no final receipt within {settings.RECEIPT_TIMEOUT}; delivery assumed",
+                    occurred_at=now,
+                    received_at=now,
+                )
+            )
+            changes.append(status_event(message, previous, "timeout", now))
+        fields = ["status", "assumed", "status_at", "failure_category", "retryable", "needs_review"]
+        update_rows(messages, [*fields, "review_reason", "next_poll_at", "updated_at"])
+        MessageEvent.objects.bulk_create(timeline)
+        publish(changes)
+    log.info(
+        "%d message(s) assumed delivered after %s without a final receipt", len(messages), settings.RECEIPT_TIMEOUT
+    )
+    return len(messages)
+
+
+# --- operators settle reviews ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settlement:
+    action: str
+    note: str = ""
+    category: str = ""
+
+
+def validate(settlement: Settlement) -> None:
+    if settlement.action not in Action.values:
+        raise ValueError(f"unknown review action {settlement.action!r}")
+    if settlement.action == Action.MARK_FAILED and settlement.category not in FailureCategory.values:
+        raise ValueError("marking failed needs a failure category")
+    if settlement.action == Action.RESOLVE and not settlement.note.strip():
+        raise ValueError("resolving needs a note saying why")
+
+
+def settle(message_ids: list[int], settlement: Settlement, user: Any = None) -> int:
+    """Apply one operator decision to several messages. Returns how many were settled."""
+    validate(settlement)
+    now = timezone.now()
+    done = 0
+    with transaction.atomic():
+        queryset = Message.objects.filter(pk__in=message_ids).select_related("campaign").order_by("id")
+        if connection.features.has_select_for_update:
+            queryset = queryset.select_for_update(of=("self",) if connection.features.has_select_for_update_of else ())
+        changes: list[DomainEvent] = []
+        for message in queryset:
+            changes += settle_one(message, settlement, user, now)
+            done += 1
+        publish(changes)
+    if settlement.action == Action.POLL_AGAIN and done:
+        transaction.on_commit(lambda: request_poll(message_ids))
+    return done
+
+
+def settle_one(message: Message, settlement: Settlement, user: Any, now: datetime) -> list[DomainEvent]:
+    previous, reason = message.status, message.review_reason
+    resolution = ReviewResolution.objects.create(
+        message=message,
+        action=settlement.action,
+        review_reason=reason,
+        failure_category=settlement.category,
+        note=settlement.note,
+        user=user if getattr(user, "pk", None) else None,
+        created_at=now,
+    )
+    if settlement.action == Action.CONFIRM_DELIVERED:
+        message.status, message.assumed, message.failure_category, message.retryable = (
+            Status.DELIVERED,
+            False,
+            "",
+            False,
+        )
+    elif settlement.action == Action.MARK_FAILED:
+        message.status, message.assumed = Status.FAILED, False
+        message.failure_category, message.retryable = settlement.category, False
+    if settlement.action == Action.POLL_AGAIN:
+        message.next_poll_at = now  # stays under review until a receipt or an operator settles it
+    else:
+        message.needs_review, message.review_reason, message.next_poll_at = False, "", None
+    if message.status != previous:
+        message.status_at = now
+    message.updated_at = now
+    message.save()
+
+    who = getattr(user, "get_username", lambda: "system")()
+    MessageEvent.objects.create(
+        message=message,
+        source=Source.OPERATOR,
+        receipt_key=timeline_key("review", resolution.pk),
+        provider_code=f"operator:{settlement.action}",
+        status=message.status if message.status != previous else "",
+        failure_category=settlement.category,
+        applied=message.status != previous,
+        description=f"{resolution.get_action_display()} by {who}" + (f": {settlement.note}" if settlement.note else ""),
+        details={"review_reason": reason, "user": who, "resolution_id": resolution.pk},
+        occurred_at=now,
+        received_at=now,
+    )
+    log.info("message %s review %s by %s (was %s)", message.pk, settlement.action, who, reason or "-")
+    events = [
+        DomainEvent(
+            Kind.REVIEW_RESOLVED,
+            occurred_at=now,
+            payload={
+                **message_state(message),
+                "action": settlement.action,
+                "review_reason": reason,
+                "failure_category": message.failure_category,
+                "note": settlement.note,
+                "user": who,
+            },
+            message_id=message.pk,
+            crm_record_id=message.crm_record_id,
+        )
+    ]
+    if message.status != previous:
+        events.append(status_event(message, previous, "operator", now))
+    return events
+
+
+def request_poll(message_ids: list[int]) -> None:
+    """Ask the poller to look at these messages now (it picks up ``next_poll_at``)."""
+    try:
+        from receipts import polling_tasks
+    except ImportError:  # no poller in this build: next_poll_at waits for it
+        return
+    poll = getattr(polling_tasks, "poll_messages", None)
+    if poll is None:
+        return
+    try:
+        poll.apply_async(args=[message_ids], retry=False)
+    except Exception as exc:
+        log.warning("could not queue the poll (%s); the beat tier will pick it up", type(exc).__name__)

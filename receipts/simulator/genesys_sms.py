@@ -1,0 +1,124 @@
+"""Genesys SMS Aggregation Service, as the simulator serves it.
+
+Send (MT): ``POST /httpapi/receiver`` (the real URL is ``https://smsc-api.genesyscloud.com/httpapi/receiver``; GET
+with a query string works too), form-encoded, with the service's parameter names: ``login``, ``password``,
+``phone_number`` (international, digits; a leading + is accepted), ``sender``, ``message``, ``message_id`` (chosen
+by the client, unique), ``receipt`` (``TRUE`` asks for delivery receipts; the default, as at the real service, is
+``FALSE``: no receipts), ``app_id`` and ``conversation_id`` (echoed in the receipts), ``priority`` (BULK_LOW, BULK,
+INTERACTIVE_LOW, INTERACTIVE). ``to``, ``from`` and ``body`` are accepted as aliases of ``phone_number``,
+``sender`` and ``message``. A JSON object body with the same names is accepted too.
+
+Answers (simulator; the real service's acknowledgement body is not public): 200 ``{"message_id": "...",
+"status": "queued"}``; the same ``message_id`` sent again answers the same and creates nothing (counted as a
+duplicate send); 400 ``{"error": "..."}`` naming a missing or invalid parameter; 401 ``{"error": "authentication
+failure"}`` for a missing or wrong login/password (any non-empty pair is accepted unless ``sms_logins`` is set).
+
+Receipts (only when ``receipt=TRUE``): form-encoded POSTs to ``/webhooks/genesys-sms/`` with ``type=receipt``,
+``message_id``, ``message_state``, ``result_code`` and, when given in the MT, ``app_id`` and ``conversation_id``,
+authenticated with ``X-Webhook-Token: <WEBHOOK_SECRET_GENESYS_SMS>``. First ``message_state=6`` (accepted by the
+aggregator), then the final one: 2 delivered; 3 expired; 5 undeliverable or 4 deleted with result_code 1, 3, 6,
+98 or 99; 8 rejected with result_code 2, 7 or 8.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import re
+from typing import TYPE_CHECKING
+from urllib.parse import urlencode
+
+from receipts.simulator.http import Request, Response, Route
+
+if TYPE_CHECKING:
+    from receipts.simulator.config import SimConfig
+    from receipts.simulator.core import Simulator
+    from receipts.simulator.model import SimMessage
+
+PROVIDER = "genesys_sms"
+PHONE = re.compile(r"^\+?[1-9]\d{6,14}$")
+PRIORITIES = ("BULK_LOW", "BULK", "INTERACTIVE_LOW", "INTERACTIVE")
+ALIASES = {"phone_number": "to", "sender": "from", "message": "body"}
+
+
+def fail(status: int, text: str) -> Response:
+    return Response(status, {"error": text})
+
+
+def send(sim: Simulator, request: Request) -> Response:
+    fields = request.fields()
+    for name, alias in ALIASES.items():
+        if not fields.get(name) and fields.get(alias):
+            fields[name] = fields[alias]
+    login, password = fields.get("login", ""), fields.get("password", "")
+    request.principal = f"login:{login}"
+    known = sim.config.sms_logins
+    if not (login and password) or (
+        known and not hmac.compare_digest(known.get(login, "").encode(), password.encode())
+    ):
+        return fail(401, "authentication failure")
+    for name in ("phone_number", "sender", "message", "message_id"):
+        if not fields.get(name, "").strip():
+            return fail(400, f"missing parameter: {name}")
+    phone = fields["phone_number"].strip()
+    if not PHONE.match(phone):
+        return fail(400, "phone_number must be numeric and in international format, e.g. 12025550100")
+    priority = fields.get("priority", "")
+    if priority and priority not in PRIORITIES:
+        return fail(400, f"priority must be one of {', '.join(PRIORITIES)}")
+    receipt = fields.get("receipt", "FALSE").strip().upper()
+    if receipt not in ("TRUE", "FALSE"):
+        return fail(400, "receipt must be TRUE or FALSE")
+    message_id = fields["message_id"].strip()
+    with sim.lock:
+        existing = sim.find(PROVIDER, message_id)
+        if not existing:
+            extra = {k: fields[k] for k in ("app_id", "conversation_id", "priority") if fields.get(k)}
+            message = sim.create_message(
+                PROVIDER,
+                "sms",
+                phone,
+                fields["sender"].strip(),
+                fields["message"],
+                message_id=message_id,
+                conversation_id=fields.get("conversation_id", ""),
+                extra=extra,
+                push=sim.config.pushes(PROVIDER) and receipt == "TRUE",
+            )
+    if existing:
+        sim.stats.duplicate_send()
+        return Response(200, {"message_id": message_id, "status": "queued"})
+    sim.accepted(message)
+    return Response(200, {"message_id": message_id, "status": "queued"})
+
+
+def state_and_result(message: SimMessage, event: str) -> tuple[int, int]:
+    if event == "sent":
+        return 6, 0
+    if message.outcome == "delivered":
+        return 2, 0
+    state, _, result = message.reason.partition(":")
+    return int(state), int(result or 0)
+
+
+def receipt_push(message: SimMessage, event: str, config: SimConfig) -> tuple[str, bytes, dict[str, str], str]:
+    state, result = state_and_result(message, event)
+    fields = {"type": "receipt", "message_id": message.id, "message_state": state, "result_code": result}
+    for name in ("app_id", "conversation_id"):
+        if message.extra.get(name):
+            fields[name] = message.extra[name]
+    body = urlencode(fields).encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    secret = config.secrets.get(PROVIDER)
+    if secret:
+        headers["X-Webhook-Token"] = secret
+    elif config.basic_auth:
+        headers["Authorization"] = "Basic " + base64.b64encode(config.basic_auth.encode()).decode()
+    return config.webhook_url(PROVIDER), body, headers, f"message_state={state} result_code={result}"
+
+
+def routes() -> list[Route]:
+    return [
+        Route("POST", "/httpapi/receiver", PROVIDER, send),
+        Route("GET", "/httpapi/receiver", PROVIDER, send),
+    ]

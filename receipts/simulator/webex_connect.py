@@ -1,0 +1,216 @@
+"""Webex Connect (formerly imiconnect), as the simulator serves it.
+
+Send: ``POST /resources/v1/messaging`` (the v1 Messaging API; the real host is ``api.<region>.webexconnect.io`` or
+``api.imiconnect.io``) with header ``key: <service key>`` (any non-empty key unless ``webex_service_keys`` is set)
+and a JSON body::
+
+    {"deliverychannel": "sms" | "email",
+     "channels": {"sms": {"text": "...", "senderid": "..."}}
+              or {"email": {"subject": "...", "text": "..." | "html": "...", "from": "...", "fromname": "..."}},
+     "destination": [{"msisdn": ["15551234567"], "correlationid": "..."}]   (email: {"email": ["a@b.c", ...]}),
+     "correlationid": "...", "callbackData": "...", "notifyurl": "https://...", "expiry": "...", "priority": "1"}
+
+At most 1000 destination entries. Each destination entry gets one ``transid``, shared by all its addresses (one
+email to several recipients: the receipts tell them apart by ``destination``). Answer 200 (simulator)::
+
+    {"response": [{"code": "1001", "transid": "<uuid>", "description": "Queued", "correlationid": "..."}, ...]}
+
+one entry per destination, in order. Errors use the Messaging API's codes, ``{"response": {"code": ...,
+"description": ...}}``: 7000 Invalid JSON (400), 7001 Authentication failed (401), 7002 Service Key Missing (401),
+7003 a mandatory parameter is missing (400), 7004 Invalid parameters (400), 7009 more than 1000 destinations (400).
+``GET /resources/v1/messaging/status/{transid}`` answers the transaction status list (status queued, sent,
+delivered, failed or expired).
+
+Receipts: ``deliveryInfoNotification`` JSON POSTed to ``notifyurl`` when the send gave one, else to
+``/webhooks/webex-connect/``, signed ``X-Hub-Signature: sha256=<hex HMAC-SHA256 of the body>`` with the Webex
+Connect webhook secret: 7501 Submitted when sent, then 7500 Delivered or a failure: SMS 7102 (invalid address),
+7101 (invalid sender id), 7107 (length exceeded), 7208 (expired); email 7520 Bounce with one subtype in
+``Description`` (``Permanent_General``, ``Permanent_NoEmail``; an expired email is ``Transient_MailboxFull``, a soft
+bounce), 7523, 7524, 7240, 7241, 7522. SMS receipts say ``deliveryChannel: "SMS"``, ``destinationType: "msisdn"``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+from receipts.simulator.http import HttpError, Request, Response, Route
+from receipts.simulator.model import WEBEX_BOUNCE_SMTP, WEBEX_TEXT, iso_offset
+
+if TYPE_CHECKING:
+    from receipts.simulator.config import SimConfig
+    from receipts.simulator.core import Simulator
+    from receipts.simulator.model import SimMessage
+
+PROVIDER = "webex_connect"
+MSISDN = re.compile(r"^\+?[1-9]\d{6,14}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MAX_DESTINATIONS = 1000
+
+
+def fail(status: int, code: str, description: str) -> Response:
+    return Response(status, {"response": {"code": code, "description": description}})
+
+
+def invalid(description: str) -> HttpError:
+    return HttpError(fail(400, "7004", description))
+
+
+def send(sim: Simulator, request: Request) -> Response:
+    key = request.header("key")
+    if not key:
+        return fail(401, "7002", "Service Key Missing")
+    request.principal = f"key:{key[:6]}"
+    keys = sim.config.webex_service_keys
+    if keys and not any(hmac.compare_digest(key.encode(), k.encode()) for k in keys):
+        return fail(401, "7001", "Authentication failed")
+    body = request.json(lambda text: fail(400, "7000", "Invalid JSON"))
+    if not isinstance(body, dict):
+        return fail(400, "7000", "Invalid JSON")
+    channel = str(body.get("deliverychannel", "")).lower()
+    if not channel:
+        return fail(400, "7003", "param 'deliverychannel' is mandatory")
+    if channel not in ("sms", "email"):
+        return fail(400, "7004", f"the simulator sends deliverychannel sms or email, not {channel!r}")
+    channels = body.get("channels")
+    if not isinstance(channels, dict) or not isinstance(channels.get(channel), dict):
+        return fail(400, "7003", f"param 'channels.{channel}' is mandatory")
+    content = channels[channel]
+    text = content.get("text") or content.get("html") or content.get("body")
+    if not isinstance(text, str) or not text:
+        return fail(400, "7003", f"param 'text' missing for channel {channel}")
+    destinations = body.get("destination")
+    if not isinstance(destinations, list) or not destinations:
+        return fail(400, "7003", "any one of [customerid,msisdn,email] is mandatory")
+    if len(destinations) > MAX_DESTINATIONS:
+        return fail(400, "7009", "Max number of destinations exceeded (1000)")
+    field_name = "msisdn" if channel == "sms" else "email"
+    pattern = MSISDN if channel == "sms" else EMAIL
+    planned = []
+    for i, entry in enumerate(destinations):
+        addresses = entry.get(field_name) if isinstance(entry, dict) else None
+        if isinstance(addresses, str):
+            addresses = [addresses]
+        if not isinstance(addresses, list) or not addresses:
+            return fail(400, "7003", f"destination[{i}]: any one of [customerid,msisdn,email] is mandatory")
+        for address in addresses:
+            if not isinstance(address, str) or not pattern.match(address.strip()):
+                raise invalid(f"destination[{i}]: {field_name} {address!r} is not valid")
+        correlation = entry.get("correlationid") or body.get("correlationid") or ""
+        planned.append(([a.strip() for a in addresses], str(correlation)))
+
+    notify = body.get("notifyurl")
+    if notify is not None and (not isinstance(notify, str) or not notify.startswith(("http://", "https://"))):
+        raise invalid("notifyurl must be an http(s) URL")
+    sender = content.get("senderid") or content.get("from") or ""
+    common: dict[str, Any] = {"callbackData": str(body.get("callbackData") or "")}
+    if notify:
+        common["notifyurl"] = notify
+    if channel == "email" and content.get("subject"):
+        common["subject"] = str(content["subject"])
+    answers = []
+    for addresses, correlation in planned:
+        transid = ""
+        for address in addresses:
+            message = sim.create_message(
+                PROVIDER,
+                channel,
+                address,
+                str(sender),
+                text,
+                message_id=transid,
+                extra={**common, "correlationid": correlation},
+            )
+            transid = message.id  # every address of one destination entry shares the first one's transid
+            sim.accepted(message)
+        answers.append({"code": "1001", "transid": transid, "description": "Queued", "correlationid": correlation})
+    return Response(200, {"response": answers})
+
+
+def status(sim: Simulator, request: Request) -> Response:
+    found = sim.find(PROVIDER, request.params["transid"])
+    if not found:
+        return fail(404, "7004", "transaction not found")
+    now = time.time()
+    rows = []
+    for m in found:
+        state = m.status_at(now)
+        code = m.reason.partition(":")[0] if state in ("failed", "expired") else None
+        rows.append(
+            {
+                "transactionid": m.id,
+                "api_version": "v1",
+                "type": "outbound-api",
+                "from": m.from_,
+                "to": m.to,
+                "channel": m.channel.upper() if m.channel == "sms" else m.channel,
+                "status": state,
+                "date_created": iso_offset(m.created),
+                "last_updated": iso_offset(m.changed_at(now)),
+                "error_code": code,
+                "error_message": WEBEX_TEXT.get(code, ("", ""))[1] if code else None,
+            }
+        )
+    return Response(200, rows)
+
+
+def delivery_info(message: SimMessage, event: str) -> dict[str, Any]:
+    if event == "sent":
+        code, subtype, at = "7501", "", message.sent_at
+    elif message.outcome == "delivered":
+        code, subtype, at = "7500", "", message.final_at or message.sent_at
+    else:
+        code, _, subtype = message.reason.partition(":")
+        at = message.final_at or message.sent_at
+    delivery_status, description = WEBEX_TEXT.get(code, ("Failed", "Failed"))
+    additional = ""
+    if code == "7520":
+        description = subtype or "Permanent_General"
+        additional = WEBEX_BOUNCE_SMTP.get(description, "")
+    description = description.format(to=message.to)
+    email = message.channel == "email"
+    info = {
+        "deliveryChannel": "email" if email else "SMS",
+        "Description": description,
+        "destinationType": "email" if email else "msisdn",
+        "timeStamp": iso_offset(at),
+        "code": code,
+        "deliveryStatus": delivery_status,
+        "destination": message.to,
+        "additionalInfo": additional,
+    }
+    return {
+        "deliveryInfoNotification": {
+            "deliveryInfo": info,
+            "correlationid": message.extra.get("correlationid", ""),
+            "callbackData": message.extra.get("callbackData", ""),
+            "transid": message.id,
+            "subtid": "",
+        }
+    }
+
+
+def receipt_push(message: SimMessage, event: str, config: SimConfig) -> tuple[str, bytes, dict[str, str], str]:
+    payload = delivery_info(message, event)
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    headers = {"Content-Type": "application/json"}
+    secret = config.secrets.get(PROVIDER)
+    if secret:
+        headers["X-Hub-Signature"] = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    elif config.basic_auth:
+        headers["Authorization"] = "Basic " + base64.b64encode(config.basic_auth.encode()).decode()
+    info = payload["deliveryInfoNotification"]["deliveryInfo"]
+    url = message.extra.get("notifyurl") or config.webhook_url(PROVIDER)
+    return url, body, headers, f"{info['code']} {info['deliveryStatus']} {info['Description']}".strip()
+
+
+def routes() -> list[Route]:
+    return [
+        Route("POST", "/resources/v1/messaging", PROVIDER, send),
+        Route("GET", "/resources/v1/messaging/status/{transid}", PROVIDER, status),
+    ]

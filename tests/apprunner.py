@@ -1,0 +1,205 @@
+"""The real app as a user runs it: gunicorn, a Celery worker and Celery beat as separate processes.
+
+Used by the end-to-end tests and the benchmarks. Each ``AppEnv`` is an isolated deployment with its own
+database (a fresh SQLite file, or a fresh PostgreSQL database when ``DATABASE_URL`` points at PostgreSQL), its
+own broker queue (the filesystem broker in its own folder, or a queue of its own on the Redis that
+``CELERY_BROKER_URL``/``REDIS_URL`` names), and its own ports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+BASIC_USER, BASIC_PASSWORD = "e2e", "e2e-password"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wants_postgres() -> bool:
+    return os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
+
+
+def broker_from_environment() -> str:
+    return os.environ.get("CELERY_BROKER_URL") or os.environ.get("REDIS_URL") or "filesystem://localhost/"
+
+
+class AppEnv:
+    def __init__(self, workdir: Path, name: str = "e2e") -> None:
+        self.workdir = workdir
+        self.name = f"{name}_{uuid.uuid4().hex[:8]}"
+        self.processes: list[tuple[subprocess.Popen, IO]] = []
+        self.base_env = {
+            **os.environ,
+            "VAR_DIR": str(workdir / "var"),
+            "SECRET_KEY": "e2e-not-secret",
+            "DEBUG": "false",
+            "WEBHOOK_BASIC_AUTH": f"{BASIC_USER}:{BASIC_PASSWORD}",
+            "WEBHOOK_SECRET_GENESYS_CLOUD": "e2e-gc",
+            "WEBHOOK_SECRET_GENESYS_SMS": "e2e-sms",
+            "WEBHOOK_SECRET_WEBEX_CONNECT": "e2e-webex",
+            "WEBHOOK_SECRET_GENERIC": "whsec_ZTJlLWdlbmVyaWMta2V5",
+            "CELERY_QUEUE": self.name,
+            "SWEEP_INTERVAL": "1",
+            "LOG_LEVEL": os.environ.get("E2E_LOG_LEVEL", "WARNING"),
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.base_env.pop("DJANGO_SETTINGS_MODULE", None)
+        if wants_postgres():
+            parts = urlsplit(os.environ["DATABASE_URL"])
+            # Create and drop through the maintenance database; the named one need not exist.
+            self.admin_url = urlunsplit(parts._replace(path="/postgres"))
+            self.database_url = urlunsplit(parts._replace(path=f"/{self.name}"))
+        else:
+            self.admin_url = ""
+            self.database_url = f"sqlite:///{workdir / 'var' / 'app.sqlite3'}"
+        self.base_env["DATABASE_URL"] = self.database_url
+        self.base_env["CELERY_BROKER_URL"] = broker_from_environment()
+
+    # --- lifecycle -------------------------------------------------------------------------------------
+
+    def create(self) -> AppEnv:
+        (self.workdir / "var").mkdir(parents=True, exist_ok=True)
+        if self.admin_url:
+            self._postgres(f'CREATE DATABASE "{self.name}"')
+        self.manage("migrate", "--noinput")
+        return self
+
+    def destroy(self) -> None:
+        self.stop_all()
+        if self.admin_url:
+            self._postgres(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+    def _postgres(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(sql)
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        return {**self.base_env, **overrides}
+
+    def manage(self, *args: str, **env: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env(**env),
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+
+    def _spawn(self, label: str, argv: list[str], **env: str) -> subprocess.Popen:
+        log = open(self.workdir / f"{label}.log", "a")  # noqa: SIM115 - closed in stop()
+        proc = subprocess.Popen(
+            argv, cwd=ROOT, env=self.env(**env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.processes.append((proc, log))
+        return proc
+
+    def start_web(self, workers: int = 2, threads: int = 4, port: int | None = None, **env: str) -> str:
+        port = port or free_port()
+        argv = [
+            str(BIN / "gunicorn"),
+            "config.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--worker-class",
+            "gthread",
+            "--workers",
+            str(workers),
+            "--threads",
+            str(threads),
+            "--backlog",
+            "2048",
+        ]
+        self._spawn(f"web-{port}", argv, **env)
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: httpx.get(f"{url}/healthz", timeout=1).status_code == 200, 30, f"web on {port}")
+        return url
+
+    def start_worker(self, concurrency: int = 2, **env: str) -> subprocess.Popen:
+        argv = [str(BIN / "celery"), "-A", "config", "worker", "--concurrency", str(concurrency)]
+        argv += ["--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "WARNING"]
+        return self._spawn("worker", argv, **env)
+
+    def start_beat(self, **env: str) -> subprocess.Popen:
+        schedule = self.workdir / f"beat-{uuid.uuid4().hex[:6]}"
+        argv = [str(BIN / "celery"), "-A", "config", "beat", "--schedule", str(schedule), "--loglevel", "WARNING"]
+        return self._spawn("beat", argv, **env)
+
+    def stop(self, proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        for p, log in self.processes:
+            if p is proc:
+                log.close()
+        self.processes = [(p, log) for p, log in self.processes if p is not proc]
+
+    def kill(self, proc: subprocess.Popen) -> None:
+        """SIGKILL the process and all its children: a worker dying mid-batch."""
+        self.stop(proc, signal.SIGKILL)
+
+    def stop_all(self) -> None:
+        for proc, _ in list(self.processes):
+            self.stop(proc)
+
+    def logs(self) -> str:
+        return "\n".join(f"== {p.name}\n{p.read_text()[-4000:]}" for p in sorted(self.workdir.glob("*.log")))
+
+    def sql(self, query: str) -> list[tuple]:
+        """Read the deployment's database directly (for checks the API does not expose, such as the inbox)."""
+        if self.admin_url:
+            import psycopg
+
+            with psycopg.connect(self.database_url) as conn:
+                return conn.execute(query).fetchall()
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(self.database_url.removeprefix("sqlite:///"), timeout=30)) as conn:
+            return conn.execute(query).fetchall()
+
+    def inbox_states(self) -> dict[str, int]:
+        return dict(self.sql("SELECT state, count(*) FROM receipts_receiptevent GROUP BY state"))
+
+    def api_token(self, name: str = "e2e") -> str:
+        return self.manage("create_api_client", name).stdout.strip().splitlines()[-1]
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1) -> object:
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = predicate()
+            if result:
+                return result
+        except Exception as exc:  # a server still starting answers with connection errors
+            last_error = exc
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not ready after {timeout}s (last error: {last_error!r})")

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+from rest_framework.test import APIClient
+
+from receipts import actions
+from receipts.models import ApiClient, Message
+
+SAMPLES = Path(__file__).parent / "samples"
+
+BASIC = "receipts:s3cret-pass"
+GENESYS_CLOUD_SECRET = "gc-secret"
+GENESYS_SMS_TOKEN = "sms-token"
+WEBEX_SECRET = "webex-secret"
+GENERIC_SECRET = "whsec_" + base64.b64encode(b"generic-secret-key-0123456789").decode()
+
+WEBHOOK_PATHS = {
+    "genesys_cloud": "/webhooks/genesys-cloud/",
+    "genesys_sms": "/webhooks/genesys-sms/",
+    "webex_connect": "/webhooks/webex-connect/",
+    "generic": "/webhooks/generic/",
+}
+
+
+def sample(relative: str) -> bytes:
+    return (SAMPLES / relative).read_bytes()
+
+
+def sample_json(relative: str) -> dict[str, Any]:
+    return json.loads(sample(relative))
+
+
+@pytest.fixture(autouse=True)
+def webhook_secrets(settings: Any) -> None:
+    settings.DEBUG = False
+    settings.WEBHOOK_BASIC_AUTH = [BASIC]
+    settings.WEBHOOK_SECRET_GENESYS_CLOUD = [GENESYS_CLOUD_SECRET]
+    settings.WEBHOOK_SECRET_GENESYS_SMS = [GENESYS_SMS_TOKEN]
+    settings.WEBHOOK_SECRET_WEBEX_CONNECT = [WEBEX_SECRET]
+    settings.WEBHOOK_SECRET_GENERIC = [GENERIC_SECRET]
+
+
+def basic_header(credentials: str = BASIC) -> str:
+    return "Basic " + base64.b64encode(credentials.encode()).decode()
+
+
+def hub_signature(body: bytes, secret: str, algorithm: str = "sha256") -> str:
+    return f"{algorithm}=" + hmac.new(secret.encode(), body, getattr(hashlib, algorithm)).hexdigest()
+
+
+def standard_webhooks_headers(body: bytes, secret: str = GENERIC_SECRET, msg_id: str = "msg_1") -> dict[str, str]:
+    timestamp = str(int(time.time()))
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signature = base64.b64encode(hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest())
+    return {"webhook-id": msg_id, "webhook-timestamp": timestamp, "webhook-signature": f"v1,{signature.decode()}"}
+
+
+def post_webhook(
+    client: Any, provider: str, body: bytes | str, content_type: str = "application/json", **headers: str
+) -> Any:
+    """POST as a provider would, authenticated with Basic unless headers say otherwise."""
+    if isinstance(body, str):
+        body = body.encode()
+    headers.setdefault("Authorization", basic_header())
+    return client.generic("POST", WEBHOOK_PATHS[provider], body, content_type=content_type, headers=headers)
+
+
+def register(**fields: Any) -> Message:
+    data = {"channel": "sms", "provider": "generic", "to": "+15551234567", **fields}
+    message, _ = actions.register_message(data)
+    return message
+
+
+def drain() -> int:
+    """Process the inbox until nothing is due, as the worker would."""
+    total = 0
+    while claimed := actions.process_due():
+        total += claimed
+    return total
+
+
+@pytest.fixture
+def api() -> APIClient:
+    _, token = ApiClient.issue("test-client", ["read", "write"])
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    return client
+
+
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"

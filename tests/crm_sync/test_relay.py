@@ -1,0 +1,305 @@
+"""The relay against the fake CRM's generic endpoint: batches, coalescing, order, backoff, dead rows, outages."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from django.utils import timezone
+
+from crm_sync import actions
+from crm_sync.adapters.generic import GenericAdapter
+from crm_sync.fake_crm import FakeCrm
+from crm_sync.models import OutboxMessage, OutboxState
+from receipts.events import Kind
+from tests.conftest import drain, post_webhook, register
+from tests.crm_sync.conftest import change, publish_changes, relay_until_idle, states
+
+pytestmark = pytest.mark.django_db
+
+
+def keys_in_order() -> list[str]:
+    return list(OutboxMessage.objects.order_by("id").values_list("idempotency_key", flat=True))
+
+
+def test_due_changes_go_out_signed_in_one_batch_and_are_marked_sent(generic_crm: FakeCrm) -> None:
+    publish_changes(*[change(record=f"R-{i}", message_id=i, status="delivered") for i in range(5)])
+
+    report = actions.relay()
+
+    assert (report.sent, report.batches) == (5, 1)
+    assert states() == {"sent": 5}
+    assert [c.key for c in generic_crm.changes()] == keys_in_order()
+    [request] = generic_crm.requests
+    assert request.status == 200 and request.idempotency_key.startswith("batch_")
+    assert OutboxMessage.objects.filter(sent_at__isnull=False, attempts=1).count() == 5
+
+
+@pytest.mark.parametrize("changes", [3, 300])
+def test_a_relay_batch_costs_a_fixed_number_of_queries(
+    generic_crm: FakeCrm, changes: int, django_assert_num_queries: Any
+) -> None:
+    publish_changes(*[change(record=f"R-{i % 40}", message_id=i) for i in range(changes)])
+    adapter = GenericAdapter()
+    # claim (select for update), streams' unfinished rows, mark in flight; mark sent: 4 queries, and a savepoint
+    # and its release around each of the two transactions (BEGIN/COMMIT outside a test). The same for 300 as for 3.
+    with django_assert_num_queries(8):
+        report = actions.relay_batch(adapter)
+    adapter.close()
+    assert report.sent == changes
+
+
+def test_the_signature_is_hmac_sha256_of_the_body_and_the_body_lists_the_changes(generic_crm: FakeCrm) -> None:
+    publish_changes(change(record="R-1", message_id=1, status="sent"))
+    seen: dict[str, Any] = {}
+
+    def capture(request: httpx.Request) -> httpx.Response:
+        seen["headers"], seen["body"] = request.headers, request.content
+        return httpx.Response(200, json={})
+
+    adapter = GenericAdapter()
+    adapter.client = httpx.Client(transport=httpx.MockTransport(capture))
+    actions.relay(adapter=adapter)
+
+    expected = hmac.new(generic_crm.signing_secret.encode(), seen["body"], hashlib.sha256).hexdigest()
+    assert seen["headers"]["X-Signature-256"] == f"sha256={expected}"
+    body = json.loads(seen["body"])
+    assert seen["headers"]["Idempotency-Key"] == body["batch_id"]
+    [entry] = body["changes"]
+    assert entry["idempotency_key"] == keys_in_order()[0]
+    assert (entry["kind"], entry["crm_record_id"], entry["message_id"]) == ("status_changed", "R-1", 1)
+    assert entry["payload"] == {"status": "sent"} and entry["history"] == []
+
+
+def test_changes_of_one_message_coalesce_the_latest_state_first_and_the_history_riding_along(
+    generic_crm: FakeCrm,
+) -> None:
+    publish_changes(change(message_id=7, status="queued", previous_status="pending"))
+    publish_changes(change(message_id=7, status="sent", previous_status="queued"))
+    publish_changes(change(Kind.REVIEW_RESOLVED, message_id=7, action="confirm_delivered", status="delivered"))
+    publish_changes(change(message_id=8, status="sent"))
+
+    actions.relay()
+
+    keys = keys_in_order()
+    changes = generic_crm.changes()
+    # Each change arrives once; the first three ride in one entry (two as history), the fourth on its own.
+    assert sorted(c.key for c in changes) == sorted(keys)
+    assert [(c.key, c.history) for c in changes] == [
+        (keys[0], True),
+        (keys[1], True),
+        (keys[2], False),
+        (keys[3], False),
+    ]
+    batch = generic_crm.requests[0]
+    assert batch.changes == 4
+    assert states() == {"sent": 4}
+
+
+def test_the_entry_state_is_every_payload_laid_over_the_one_before() -> None:
+    from crm_sync.adapters import Change, coalesce
+
+    changes = [
+        Change(
+            1, "k1", "status_changed", "R", 7, "record:R", timezone.now(), {"status": "sent", "needs_review": False}
+        ),
+        Change(2, "k2", "review_resolved", "R", 7, "record:R", timezone.now(), {"action": "confirm_delivered"}),
+    ]
+    [entry] = coalesce(changes)
+    assert entry.state() == {"status": "sent", "needs_review": False, "action": "confirm_delivered"}
+    assert entry.as_json()["kind"] == "review_resolved"
+    assert [h["idempotency_key"] for h in entry.as_json()["history"]] == ["k1"]
+
+
+def test_a_5xx_backs_off_10_s_then_20_s_and_keeps_the_error(generic_crm: FakeCrm) -> None:
+    publish_changes(change())
+    generic_crm.go_down(503)
+    start = timezone.now()
+
+    actions.relay(start)
+    row = OutboxMessage.objects.get()
+    assert (row.state, row.attempts) == (OutboxState.PENDING, 1)
+    assert row.next_attempt_at == start + timedelta(seconds=10)
+    assert "HTTP 503" in row.last_error
+
+    assert actions.relay(start + timedelta(seconds=9)).batches == 0  # nothing due yet
+    assert OutboxMessage.objects.get().attempts == 1
+
+    actions.relay(start + timedelta(seconds=10))
+    row = OutboxMessage.objects.get()
+    assert (row.attempts, row.next_attempt_at) == (2, start + timedelta(seconds=30))
+
+
+def test_a_429_waits_at_least_its_retry_after(generic_crm: FakeCrm) -> None:
+    publish_changes(change())
+    generic_crm.fail_next(1, status=429, retry_after=120)
+    start = timezone.now()
+
+    actions.relay(start)
+
+    row = OutboxMessage.objects.get()
+    assert row.next_attempt_at == start + timedelta(seconds=120)
+    assert "HTTP 429" in row.last_error
+    actions.relay(start + timedelta(seconds=120))
+    assert OutboxMessage.objects.get().state == OutboxState.SENT
+
+
+def test_backoff_is_capped_at_an_hour(settings: Any) -> None:
+    assert actions.backoff(1) == timedelta(seconds=10)
+    assert actions.backoff(4) == timedelta(seconds=80)
+    assert actions.backoff(30) == timedelta(hours=1)
+    settings.CRM_RETRY_MAX = timedelta(minutes=5)
+    assert actions.backoff(10) == timedelta(minutes=5)
+
+
+def test_a_crm_that_cannot_be_reached_backs_off_like_a_5xx(settings: Any) -> None:
+    with FakeCrm() as crm:
+        url = crm.generic_url  # the server stops: nothing listens on that port any more
+    settings.CRM_BACKEND, settings.CRM_URL, settings.CRM_SIGNING_SECRET = "generic", url, "x"
+    publish_changes(change())
+
+    actions.relay()
+
+    row = OutboxMessage.objects.get()
+    assert row.state == OutboxState.PENDING and row.attempts == 1
+    assert "ConnectError" in row.last_error
+
+
+def test_a_wrong_signing_secret_is_refused_and_retried_not_lost(generic_crm: FakeCrm, settings: Any) -> None:
+    settings.CRM_SIGNING_SECRET = "not-the-crm-secret"
+    publish_changes(change())
+
+    actions.relay()
+
+    row = OutboxMessage.objects.get()
+    assert row.state == OutboxState.PENDING and "HTTP 401" in row.last_error
+    assert generic_crm.changes() == []
+
+
+def test_a_record_backing_off_holds_its_later_changes_while_other_records_go(generic_crm: FakeCrm) -> None:
+    publish_changes(change(record="A", message_id=1, status="sent"))
+    generic_crm.fail_next(1)
+    start = timezone.now()
+    actions.relay(start)  # A's first change fails and backs off 10 s
+
+    publish_changes(change(record="A", message_id=2, status="delivered"), change(record="B", message_id=3))
+    actions.relay(start + timedelta(seconds=1))
+
+    assert [c.crm_record_id for c in generic_crm.changes()] == ["B"]
+    a_rows = OutboxMessage.objects.filter(crm_record_id="A").order_by("id")
+    assert [r.state for r in a_rows] == ["pending", "pending"]
+    # The later change waits for the earlier one rather than being looked at every tick.
+    assert a_rows[1].next_attempt_at == a_rows[0].next_attempt_at == start + timedelta(seconds=10)
+
+    actions.relay(start + timedelta(seconds=10))
+    assert [c.crm_record_id for c in generic_crm.changes()] == ["B", "A", "A"]
+    assert [c.key for c in generic_crm.changes()][1:] == [r.idempotency_key for r in a_rows]
+
+
+def test_after_the_last_attempt_a_change_is_dead_and_holds_its_record_until_retried(
+    generic_crm: FakeCrm, settings: Any
+) -> None:
+    settings.CRM_MAX_ATTEMPTS = 2
+    publish_changes(change(record="A", message_id=1))
+    generic_crm.go_down(500)
+    now = timezone.now()
+    actions.relay(now)
+    actions.relay(now + timedelta(seconds=10))
+
+    row = OutboxMessage.objects.get()
+    assert (row.state, row.attempts) == (OutboxState.DEAD, 2)
+    assert "HTTP 500" in row.last_error
+
+    generic_crm.come_back()
+    publish_changes(change(record="A", message_id=1, n=2), change(record="B", message_id=5))
+    actions.relay(now + timedelta(seconds=11))
+    # B goes; A's new change must not overtake the dead one, so it is held (dead too, saying why).
+    assert [c.crm_record_id for c in generic_crm.changes()] == ["B"]
+    held = OutboxMessage.objects.filter(crm_record_id="A").order_by("id")[1]
+    assert held.state == OutboxState.DEAD and f"held behind dead change #{row.pk}" in held.last_error
+
+    # An operator retries the dead change: the one held behind it comes along, in order.
+    assert actions.retry(OutboxMessage.objects.filter(pk=row.pk), now + timedelta(seconds=12)) == 2
+    actions.relay(now + timedelta(seconds=12))
+    a_keys = list(
+        OutboxMessage.objects.filter(crm_record_id="A").order_by("id").values_list("idempotency_key", flat=True)
+    )
+    assert [c.key for c in generic_crm.changes() if c.crm_record_id == "A"] == a_keys
+    assert states() == {"sent": 3}
+
+
+def test_with_crm_backend_none_the_outbox_is_kept_and_nothing_is_sent(fake_crm: FakeCrm, settings: Any) -> None:
+    settings.CRM_BACKEND = "none"
+    publish_changes(change())
+
+    report = actions.relay()
+
+    assert report.batches == 0
+    assert states() == {"pending": 1}
+    assert fake_crm.requests == []
+
+
+def test_one_relay_at_a_time(generic_crm: FakeCrm) -> None:
+    publish_changes(change())
+    now = timezone.now()
+    assert actions.take_lease("someone-else", now)
+
+    assert actions.relay(now).busy
+    assert states() == {"pending": 1}
+
+    # A relay that died keeps the lease only until it runs out.
+    assert not actions.relay(now + timedelta(seconds=61)).busy
+    assert states() == {"sent": 1}
+
+
+def test_the_crm_down_for_an_hour_then_back_gets_every_change_once_in_order(
+    client: Any, generic_crm: FakeCrm, time_machine: Any
+) -> None:
+    """Receipts keep coming while the CRM is down; the relay backs off to an hour; then it is back."""
+    start = timezone.now()
+    time_machine.move_to(start, tick=False)
+    generic_crm.go_down(503, retry_after=None)
+    records = [f"003REC{i:03d}" for i in range(6)]
+    messages = [register(provider_message_id=f"down-{i}", crm_record_id=records[i % 6]) for i in range(18)]
+    steps = ["queued", "sent", "delivered"]
+
+    clock = start
+    attempts_seen: Counter = Counter()
+    for minute in range(0, 61):
+        clock = start + timedelta(minutes=minute)
+        time_machine.move_to(clock, tick=False)
+        if minute < 3:  # one lifecycle step a minute for every message, while the CRM is down
+            for m in messages:
+                body = {"id": m.provider_message_id, "status": steps[minute], "timestamp": clock.isoformat()}
+                post_webhook(client, "generic", json.dumps(body))
+            drain()
+        actions.relay()
+        attempts_seen.update(OutboxMessage.objects.values_list("attempts", flat=True))
+    assert states() == {"pending": 54}
+    assert generic_crm.changes() == []
+    assert max(OutboxMessage.objects.values_list("attempts", flat=True)) >= 8  # 10 s, 20 s, ... up to the hour
+    assert len(generic_crm.requests) < 100  # backing off, not hammering
+
+    generic_crm.come_back()
+    # Within the next hour (the longest backoff) everything goes out.
+    for minute in range(61, 125):
+        time_machine.move_to(start + timedelta(minutes=minute), tick=False)
+        relay_until_idle()
+    assert states() == {"sent": 54}
+    counts = generic_crm.key_counts()
+    assert set(counts) == set(keys_in_order())
+    assert set(counts.values()) == {1}, "every change arrives once per idempotency key"
+    # Per record the latest states arrive in the order they happened; per message every change does.
+    assert generic_crm.in_order_per_record() == {}
+    for m in messages:
+        expected = (
+            OutboxMessage.objects.filter(message_id=m.pk).order_by("id").values_list("idempotency_key", flat=True)
+        )
+        assert [c.key for c in generic_crm.changes() if c.message_id == m.pk] == list(expected)
+        assert len(expected) == 3

@@ -1,0 +1,225 @@
+"""The Salesforce adapter against the fake CRM's token and sObject Collections upsert; the field mapping."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.utils import timezone
+
+from crm_sync import actions, mapping
+from crm_sync.adapters import Change
+from crm_sync.fake_crm import FakeCrm
+from crm_sync.models import OutboxMessage, OutboxState
+from receipts.events import Kind
+from tests.crm_sync.conftest import T0, change, publish_changes, states
+
+EXTERNAL_ID = "Delivery_Tracker_Id__c"
+
+
+def status(record: str, message_id: int, value: str, **more: Any):
+    payload = {
+        "status": value,
+        "status_at": f"2026-11-20T10:00:0{message_id % 10}Z",
+        "failure_category": "",
+        "needs_review": False,
+        "review_reason": "",
+    }
+    return change(record=record, message_id=message_id, **{**payload, **more})
+
+
+@pytest.mark.django_db
+def test_changes_are_upserted_by_external_id_with_the_mapped_fields(salesforce_crm: FakeCrm) -> None:
+    publish_changes(status("003A", 1, "sent"), status("003B", 2, "delivered"))
+    publish_changes(status("003A", 1, "failed", failure_category="invalid_destination"))
+
+    report = actions.relay()
+
+    assert report.sent == 3
+    assert states() == {"sent": 3}
+    assert salesforce_crm.records["003A"] == {
+        "Delivery_Status__c": "failed",
+        "Delivery_Status_At__c": "2026-11-20T10:00:01Z",
+        "Delivery_Failure_Reason__c": "invalid_destination",
+        "Delivery_Needs_Review__c": False,
+        "Delivery_Review_Reason__c": "",
+    }
+    assert salesforce_crm.records["003B"]["Delivery_Status__c"] == "delivered"
+    # One token, one upsert request with one record per CRM record.
+    assert [(r.method, r.status, r.changes) for r in salesforce_crm.requests] == [
+        ("POST", 200, 0),
+        ("PATCH", 200, 2),
+    ]
+
+
+@pytest.mark.django_db
+def test_at_most_200_records_go_in_one_request(salesforce_crm: FakeCrm, settings: Any) -> None:
+    settings.CRM_BATCH_SIZE = 1000
+    publish_changes(*[status(f"003R{i:04d}", i, "delivered") for i in range(450)])
+
+    actions.relay()
+
+    upserts = [r for r in salesforce_crm.requests if r.method == "PATCH"]
+    assert [r.changes for r in upserts] == [200, 200, 50]
+    assert len(salesforce_crm.records) == 450
+    assert states() == {"sent": 450}
+
+
+@pytest.mark.django_db
+def test_a_record_salesforce_refuses_backs_off_alone(salesforce_crm: FakeCrm) -> None:
+    salesforce_crm.reject_record("003GONE", "ENTITY_IS_DELETED", "entity is deleted")
+    publish_changes(status("003GONE", 1, "delivered"), status("003OK", 2, "delivered"))
+
+    actions.relay()
+
+    gone = OutboxMessage.objects.get(crm_record_id="003GONE")
+    assert gone.state == OutboxState.PENDING and gone.attempts == 1
+    assert gone.last_error == "ENTITY_IS_DELETED: entity is deleted"
+    assert OutboxMessage.objects.get(crm_record_id="003OK").state == OutboxState.SENT
+
+
+@pytest.mark.django_db
+def test_an_expired_token_is_fetched_again_once(salesforce_crm: FakeCrm) -> None:
+    publish_changes(status("003A", 1, "sent"))
+    actions.relay()
+    salesforce_crm.expire_tokens()
+    publish_changes(status("003A", 1, "delivered"))
+
+    actions.relay()
+
+    assert states() == {"sent": 2}
+    assert [(r.method, r.status) for r in salesforce_crm.requests] == [
+        ("POST", 200),
+        ("PATCH", 200),
+        ("PATCH", 401),
+        ("POST", 200),
+        ("PATCH", 200),
+    ]
+    assert salesforce_crm.records["003A"]["Delivery_Status__c"] == "delivered"
+
+
+@pytest.mark.django_db
+def test_wrong_client_credentials_back_off_with_the_token_error(salesforce_crm: FakeCrm, settings: Any) -> None:
+    settings.SALESFORCE_CLIENT_SECRET = "wrong"
+    publish_changes(status("003A", 1, "sent"))
+
+    actions.relay()
+
+    row = OutboxMessage.objects.get()
+    assert row.state == OutboxState.PENDING
+    assert "token request failed" in row.last_error and "invalid_client" in row.last_error
+
+
+@pytest.mark.django_db
+def test_429_and_5xx_back_off(salesforce_crm: FakeCrm) -> None:
+    publish_changes(status("003A", 1, "sent"))
+    start = timezone.now()
+    salesforce_crm.fail_next(1, status=429, retry_after=30)  # the token request
+
+    actions.relay(start)
+    row = OutboxMessage.objects.get()
+    assert row.next_attempt_at == start + timedelta(seconds=30) and "HTTP 429" in row.last_error
+
+    salesforce_crm.fail_next(1, status=503)
+    actions.relay(start + timedelta(seconds=30))
+    row = OutboxMessage.objects.get()
+    assert row.attempts == 2 and row.next_attempt_at == start + timedelta(seconds=50)
+
+    actions.relay(start + timedelta(seconds=50))
+    assert OutboxMessage.objects.get().state == OutboxState.SENT
+
+
+@pytest.mark.django_db
+def test_changes_with_no_crm_record_or_no_mapped_field_are_skipped_not_retried(salesforce_crm: FakeCrm) -> None:
+    publish_changes(status("", 1, "sent"), change(Kind.ESCALATION, record="003A", message_id=2, level=2))
+
+    actions.relay()
+
+    rows = {r.message_id: r for r in OutboxMessage.objects.all()}
+    assert rows[1].state == OutboxState.SKIPPED and "no crm_record_id" in rows[1].last_error
+    assert rows[2].state == OutboxState.SKIPPED and "CRM_FIELD_MAP" in rows[2].last_error
+    assert [r for r in salesforce_crm.requests if r.method == "PATCH"] == []
+
+
+@pytest.mark.django_db
+def test_suppression_changes_set_the_opt_out_and_bounce_fields(salesforce_crm: FakeCrm) -> None:
+    publish_changes(
+        change(Kind.SUPPRESSION_ADDED, record="003A", message_id=None, channel="email", reason="unsubscribe"),
+        change(
+            Kind.SUPPRESSION_ADDED,
+            record="003B",
+            message_id=None,
+            channel="email",
+            reason="hard_bounce",
+            detail="550 5.1.1 user unknown",
+        ),
+    )
+    actions.relay()
+    publish_changes(
+        change(Kind.SUPPRESSION_LIFTED, record="003A", message_id=None, channel="email", reason="unsubscribe")
+    )
+    actions.relay()
+
+    assert salesforce_crm.records["003A"] == {"HasOptedOutOfEmail": False}
+    assert salesforce_crm.records["003B"] == {
+        "EmailBouncedReason": "550 5.1.1 user unknown",
+        "EmailBouncedDate": T0.isoformat(),
+    }
+    assert [u.fields for u in salesforce_crm.upserts if u.external_id == "003A"] == [
+        {"HasOptedOutOfEmail": True},
+        {"HasOptedOutOfEmail": False},
+    ]
+
+
+def mk(kind: str, row_id: int, **payload: Any) -> Change:
+    return Change(row_id, f"k{row_id}", kind, "003A", 1, "record:003A", T0, payload)
+
+
+def test_later_changes_win_and_fields_no_change_speaks_to_are_left_out() -> None:
+    changes = [mk("status_changed", 1, status="sent", needs_review=False), mk("status_changed", 2, status="delivered")]
+    assert mapping.fields_for(changes, {"S": "status", "R": "needs_review", "X": "absent"}) == {
+        "S": "delivered",
+        "R": False,
+    }
+
+
+def test_rules_match_on_kind_and_payload_and_read_nested_keys_and_the_change_itself() -> None:
+    rules = {
+        "Flag__c": {"kinds": ["escalation"], "where": {"level": [2, 3]}, "value": True},
+        "Who__c": "owner.name",
+        "Kind__c": "change.kind",
+        "Key__c": {"from": "change.idempotency_key"},
+    }
+    fields = mapping.fields_for([mk("escalation", 1, level=2, owner={"name": "ops"})], rules)
+    assert fields == {"Flag__c": True, "Who__c": "ops", "Kind__c": "escalation", "Key__c": "k1"}
+    assert "Flag__c" not in mapping.fields_for([mk("escalation", 1, level=1)], rules)
+    assert "Flag__c" not in mapping.fields_for([mk("status_changed", 1, level=2)], rules)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{}, [], {"F": 3}, {"F": {"from": "a", "value": 1}}, {"F": {"kinds": "x", "value": 1}}, {"F": {"when": 1}}],
+)
+def test_a_broken_field_map_is_reported(bad: Any) -> None:
+    assert mapping.validate(bad)
+
+
+def test_the_default_field_map_is_valid() -> None:
+    assert mapping.validate(mapping.DEFAULT_FIELD_MAP) == []
+
+
+def test_misconfiguration_fails_the_system_check(settings: Any) -> None:
+    settings.CRM_BACKEND = "salesforce"
+    settings.SALESFORCE_TOKEN_URL = ""
+    settings.CRM_FIELD_MAP = {"F": 3}
+    with pytest.raises(SystemCheckError) as failure:
+        call_command("check")
+    assert "crm_sync.E004" in str(failure.value) and "crm_sync.E006" in str(failure.value)
+    settings.CRM_BACKEND = "generic"
+    settings.CRM_URL = ""
+    with pytest.raises(SystemCheckError) as failure:
+        call_command("check")
+    assert "crm_sync.E002" in str(failure.value) and "crm_sync.E003" in str(failure.value)

@@ -1,0 +1,115 @@
+"""What an operator meets around the pipeline: start-up checks, the first run, health, logs without addresses."""
+
+from __future__ import annotations
+
+import logging
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+
+from config import first_run
+from receipts.checks import check_secrets
+from receipts.logging import mask
+
+
+def ids(problems: list) -> set[str]:
+    return {p.id for p in problems}
+
+
+def test_missing_secret_key_is_an_error_that_says_what_to_set(settings: Any) -> None:
+    settings.SECRET_KEY = ""
+    problems = check_secrets(None)
+    assert "receipts.E001" in ids(problems)
+    assert "SECRET_KEY" in next(p for p in problems if p.id == "receipts.E001").hint
+
+
+def test_webhooks_without_credentials_warn(settings: Any) -> None:
+    settings.WEBHOOK_BASIC_AUTH = []
+    settings.WEBHOOK_SECRET_GENESYS_SMS = []
+    problems = check_secrets(None)
+    assert ids(problems) == {"receipts.W001"}
+    assert "WEBHOOK_SECRET_GENESYS_SMS" in problems[0].msg
+
+
+def test_malformed_basic_auth_and_generic_secret_are_errors(settings: Any) -> None:
+    settings.WEBHOOK_BASIC_AUTH = ["no-colon"]
+    settings.WEBHOOK_SECRET_GENERIC = ["plain"]
+    assert {"receipts.E002", "receipts.E003"} <= ids(check_secrets(None))
+
+
+def test_first_run_writes_env_once_with_fresh_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / ".env"
+    monkeypatch.setattr(first_run, "ENV_FILE", target)
+
+    first_run.main()
+    written = target.read_text()
+    first_run.main()
+
+    assert target.read_text() == written
+    assert target.stat().st_mode & 0o777 == 0o600
+    values = dict(line.split("=", 1) for line in written.splitlines() if "=" in line and not line.startswith("#"))
+    assert len(values["SECRET_KEY"]) > 40
+    assert values["WEBHOOK_SECRET_GENERIC"].startswith("whsec_")
+    assert ":" in values["WEBHOOK_BASIC_AUTH"]
+
+
+@pytest.mark.django_db
+def test_bootstrap_admin_creates_one_admin_and_prints_its_password_once() -> None:
+    first, second = StringIO(), StringIO()
+    call_command("bootstrap_admin", stdout=first)
+    call_command("bootstrap_admin", stdout=second)
+
+    password = first.getvalue().split("password: ")[1].split()[0]
+    admin = get_user_model().objects.get(username="admin")
+    assert admin.is_superuser
+    assert admin.check_password(password)
+    assert second.getvalue() == ""
+
+
+@pytest.mark.django_db
+def test_healthz_and_readyz(client: Any) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.json()["checks"]["database"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("line", "masked"),
+    [
+        ("to +15551234567 failed", "to ***67 failed"),
+        ("to +1 (555) 123-4567.", "to ***67."),
+        ("alice.smith@example.com bounced", "a***@example.com bounced"),
+        ("msisdn 15551234567", "msisdn ***67"),
+    ],
+)
+def test_addresses_are_masked(line: str, masked: str) -> None:
+    assert mask(line) == masked
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "task 71be96e0-e6e4-4a50-52e5-cab944130000 done",
+        "at 2026-11-22 05:30:52,985",
+        "event 12345 of 8c1f5e3a2b7d4c9e",
+    ],
+)
+def test_ids_and_times_are_not_mistaken_for_phone_numbers(line: str) -> None:
+    assert mask(line) == line
+
+
+def test_every_log_record_is_masked(caplog: pytest.LogCaptureFixture) -> None:
+    from receipts.logging import MaskAddressesFilter
+
+    logger = logging.getLogger("receipts.test")
+    handler = caplog.handler
+    handler.addFilter(MaskAddressesFilter())
+    try:
+        logger.warning("message to %s from %s", "+15551234567", "bob@example.org")
+    finally:
+        handler.removeFilter(handler.filters[-1])
+    assert caplog.records[-1].getMessage() == "message to ***67 from b***@example.org"

@@ -1,0 +1,69 @@
+"""The built-in provider senders (retries, the demo campaign) against the simulator's send endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from receipts.models import Message
+from receipts.senders import configured_sender
+from receipts.sending import SendError, sender_for
+from receipts.simulator import SimulatorServer
+
+
+@pytest.fixture
+def configured(settings: Any, sim: SimulatorServer) -> SimulatorServer:
+    settings.GENESYS_CLOUD_BASE_URL = settings.GENESYS_CLOUD_LOGIN_URL = sim.url
+    settings.GENESYS_CLOUD_CLIENT_ID, settings.GENESYS_CLOUD_CLIENT_SECRET = "client", "secret"
+    settings.GENESYS_CLOUD_FROM_ADDRESS = "+15559876543"
+    settings.GENESYS_SMS_MT_URL = f"{sim.url}/httpapi/receiver"
+    settings.GENESYS_SMS_LOGIN, settings.GENESYS_SMS_PASSWORD = "login", "password"
+    settings.GENESYS_SMS_SENDER = "+15559876543"
+    settings.WEBEX_CONNECT_URL, settings.WEBEX_CONNECT_SERVICE_KEY = sim.url, "key"
+    settings.WEBEX_CONNECT_SENDER_ID, settings.WEBEX_CONNECT_EMAIL_FROM = "DEMO", "demo@example.com"
+    settings.SENDERS = {}
+    return sim
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("provider", "channel", "to"),
+    [
+        ("genesys_cloud", "sms", "+15551234567"),
+        ("genesys_sms", "sms", "+15551234567"),
+        ("webex_connect", "sms", "+15551234567"),
+        ("webex_connect", "email", "someone@example.com"),
+    ],
+)
+def test_each_sender_sends_and_returns_the_id_its_receipts_will_carry(
+    configured: SimulatorServer, provider: str, channel: str, to: str
+) -> None:
+    message = Message(provider=provider, channel=channel, to=to, content={"text": "hello", "subject": "hi"})
+
+    sender = sender_for(provider)
+    assert sender is not None
+    provider_message_id = sender.send(message)
+
+    known = httpx.get(f"{configured.url}/_sim/messages/{provider_message_id}")
+    assert known.status_code == 200, known.text
+    assert [m["provider"] for m in known.json()["messages"]] == [provider]
+
+
+def test_without_credentials_there_is_no_sender(settings: Any) -> None:
+    settings.SENDERS = {}
+    settings.GENESYS_SMS_LOGIN = ""
+    assert configured_sender("genesys_sms") is None
+    assert sender_for("genesys_sms") is None
+
+
+def test_a_refused_send_is_a_send_error_that_says_whether_to_try_again(configured: SimulatorServer) -> None:
+    httpx.post(f"{configured.url}/_sim/config", json={"rate_5xx": 1.0})
+    message = Message(provider="genesys_sms", channel="sms", to="+15551234567", content={"text": "hello"})
+    with pytest.raises(SendError) as refused:
+        sender_for("genesys_sms").send(message)  # type: ignore[union-attr]
+    assert refused.value.transient is True
+
+    with pytest.raises(SendError, match="no text"):
+        sender_for("genesys_sms").send(Message(provider="genesys_sms", channel="sms", to="+1555", content={}))  # type: ignore[union-attr]

@@ -1,0 +1,141 @@
+"""The SMS Aggregation MT endpoint and the Webex Connect messaging API, as the simulator serves them."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from receipts.simulator import SimulatorServer
+from tests.apprunner import wait_until
+from tests.simulator.conftest import configure, send_mt, stats
+
+
+def test_mt_with_the_services_parameters_is_acknowledged_with_its_message_id(http: httpx.Client) -> None:
+    response = send_mt(http, "4f9c2b1e-7a0d", receipt=True, app_id="reminders", conversation_id="c-001")
+
+    assert response.status_code == 200
+    assert response.json() == {"message_id": "4f9c2b1e-7a0d", "status": "queued"}
+    view = http.get("/_sim/messages/4f9c2b1e-7a0d").json()["messages"][0]
+    assert (view["provider"], view["to"], view["conversationId"]) == ("genesys_sms", "15551234567", "c-001")
+
+
+def test_mt_takes_to_from_body_as_aliases(http: httpx.Client) -> None:
+    data = {"login": "a", "password": "b", "to": "+15551234567", "from": "55555", "body": "Hi", "message_id": "m-9"}
+
+    assert http.post("/httpapi/receiver", data=data).status_code == 200
+
+
+def test_mt_sent_twice_with_one_message_id_creates_one_message(http: httpx.Client) -> None:
+    first, second = send_mt(http, "dup-1"), send_mt(http, "dup-1")
+
+    assert first.json() == second.json()
+    assert len(http.get("/_sim/messages/dup-1").json()["messages"]) == 1
+    assert stats(http)["duplicate_sends"] == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "complaint"),
+    [
+        ({"password": ""}, 401, "authentication failure"),
+        ({"message_id": " "}, 400, "message_id"),
+        ({"phone_number": "call me"}, 400, "phone_number"),
+        ({"priority": "URGENT"}, 400, "priority"),
+        ({"receipt": "maybe"}, 400, "receipt"),
+    ],
+)
+def test_mt_refuses_bad_requests(http: httpx.Client, change: dict, status: int, complaint: str) -> None:
+    data = {"login": "acme", "password": "pw", "phone_number": "15551234567", "sender": "5", "message": "Hi"}
+    data = {"message_id": "m-1", **data, **change}
+
+    response = http.post("/httpapi/receiver", data=data)
+
+    assert response.status_code == status
+    assert complaint in response.json()["error"]
+
+
+def test_mt_checks_logins_when_configured(http: httpx.Client) -> None:
+    configure(http, sms_logins={"acme": "right"})
+
+    assert send_mt(http, "m-1").status_code == 401
+    assert send_mt(http, "m-2", password="right").status_code == 200
+
+
+def webex_send(http: httpx.Client, body: dict, key: str = "service-key") -> httpx.Response:
+    return http.post("/resources/v1/messaging", json=body, headers={"key": key} if key else {})
+
+
+def test_webex_send_answers_one_transid_per_destination(http: httpx.Client) -> None:
+    body = {
+        "deliverychannel": "email",
+        "channels": {"email": {"subject": "Hello", "text": "Body", "from": "noreply@example.com"}},
+        "destination": [
+            {"email": ["a@example.com", "b@example.com"], "correlationid": "corr-1"},
+            {"email": ["c@example.com"]},
+        ],
+        "callbackData": "campaign-7",
+    }
+
+    response = webex_send(http, body)
+
+    assert response.status_code == 200
+    answers = response.json()["response"]
+    assert [(a["code"], a["description"]) for a in answers] == [("1001", "Queued")] * 2
+    assert answers[0]["correlationid"] == "corr-1"
+    shared = http.get(f"/_sim/messages/{answers[0]['transid']}").json()["messages"]
+    assert sorted(m["to"] for m in shared) == ["a@example.com", "b@example.com"]
+    assert stats(http)["sends"]["webex_connect"] == 3
+
+
+def test_webex_sms_send_and_transaction_status(sim: SimulatorServer, http: httpx.Client) -> None:
+    configure(http, mix={"delivered": 1})
+    body = {
+        "deliverychannel": "sms",
+        "channels": {"sms": {"text": "Hi", "senderid": "ACME"}},
+        "destination": [{"msisdn": ["15551234567"]}],
+    }
+    transid = webex_send(http, body).json()["response"][0]["transid"]
+
+    wait_until(lambda: http.get(f"/resources/v1/messaging/status/{transid}").json()[0]["status"] == "delivered", 10, "")
+
+    row = http.get(f"/resources/v1/messaging/status/{transid}").json()[0]
+    assert (row["transactionid"], row["to"], row["channel"], row["error_code"]) == (transid, "15551234567", "SMS", None)
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "status", "code"),
+    [
+        ({}, "", 401, "7002"),
+        ({"deliverychannel": "sms"}, "k", 400, "7003"),
+        ({"deliverychannel": "voice", "channels": {}, "destination": []}, "k", 400, "7004"),
+        (
+            {
+                "deliverychannel": "sms",
+                "channels": {"sms": {"text": "x"}},
+                "destination": [{"msisdn": ["1555000000"]}] * 1001,
+            },
+            "k",
+            400,
+            "7009",
+        ),
+        (
+            {"deliverychannel": "sms", "channels": {"sms": {"text": "x"}}, "destination": [{"msisdn": ["abc"]}]},
+            "k",
+            400,
+            "7004",
+        ),
+    ],
+)
+def test_webex_send_refuses_with_the_messaging_api_codes(
+    http: httpx.Client, body: dict, key: str, status: int, code: str
+) -> None:
+    response = webex_send(http, body, key)
+
+    assert (response.status_code, response.json()["response"]["code"]) == (status, code)
+
+
+def test_webex_checks_service_keys_when_configured(http: httpx.Client) -> None:
+    configure(http, webex_service_keys=["good"])
+    body = {"deliverychannel": "sms", "channels": {"sms": {"text": "x"}}, "destination": [{"msisdn": ["15551234567"]}]}
+
+    assert webex_send(http, body, "bad").json()["response"]["code"] == "7001"
+    assert webex_send(http, body, "good").status_code == 200
