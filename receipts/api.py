@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from receipts import actions
+from receipts.db import snapshot
 from receipts.addresses import normalize_address
 from receipts.models import Message, MessageEvent, Priority
 from receipts.status import Channel, Provider, ReviewReason, Status
@@ -179,6 +180,11 @@ class MessageViewSet(
         if self.action == "create":
             return RegisterMessageSerializer
         return MessageSerializer
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        # The status and the timeline come from one snapshot, never from either side of a batch's commit.
+        with snapshot():
+            return super().retrieve(request, *args, **kwargs)
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         incoming = RegisterMessageSerializer(data=request.data)

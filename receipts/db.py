@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
-from django.db import connection, models
+from django.db import connection, models, transaction
 
 
 def update_rows(objs: Sequence[models.Model], field_names: list[str]) -> None:
@@ -26,3 +27,30 @@ def update_rows(objs: Sequence[models.Model], field_names: list[str]) -> None:
     rows = [[*(f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields), obj.pk] for obj in objs]
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
+
+
+@contextmanager
+def snapshot() -> Iterator[None]:
+    """Run the reads inside one consistent snapshot of the database.
+
+    A message and its timeline are read by two queries. With each query in its own snapshot (PostgreSQL's READ
+    COMMITTED, or SQLite in autocommit), a batch committing in between could show every receipt on the timeline
+    next to the status from before them. On PostgreSQL the block runs REPEATABLE READ READ ONLY. On SQLite it runs
+    in a deferred read transaction, which in WAL mode sees one snapshot and takes no write lock (Django's atomic
+    would BEGIN IMMEDIATE here and queue behind the writers). Inside an outer transaction it changes nothing.
+    """
+    if not connection.get_autocommit():
+        yield
+    elif connection.vendor == "postgresql":
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            yield
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute("BEGIN DEFERRED")
+        try:
+            yield
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("COMMIT")

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import threading
 from io import StringIO
 from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection, transaction
 from rest_framework.test import APIClient
 
-from receipts.models import ApiClient
+from receipts.db import snapshot
+from receipts.models import ApiClient, Message, MessageEvent
+from receipts.status import Status
 from tests.conftest import drain, post_webhook, register
 
 pytestmark = pytest.mark.django_db
@@ -188,3 +192,31 @@ def test_openapi_schema_documents_the_api_and_webhooks(client: Any) -> None:
     assert "/api/v1/messages/" in paths
     assert "/api/v1/messages/{id}/" in paths
     assert "/webhooks/generic/" in paths
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_message_and_its_timeline_are_read_from_one_snapshot() -> None:
+    """A batch that commits between the two reads of a message's detail is seen whole or not at all."""
+    message = register(to="+15551230000", provider_message_id="snap-1")
+    seen: list[str] = []
+
+    def commit_a_batch() -> None:
+        try:
+            with transaction.atomic():
+                Message.objects.filter(pk=message.pk).update(status=Status.DELIVERED)
+                MessageEvent.objects.create(
+                    message_id=message.pk, receipt_key="k1", provider_code="delivered", status=Status.DELIVERED
+                )
+        finally:
+            connection.close()
+
+    with snapshot():
+        seen.append(Message.objects.get(pk=message.pk).status)
+        writer = threading.Thread(target=commit_a_batch)
+        writer.start()
+        writer.join(30)
+        assert not writer.is_alive()
+        seen.append(str(MessageEvent.objects.filter(message_id=message.pk).count()))
+    seen.append(Message.objects.get(pk=message.pk).status)
+
+    assert seen == [Status.PENDING, "0", Status.DELIVERED]
