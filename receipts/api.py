@@ -13,8 +13,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from receipts import actions
-from receipts.db import snapshot
 from receipts.addresses import normalize_address
+from receipts.db import snapshot
 from receipts.models import Message, MessageEvent, Priority
 from receipts.status import Channel, Provider, ReviewReason, Status
 
