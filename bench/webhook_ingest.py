@@ -777,7 +777,7 @@ def print_cpu(title: str, usage: Usage) -> None:
         print(f"  unattributed (kernel, exited processes) {(busy - sum(per.values())) / wall:.0%}")
 
 
-APP = ("gunicorn", "celery worker", "celery beat", "postgresql (this db)", "redis")
+APP = ("web server", "celery worker", "celery beat", "postgresql (this db)", "redis")
 
 
 def print_costs(cpu: list[tuple[str, Usage]], sent: int, rows: int) -> None:
@@ -798,12 +798,12 @@ def print_costs(cpu: list[tuple[str, Usage]], sent: int, rows: int) -> None:
         + ", ".join(f"{label} {value:.2f}" for label, value in per.items() if value >= 0.005)
     )
     cores = os.cpu_count() or 1
-    ingest = (load["gunicorn"] + load["postgresql (this db)"] + load["load generator"]) / sent * 1000
+    ingest = (load["web server"] + load["postgresql (this db)"] + load["load generator"]) / sent * 1000
     app = sum(per[label] for label in APP)
     if ingest > 0 and app > 0:
         print(
             f"  on {cores} idle cores that is a ceiling of about {cores * 1000 / ingest:.0f} receipts/s acknowledged"
-            f" while processing waits (gunicorn + PostgreSQL during the load + load generator: {ingest:.2f} ms),"
+            f" while processing waits (web server + PostgreSQL during the load + load generator: {ingest:.2f} ms),"
             f" {cores * 1000 / (app + per['load generator']):.0f} receipts/s with processing keeping up"
             f" ({app:.2f} ms app + {per['load generator']:.2f} ms load generator)"
         )
@@ -912,8 +912,8 @@ def calibrate() -> float:
 
 def component(argv: list[str]) -> str:
     text = " ".join(argv)
-    if "gunicorn" in text:
-        return "gunicorn"
+    if "gunicorn" in text or "granian" in text:
+        return "web server"
     return "celery beat" if " beat " in f"{text} " else "celery worker"
 
 
@@ -931,8 +931,9 @@ def parse_args() -> argparse.Namespace:
     # queueing; 8 keeps p99 well under 100 ms at the same receipts/s as 16 or 32.
     parser.add_argument("--clients", type=int, default=8, help="concurrent keep-alive clients (default 8)")
     parser.add_argument("--rate", type=float, default=0, help="offered receipts/s (open loop); 0 = closed loop")
-    parser.add_argument("--web-workers", type=int, default=3, help="gunicorn workers (default 3)")
-    parser.add_argument("--web-threads", type=int, default=4, help="gunicorn threads per worker (default 4)")
+    parser.add_argument("--server", choices=["gunicorn", "granian"], default="gunicorn", help="web server")
+    parser.add_argument("--web-workers", type=int, default=3, help="web server workers (default 3)")
+    parser.add_argument("--web-threads", type=int, default=4, help="threads per web worker (default 4)")
     parser.add_argument("--worker-concurrency", type=int, default=2, help="Celery worker concurrency (default 2)")
     parser.add_argument(
         "--worker-nice",
@@ -991,7 +992,7 @@ def main() -> int:
         print(f"setup: database {env.name} on {os.environ['DATABASE_URL'].rsplit('/', 1)[0]}, broker queue {env.name}")
         t = time.perf_counter()
         env.create()
-        base = env.start_web(workers=args.web_workers, threads=args.web_threads)
+        base = env.start_web(workers=args.web_workers, threads=args.web_threads, server=args.server)
         worker = env.start_worker(concurrency=args.worker_concurrency)
         if args.worker_nice:
             # The worker runs in a session (process group) of its own; its pool children inherit or get it here.
@@ -1002,7 +1003,7 @@ def main() -> int:
         host, port = parts.hostname or "127.0.0.1", parts.port or 80
         nice = f" nice {args.worker_nice}" if args.worker_nice else ""
         print(
-            f"setup: gunicorn {args.web_workers}x{args.web_threads} (gthread) at {base},"
+            f"setup: {args.server} {args.web_workers}x{args.web_threads} at {base},"
             f" celery worker concurrency {args.worker_concurrency}{nice}, beat ({time.perf_counter() - t:.1f} s)"
         )
         t = time.perf_counter()

@@ -183,6 +183,9 @@ INBOX_MAX_ATTEMPTS = env.int("INBOX_MAX_ATTEMPTS", default=5)
 INBOX_RETRY_BASE = timedelta(seconds=env.float("INBOX_RETRY_BASE", default=10.0))
 INBOX_RETRY_MAX = timedelta(seconds=env.float("INBOX_RETRY_MAX", default=3600.0))
 INBOX_DRAIN_SECONDS = env.float("INBOX_DRAIN_SECONDS", default=20.0)
+# After a batch smaller than a quarter of INBOX_BATCH_SIZE, a drain waits this long (seconds) for more rows to
+# arrive before claiming again: under load, fewer and bigger batches; an idle inbox still ends the drain at once.
+INBOX_LINGER = env.float("INBOX_LINGER", default=0.05)
 # A web process asks for an inbox drain at most this often (seconds); the sweeper covers the rest.
 INBOX_KICK_DEBOUNCE = env.float("INBOX_KICK_DEBOUNCE", default=0.25)
 ORPHAN_WINDOW = timedelta(hours=env.float("ORPHAN_WINDOW_HOURS", default=24.0))

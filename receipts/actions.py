@@ -21,7 +21,7 @@ from django.utils import timezone
 from campaigns.models import Campaign
 from receipts import machine, policy
 from receipts.addresses import normalize_address
-from receipts.db import update_rows
+from receipts.db import insert_unless_conflict, update_rows
 from receipts.events import DomainEvent, Kind, message_state, publish
 from receipts.models import InboxState, Message, MessageEvent, ReceiptEvent
 from receipts.normalized import MalformedReceipt, NormalizedReceipt, dedupe_key
@@ -77,16 +77,14 @@ def ingest(provider_name: str, body: bytes, content_type: str, remote_addr: str 
             error=str(exc),
         )
         raise
-    try:
-        with transaction.atomic():
-            event = ReceiptEvent.objects.create(
-                provider=provider_name,
-                dedupe_key=dedupe_key(receipts),
-                body=text,
-                content_type=content_type,
-                remote_addr=remote_addr,
-            )
-    except IntegrityError:
+    event = ReceiptEvent(
+        provider=provider_name,
+        dedupe_key=dedupe_key(receipts),
+        body=text,
+        content_type=content_type,
+        remote_addr=remote_addr,
+    )
+    if insert_unless_conflict(event) is None:  # the same facts are stored already: a retried webhook
         return IngestResult(accepted=0, duplicates=len(receipts), event_id=None)
     return IngestResult(accepted=len(receipts), duplicates=0, event_id=event.pk)
 

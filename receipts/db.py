@@ -6,6 +6,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from django.db import connection, models, transaction
+from django.db.models import sql
+from django.db.models.constants import OnConflict
 
 
 def update_rows(objs: Sequence[models.Model], field_names: list[str]) -> None:
@@ -27,6 +29,36 @@ def update_rows(objs: Sequence[models.Model], field_names: list[str]) -> None:
     rows = [[*(f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields), obj.pk] for obj in objs]
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
+
+
+def insert_unless_conflict(obj: models.Model) -> int | None:
+    """INSERT one row, ``ON CONFLICT DO NOTHING RETURNING id``: its new id, or None when a unique constraint
+    already holds its twin.
+
+    One statement in autocommit, where ``Model.objects.create`` inside ``atomic`` (to survive the IntegrityError of
+    a duplicate) costs BEGIN, INSERT, COMMIT, and leaves a unique-violation ERROR in PostgreSQL's log for every
+    retried webhook. The SQL is Django's own (defaults, column types), only executed here so that a skipped row
+    reads as None. PostgreSQL and SQLite (3.35+) both support the statement; SQLite spells it INSERT OR IGNORE,
+    which would also skip a row breaking a NOT NULL or CHECK constraint, so give this only rows whose every
+    column the model fills in.
+    """
+    meta = obj._meta
+    fields = [f for f in meta.local_concrete_fields if f is not meta.pk and not f.generated]
+    for field in fields:
+        field.pre_save(obj, add=True)
+    query = sql.InsertQuery(type(obj), on_conflict=OnConflict.IGNORE)
+    query.insert_values(fields, [obj])
+    compiler = query.get_compiler(connection=connection)
+    compiler.returning_fields = [meta.pk]
+    [(statement, params)] = compiler.as_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    obj.pk = row[0]
+    obj._state.adding = False
+    return obj.pk
 
 
 @contextmanager

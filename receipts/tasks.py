@@ -21,6 +21,10 @@ def drain_inbox() -> int:
         total += claimed
         if claimed == 0:
             return total
+        if claimed < settings.INBOX_BATCH_SIZE // 4 and settings.INBOX_LINGER > 0:
+            # Receipts are arriving a few at a time: let them gather. A batch's fixed cost (claim, lock the
+            # messages, write, commit) then spreads over more rows.
+            time.sleep(settings.INBOX_LINGER)
     # More is waiting: hand over to a fresh task rather than hold this worker past its limit.
     drain_inbox.apply_async()
     return total

@@ -116,22 +116,17 @@ class AppEnv:
         self.processes.append((proc, log))
         return proc
 
-    def start_web(self, workers: int = 2, threads: int = 4, port: int | None = None, **env: str) -> str:
+    def start_web(
+        self, workers: int = 2, threads: int = 4, port: int | None = None, server: str = "gunicorn", **env: str
+    ) -> str:
         port = port or free_port()
-        argv = [
-            str(BIN / "gunicorn"),
-            "config.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--worker-class",
-            "gthread",
-            "--workers",
-            str(workers),
-            "--threads",
-            str(threads),
-            "--backlog",
-            "2048",
-        ]
+        if server == "granian":
+            argv = [str(BIN / "granian"), "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port)]
+            argv += ["--workers", str(workers), "--blocking-threads", str(threads), "--backlog", "2048"]
+            argv += ["--no-ws", "--http", "1", "config.wsgi:application"]
+        else:
+            argv = [str(BIN / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}", "--worker-class", "gthread"]
+            argv += ["--workers", str(workers), "--threads", str(threads), "--backlog", "2048"]
         self._spawn(f"web-{port}", argv, **env)
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: httpx.get(f"{url}/healthz", timeout=1).status_code == 200, 30, f"web on {port}")

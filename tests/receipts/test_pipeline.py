@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.utils import timezone
 
-from receipts import actions
+from receipts import actions, tasks
 from receipts.models import InboxState, Message, MessageEvent, ReceiptEvent
 from receipts.providers import PROVIDERS
 from tests.conftest import drain, post_webhook, register, sample
@@ -335,3 +336,35 @@ def test_status_and_review_changes_are_announced_inside_the_transaction(client: 
         ("status_changed", "pending", "delivered", False),
         ("status_changed", "delivered", "delivered", True),
     ]
+
+
+# --- the drain task -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("linger", [0.05, 0.0])
+def test_a_drain_after_a_small_batch_lingers_for_more_then_ends_on_an_empty_inbox(
+    client: Any, settings: Any, monkeypatch: pytest.MonkeyPatch, linger: float
+) -> None:
+    settings.INBOX_LINGER = linger
+    message = register(provider_message_id="g-linger")
+    post_webhook(client, "generic", generic("g-linger", "sent", "2026-11-20T10:00:00Z"))
+    sleeps: list[float] = []
+    real_sleep, drain_thread = tasks.time.sleep, threading.current_thread()
+
+    def sleep(seconds: float) -> None:  # another receipt arrives while the drain waits
+        if threading.current_thread() is not drain_thread:  # the web side's kicker thread sleeps too
+            return real_sleep(seconds)
+        sleeps.append(seconds)
+        if len(sleeps) == 1:
+            post_webhook(client, "generic", generic("g-linger", "delivered", "2026-11-20T10:00:05Z"))
+
+    monkeypatch.setattr(tasks.time, "sleep", sleep)
+
+    processed = tasks.drain_inbox()
+
+    message.refresh_from_db()
+    if linger:
+        # Batch of one, wait, batch of one (the receipt that came meanwhile), wait, nothing: done.
+        assert (processed, sleeps, message.status) == (2, [linger, linger], "delivered")
+    else:
+        assert (processed, sleeps, message.status) == (1, [], "sent")
