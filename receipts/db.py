@@ -31,26 +31,35 @@ def update_rows(objs: Sequence[models.Model], field_names: list[str]) -> None:
         cursor.executemany(sql, rows)
 
 
+_INSERTS: dict[tuple[type[models.Model], str], tuple[str, list[models.Field]]] = {}
+
+
 def insert_unless_conflict(obj: models.Model) -> int | None:
     """INSERT one row, ``ON CONFLICT DO NOTHING RETURNING id``: its new id, or None when a unique constraint
     already holds its twin.
 
     One statement in autocommit, where ``Model.objects.create`` inside ``atomic`` (to survive the IntegrityError of
     a duplicate) costs BEGIN, INSERT, COMMIT, and leaves a unique-violation ERROR in PostgreSQL's log for every
-    retried webhook. The SQL is Django's own (defaults, column types), only executed here so that a skipped row
-    reads as None. PostgreSQL and SQLite (3.35+) both support the statement; SQLite spells it INSERT OR IGNORE,
-    which would also skip a row breaking a NOT NULL or CHECK constraint, so give this only rows whose every
-    column the model fills in.
+    retried webhook. The SQL is Django's own (defaults, column types), compiled once per model and backend and
+    then only executed, so that a skipped row reads as None. PostgreSQL and SQLite (3.35+) both support the
+    statement; SQLite spells it INSERT OR IGNORE, which would also skip a row breaking a NOT NULL or CHECK
+    constraint, so give this only rows whose every column the model fills in.
     """
+    model = type(obj)
     meta = obj._meta
-    fields = [f for f in meta.local_concrete_fields if f is not meta.pk and not f.generated]
-    for field in fields:
-        field.pre_save(obj, add=True)
-    query = sql.InsertQuery(type(obj), on_conflict=OnConflict.IGNORE)
-    query.insert_values(fields, [obj])
-    compiler = query.get_compiler(connection=connection)
-    compiler.returning_fields = [meta.pk]
-    [(statement, params)] = compiler.as_sql()
+    key = (model, connection.vendor)
+    if key not in _INSERTS:
+        fields = [f for f in meta.local_concrete_fields if f is not meta.pk and not f.generated]
+        query = sql.InsertQuery(model, on_conflict=OnConflict.IGNORE)
+        query.insert_values(fields, [obj])
+        compiler = query.get_compiler(connection=connection)
+        compiler.returning_fields = [meta.pk]
+        # Every value is a plain %s placeholder (no expression defaults on these models), so the text does not
+        # depend on the row it was compiled with.
+        [(statement, _)] = compiler.as_sql()
+        _INSERTS[key] = (statement, fields)
+    statement, fields = _INSERTS[key]
+    params = [field.get_db_prep_save(field.pre_save(obj, add=True), connection) for field in fields]
     with connection.cursor() as cursor:
         cursor.execute(statement, params)
         row = cursor.fetchone()

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
@@ -50,12 +51,27 @@ def receive(request: HttpRequest, provider_name: str) -> JsonResponse:
         return response
     content_type = request.META.get("CONTENT_TYPE", "")
     try:
-        result = actions.ingest(provider_name, body, content_type, request.META.get("REMOTE_ADDR"))
+        result = ingest_once_more_on_a_dead_connection(provider_name, body, content_type, request)
     except MalformedReceipt as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     if result.accepted:
         request_drain()
     return JsonResponse({"accepted": result.accepted, "duplicates": result.duplicates})
+
+
+def ingest_once_more_on_a_dead_connection(
+    provider_name: str, body: bytes, content_type: str, request: HttpRequest
+) -> actions.IngestResult:
+    """A reused database connection the server has closed (a restart, an idle timeout) fails on its first
+    statement, before anything is stored. Rather than answer 500 and wait for the provider's retry, open a fresh
+    connection and try once more; a second failure is a real outage and propagates (500)."""
+    remote_addr = request.META.get("REMOTE_ADDR")
+    try:
+        return actions.ingest(provider_name, body, content_type, remote_addr)
+    except (OperationalError, InterfaceError) as exc:
+        log.warning("webhook %s: database connection lost (%s); retrying once", provider_name, type(exc).__name__)
+        connection.close()
+        return actions.ingest(provider_name, body, content_type, remote_addr)
 
 
 class WebhookView(APIView):
