@@ -1,4 +1,4 @@
-"""The real app as a user runs it: gunicorn, a Celery worker and Celery beat as separate processes.
+"""The real app as a user runs it: granian (as in the Procfile), a Celery worker and Celery beat, as processes.
 
 Used by the end-to-end tests and the benchmarks. Each ``AppEnv`` is an isolated deployment with its own
 database (a fresh SQLite file, or a fresh PostgreSQL database when ``DATABASE_URL`` points at PostgreSQL), its
@@ -117,7 +117,7 @@ class AppEnv:
         return proc
 
     def start_web(
-        self, workers: int = 2, threads: int = 4, port: int | None = None, server: str = "gunicorn", **env: str
+        self, workers: int = 2, threads: int = 4, port: int | None = None, server: str = "granian", **env: str
     ) -> str:
         port = port or free_port()
         if server == "granian":
