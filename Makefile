@@ -18,7 +18,7 @@ migrate: install
 	$(BIN)/python config/first_run.py
 	$(BIN)/python manage.py migrate --noinput
 
-## run: the web server (gunicorn, :8000), a Celery worker and Celery beat, from one command; Ctrl-C stops all
+## run: the web server (granian, :8000), a Celery worker and Celery beat, from one command; Ctrl-C stops all
 run: migrate
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py bootstrap_admin

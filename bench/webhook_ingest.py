@@ -1,10 +1,10 @@
-"""Webhook ingest benchmark: real HTTP against the app under gunicorn on PostgreSQL, with a Celery worker and beat.
+"""Webhook ingest benchmark: real HTTP against the app under granian on PostgreSQL, with a Celery worker and beat.
 
 What it does (see bench/README.md):
 
 1. Setup, not timed: an isolated deployment (tests/apprunner.AppEnv: its own PostgreSQL database and its own
-   Celery queue on Redis), gunicorn (gthread), one Celery worker, Celery beat; messages registered through
-   ``POST /api/v1/messages/`` (the real API) by a few concurrent clients.
+   Celery queue on Redis), the web server (granian as deployed, or gunicorn gthread), one Celery worker, beat;
+   messages registered through ``POST /api/v1/messages/`` (the real API) by a few concurrent clients.
 2. A realistic mix of receipt bodies in the four wire formats, each signed with its provider's real scheme,
    pre-built as raw HTTP/1.1 request bytes.
 3. The timed run: C concurrent clients on persistent keep-alive connections (asyncio streams writing the
@@ -16,7 +16,7 @@ What it does (see bench/README.md):
 
 Run from the project root with its virtualenv::
 
-    .venv/bin/python bench/webhook_ingest.py            # defaults: 20000 receipts, 8 clients, gunicorn 3x4
+    .venv/bin/python bench/webhook_ingest.py            # defaults: 20000 receipts, 16 clients, granian 3x4
     .venv/bin/python bench/webhook_ingest.py --help
 """
 
@@ -929,9 +929,11 @@ def parse_args() -> argparse.Namespace:
     )
     # Tuned on the 2-core machine (bench/README.md): acknowledgements are CPU-bound, so more clients only add
     # queueing; 8 keeps p99 well under 100 ms at the same receipts/s as 16 or 32.
-    parser.add_argument("--clients", type=int, default=8, help="concurrent keep-alive clients (default 8)")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent keep-alive clients (default 16)")
     parser.add_argument("--rate", type=float, default=0, help="offered receipts/s (open loop); 0 = closed loop")
-    parser.add_argument("--server", choices=["gunicorn", "granian"], default="gunicorn", help="web server")
+    parser.add_argument(
+        "--server", choices=["granian", "gunicorn"], default="granian", help="web server (default granian, as deployed)"
+    )
     parser.add_argument("--web-workers", type=int, default=3, help="web server workers (default 3)")
     parser.add_argument("--web-threads", type=int, default=4, help="threads per web worker (default 4)")
     parser.add_argument("--worker-concurrency", type=int, default=2, help="Celery worker concurrency (default 2)")

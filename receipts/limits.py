@@ -1,6 +1,6 @@
 """Limits on calls to a provider that hold across every process: a token bucket and a circuit breaker.
 
-Both keep their state outside the process, so every gunicorn and Celery worker on every machine shares them:
+Both keep their state outside the process, so every web and Celery worker on every machine shares them:
 
 - **Redis** (``REDIS_URL`` set, the production shape). Each decision is one Lua script, so it is atomic across
   machines, and the clock is Redis's own (``TIME``), so workers' clocks do not matter.

@@ -1,7 +1,7 @@
 """What the polling and the provider limits are doing: ``/metrics`` (Prometheus) and an admin page.
 
 Both read the shared state (Redis or the embedded SQLite file) and the database at the moment they are asked, so
-every process's calls show, whichever gunicorn worker answers the scrape: nothing is counted in process memory.
+every process's calls show, whichever web worker answers the scrape: nothing is counted in process memory.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The suppression list, retries and escalations in the app as deployed: gunicorn, a Celery worker and beat as
+"""The suppression list, retries and escalations in the app as deployed: granian, a Celery worker and beat as
 real processes, a provider's send endpoint on 127.0.0.1, everything over HTTP.
 
 It checks the wiring the unit tests cannot: beat schedules the policy tasks, the worker imports them

@@ -1,4 +1,4 @@
-"""The app as deployed (gunicorn, Celery worker, Celery beat), driven over HTTP only.
+"""The app as deployed (granian, Celery worker, Celery beat), driven over HTTP only.
 
 Runs on the embedded default (SQLite, filesystem broker) and, when DATABASE_URL/CELERY_BROKER_URL point at
 PostgreSQL and Redis, on those: CI runs this module both ways.

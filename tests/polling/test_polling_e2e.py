@@ -1,4 +1,4 @@
-"""Polling in the app as deployed: gunicorn, a Celery worker and Celery beat as real processes, the simulator as
+"""Polling in the app as deployed: granian, a Celery worker and Celery beat as real processes, the simulator as
 Genesys Cloud. Receipts that are never pushed still reach their messages, by the high-priority tier and by the
 bulk reconciliation, and ``/metrics`` shows the polls the worker made."""
 

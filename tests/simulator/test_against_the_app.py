@@ -1,4 +1,4 @@
-"""The simulator against the real app (gunicorn, Celery worker and beat, tests/apprunner.py): messages sent through
+"""The simulator against the real app (granian, Celery worker and beat, tests/apprunner.py): messages sent through
 each provider's simulated API, registered through the app's API, end in the status their outcome prescribes,
 through receipts the simulator pushes to the app's webhooks, signed with the secrets the app reads."""
 
