@@ -181,7 +181,7 @@ WEBHOOK_SECRET_GENERIC = env.list("WEBHOOK_SECRET_GENERIC", default=[])
 WEBHOOK_BASIC_AUTH = env.list("WEBHOOK_BASIC_AUTH", default=[])
 WEBHOOK_TIMESTAMP_TOLERANCE = env.int("WEBHOOK_TIMESTAMP_TOLERANCE", default=300)
 
-INBOX_BATCH_SIZE = env.int("INBOX_BATCH_SIZE", default=200)
+INBOX_BATCH_SIZE = env.int("INBOX_BATCH_SIZE", default=500)
 INBOX_MAX_ATTEMPTS = env.int("INBOX_MAX_ATTEMPTS", default=5)
 INBOX_RETRY_BASE = timedelta(seconds=env.float("INBOX_RETRY_BASE", default=10.0))
 INBOX_RETRY_MAX = timedelta(seconds=env.float("INBOX_RETRY_MAX", default=3600.0))
