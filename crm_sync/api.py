@@ -100,7 +100,7 @@ def parse_cursor(value: str) -> tuple[int, int]:
 
 
 def page_size(value: str | None) -> int:
-    if value in (None, ""):
+    if value is None or value == "":
         return DEFAULT_PAGE_SIZE
     try:
         size = int(value)

@@ -30,7 +30,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 GENERIC_PATH = "/crm/changes"
@@ -111,7 +111,8 @@ class FakeCrm:
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        # typeshed allows bytes for an AF_INET address; once bound, the server holds getsockname()'s str.
+        return f"http://{cast(str, host)}:{port}"
 
     @property
     def generic_url(self) -> str:
@@ -299,7 +300,7 @@ class FakeCrm:
             return token in self.tokens
 
     def upsert(self, sobject: str, external_field: str, records: list[Any], at: float) -> list[dict[str, Any]]:
-        results = []
+        results: list[dict[str, Any]] = []
         with self.lock:
             counts = Counter(r.get(external_field) for r in records if isinstance(r, dict))
             for record in records:
@@ -322,6 +323,7 @@ class FakeCrm:
                         }
                     )
                     continue
+                assert external_id is not None  # a record without one got REQUIRED_FIELD_MISSING above
                 fields = {k: v for k, v in record.items() if k not in ("attributes", external_field)}
                 created = external_id not in self.records
                 if created:

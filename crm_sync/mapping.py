@@ -86,9 +86,9 @@ def lookup(change: Change, path: str) -> Any:
         attr = path.removeprefix("change.")
         if attr not in CHANGE_ATTRIBUTES:
             return MISSING
-        value = getattr(change, attr)
+        value: Any = getattr(change, attr)
         return value.isoformat() if attr == "occurred_at" else value
-    value: Any = change.payload
+    value = change.payload
     for part in path.split("."):
         if not isinstance(value, dict) or part not in value:
             return MISSING

@@ -112,7 +112,7 @@ def ingest_poll(provider_name: str, bodies: list[str], content_type: str = "appl
                     error=str(exc),
                 )
             )
-    known: set[str] = set()
+    known: set[str | None] = set()  # dedupe_key is nullable, though the IN filter returns no NULL
     keys = list(keyed)
     for start in range(0, len(keys), 500):
         stored = ReceiptEvent.objects.filter(provider=provider_name, dedupe_key__in=keys[start : start + 500])

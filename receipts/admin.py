@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import cast
+
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import OuterRef, QuerySet, Subquery
@@ -57,7 +59,7 @@ class TimelineInline(admin.TabularInline):
         "details",
         "raw",
     ]
-    readonly_fields = fields
+    readonly_fields = cast(list[str], fields)  # all plain names (see receipts.suppression_admin.FieldGroups)
     verbose_name = "receipt"
     verbose_name_plural = "timeline (every receipt, raw and normalised)"
 
@@ -73,7 +75,7 @@ class ResolutionInline(admin.TabularInline):
     extra = 0
     can_delete = False
     fields = ["created_at", "user", "action", "review_reason", "failure_category", "note"]
-    readonly_fields = fields
+    readonly_fields = cast(list[str], fields)  # all plain names (see receipts.suppression_admin.FieldGroups)
     verbose_name_plural = "review history (who settled what, when and why)"
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import django_filters
 from django.db.models import QuerySet
@@ -17,6 +17,9 @@ from receipts.addresses import normalize_address
 from receipts.db import snapshot
 from receipts.models import Message, MessageEvent, Priority
 from receipts.status import Channel, Provider, ReviewReason, Status
+
+if TYPE_CHECKING:
+    from campaigns.models import Campaign
 
 
 class MessageEventSerializer(serializers.ModelSerializer):
@@ -41,7 +44,7 @@ class MessageEventSerializer(serializers.ModelSerializer):
 
 
 class MessageSerializer(serializers.ModelSerializer):
-    campaign = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    campaign: serializers.SlugRelatedField[Campaign] = serializers.SlugRelatedField(slug_field="name", read_only=True)
 
     class Meta:
         model = Message

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import cast
 
 from django.db import connection, models, transaction
 from django.db.models import sql
@@ -21,7 +22,8 @@ def update_rows(objs: Sequence[models.Model], field_names: list[str]) -> None:
     if not objs:
         return
     meta = type(objs[0])._meta
-    fields = [meta.get_field(name) for name in field_names]
+    # Callers name concrete fields; get_field() is typed to also return relations, which have no column.
+    fields = [cast(models.Field, meta.get_field(name)) for name in field_names]
     quote = connection.ops.quote_name
     assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields)
     # Identifiers come from the model and are quoted by the backend; every value is a parameter.

@@ -42,7 +42,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from redis.typing import EncodableT, FieldT
 
 log = logging.getLogger(__name__)
 
@@ -379,7 +384,8 @@ class RedisStore:
         return {_s(k): int(_s(v)) for k, v in self.client.hgetall(key).items()}
 
     def set_values(self, key: str, values: dict[str, str]) -> None:
-        self.client.hset(key, mapping=values)
+        # redis-py types `mapping` with invariant keys (FieldT, a union), which a dict[str, str] does not match.
+        self.client.hset(key, mapping=cast("Mapping[FieldT, EncodableT]", values))
         self.client.expire(key, STATE_TTL)
 
     def values(self, key: str) -> dict[str, str]:

@@ -118,7 +118,7 @@ class WebexConnectSender:
             raise SendError(f"Webex Connect answered without a transid: {response.text[:200]}") from exc
 
 
-SENDERS = {
+SENDERS: dict[str, type[GenesysCloudSender | GenesysSmsSender | WebexConnectSender]] = {
     "genesys_cloud": GenesysCloudSender,
     "genesys_sms": GenesysSmsSender,
     "webex_connect": WebexConnectSender,

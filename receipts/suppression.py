@@ -666,7 +666,7 @@ def count_soft_bounces(bounces: list[Bounce], now: datetime) -> list[Add]:
     ):
         seen[(channel, address)].append((at, key, message_id))
 
-    adds = []
+    adds: list[Add] = []
     for bounce in bounces:
         pair = (bounce.channel, bounce.address)
         times = seen[pair]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -28,13 +28,17 @@ IMPORT_MAX_BYTES = 20 * 1024 * 1024
 IMPORT_MAX_ROWS = 200_000
 REFUSED_SHOWN = 1000
 
+# django-stubs' type for ModelAdmin.fields and get_fields(): a list of names or of groups of names. A list is
+# invariant, so a list[str] (all plain names, valid at runtime) has to be cast to it.
+FieldGroups = list[str | list[str] | tuple[str, ...]]
+
 
 class HistoryInline(admin.TabularInline):
     model = SuppressionChange
     extra = 0
     can_delete = False
     fields = ["at", "action", "source", "actor", "note", "evidence"]
-    readonly_fields = fields
+    readonly_fields = cast(list[str], fields)  # all plain names (see FieldGroups)
     verbose_name_plural = "history (who added or lifted it, when, why, on what evidence)"
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
@@ -156,8 +160,9 @@ class SuppressionAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Suppression | None = None) -> list[str]:
         return self.readonly_fields if obj else []
 
-    def get_fields(self, request: HttpRequest, obj: Suppression | None = None) -> list[str]:
-        return self.readonly_fields if obj else ["channel", "address", "reason", "note", "expires_at"]
+    def get_fields(self, request: HttpRequest, obj: Suppression | None = None) -> FieldGroups:
+        names = self.readonly_fields if obj else ["channel", "address", "reason", "note", "expires_at"]
+        return cast(FieldGroups, names)
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False  # an entry is lifted, never deleted: its history stays
@@ -256,7 +261,7 @@ class SuppressionAdmin(admin.ModelAdmin):
         ]
         return own + super().get_urls()
 
-    def export_view(self, request: HttpRequest) -> HttpResponse:
+    def export_view(self, request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
         """The list as filtered on the page (same query string), as CSV."""
         if not self.has_view_permission(request):
             return HttpResponse(status=403)
@@ -313,7 +318,7 @@ def read_csv(data: bytes) -> list[tuple[int, dict[str, str]]]:
     if missing:
         raise ValueError(f"the header row needs the columns channel and address; missing: {', '.join(sorted(missing))}")
     reader.fieldnames = header
-    rows = []
+    rows: list[tuple[int, dict[str, str]]] = []
     for row in reader:
         if len(rows) >= IMPORT_MAX_ROWS:
             raise ValueError(f"more than {IMPORT_MAX_ROWS} rows; split the file")
@@ -406,7 +411,7 @@ class EscalationAdmin(admin.ModelAdmin):
         "acknowledged_by",
         "note",
     ]
-    fields = readonly_fields
+    fields = cast(FieldGroups, readonly_fields)
     actions = ["acknowledge"]
     show_full_result_count = False
 

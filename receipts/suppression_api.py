@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import django_filters
 from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
@@ -20,6 +20,12 @@ from receipts.addresses import normalize_address
 from receipts.api_auth import HasScope
 from receipts.models import ApiClient, Suppression, SuppressionChange, SuppressionReason, SuppressionSource
 from receipts.status import Channel
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    # drf-stubs' protocol for a permission object; composed permissions (A | B) are not BasePermission instances.
+    from rest_framework.permissions import _SupportsHasPermission
 
 
 class SuppressionChangeSerializer(serializers.ModelSerializer):
@@ -197,7 +203,7 @@ class SuppressionViewSet(
             return CheckRequestSerializer
         return SuppressionSerializer
 
-    def get_permissions(self) -> list[permissions.BasePermission]:
+    def get_permissions(self) -> Sequence[_SupportsHasPermission]:
         if self.action == "check":
             return [CheckScope()]
         return super().get_permissions()

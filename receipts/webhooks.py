@@ -112,10 +112,11 @@ class WebhookHandler(WSGIHandler):
 
     def load_middleware(self, is_async: bool = False) -> None:
         # What BaseHandler.load_middleware builds from an empty MIDDLEWARE list.
-        self._view_middleware = []
-        self._template_response_middleware = []
-        self._exception_middleware = []
-        self._middleware_chain = convert_exception_to_response(self._get_response)
+        # Django's private attributes and _get_response are not in django-stubs.
+        self._view_middleware: list[Callable[..., HttpResponse | None]] = []
+        self._template_response_middleware: list[Callable[..., HttpResponse]] = []
+        self._exception_middleware: list[Callable[..., HttpResponse | None]] = []
+        self._middleware_chain = convert_exception_to_response(self._get_response)  # type: ignore[attr-defined]
 
 
 def webhook(provider: str) -> Callable[[HttpRequest], HttpResponse]:

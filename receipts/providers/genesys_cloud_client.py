@@ -494,7 +494,9 @@ class GenesysCloudClient:
             )
         except httpx.HTTPError as exc:
             self.limits.record(success=False)
-            error = GenesysCloudUnavailable(None, "transport", f"token request failed: {type(exc).__name__}")
+            error: GenesysCloudError = GenesysCloudUnavailable(
+                None, "transport", f"token request failed: {type(exc).__name__}"
+            )
             raise _Retryable(error) from exc
         self.limits.count("token_requests")
         if response.status_code == 429:  # the login service's own limit: wait, but do not pause the API's bucket

@@ -58,9 +58,9 @@ def code_outcome(code: str, delivery_status: str, description: str) -> tuple[Out
     if code == BOUNCE:
         outcome, subtype = bounce_outcome(description)
         return outcome, {"bounce_type": subtype}
-    outcome = CODES.get(code)
-    if outcome is not None:
-        return outcome, {}
+    coded = CODES.get(code)
+    if coded is not None:
+        return coded, {}
     if delivery_status.lower() == "failed":
         return UNKNOWN_FAILURE, {}
     return UNKNOWN, {}

@@ -102,7 +102,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from receipts.simulator.core import JOB_TTL, AnalyticsJob
 from receipts.simulator.http import HttpError, Request, Response, Route, context_id
@@ -295,7 +295,7 @@ def send_email(sim: Simulator, request: Request) -> Response:
         "email",
         recipient["email"],
         sender["email"],
-        text or html,
+        cast(str, text or html),  # the check above: one of them is a non-empty string
         extra={"subject": subject},
         push=False,
     )
