@@ -5,7 +5,7 @@ What it does (see bench/README.md):
 1. Setup, not timed: an isolated deployment (tests/apprunner.AppEnv: a fresh PostgreSQL database when
    ``DATABASE_URL`` points at PostgreSQL, else a fresh SQLite file), migrated; 1,000,000 suppressions loaded
    straight into its table (COPY on PostgreSQL, executemany in one transaction on SQLite), then ANALYZE;
-   gunicorn started on it; an API token.
+   the web server (granian, as deployed) started on it; an API token.
 2. The timed calls: ``POST /api/v1/suppressions/check/`` with 10,000 addresses over real HTTP (a fresh random
    sample each call: some suppressed, some lifted or expired, most not on the list; a share typed in national
    format so that the slow normalisation path is measured too), one call at a time, after one warm-up call.
@@ -248,7 +248,7 @@ def main() -> int:
         print(
             f"\nPOST /api/v1/suppressions/check/, {args.addresses:,} addresses "
             f"({args.suppressed_share:.0%} suppressed, {args.national_share:.0%} national format) "
-            f"against {args.rows:,} rows, {args.calls} calls over HTTP (gunicorn, 1 worker, 1 thread):"
+            f"against {args.rows:,} rows, {args.calls} calls over HTTP (granian, 1 worker, 1 thread):"
         )
         print(
             f"  time per call: min {min(times):.1f} ms, median {median:.1f} ms, p95 {p95:.1f} ms, "

@@ -219,6 +219,8 @@ POLL_BACKOFF = env.float("POLL_BACKOFF", default=2.0)
 POLL_MAX_DELAY = timedelta(seconds=env.float("POLL_MAX_DELAY", default=60.0))
 POLL_HIGH_MAX_AGE = timedelta(minutes=env.float("POLL_HIGH_MAX_AGE_MINUTES", default=60.0))
 POLL_BATCH_SIZE = env.int("POLL_BATCH_SIZE", default=50)
+# Genesys Cloud answering 404 for a message this long after it was sent: flagged provider_unknown for review.
+POLL_NOT_FOUND_GRACE = timedelta(minutes=env.float("POLL_NOT_FOUND_GRACE_MINUTES", default=5.0))
 # Bulk tier (the interval itself is BULK_RECONCILE_INTERVAL in the beat schedule above).
 BULK_RECONCILE_INTERVAL = env.float("BULK_RECONCILE_INTERVAL", default=300.0)
 POLL_BULK_FALLBACK_REQUESTS = env.int("POLL_BULK_FALLBACK_REQUESTS", default=20)

@@ -38,7 +38,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from receipts import actions
+from receipts import actions, review
 from receipts.models import Message, Priority
 from receipts.normalized import MalformedReceipt, parse_time
 from receipts.providers.genesys_cloud_client import (
@@ -118,6 +118,7 @@ class PollResult:
     accepted: int = 0  # answers stored (new facts)
     duplicates: int = 0  # answers identical to one already stored
     not_found: int = 0
+    flagged_unknown: int = 0  # not found past POLL_NOT_FOUND_GRACE: flagged provider_unknown
     stopped: str = ""  # why the batch stopped early (circuit open, budget spent, provider down)
 
     def add(self, result: actions.IngestResult) -> None:
@@ -179,6 +180,7 @@ def poll_due(
     singles = [m for m in messages if m.conversation_id not in shared]
     bodies: list[str] = []
     polled: list[int] = []
+    unknown: list[int] = []
     try:
         for conversation_id, group in shared.items():
             found = client.messages_bulk(conversation_id, [m.provider_message_id for m in group])
@@ -188,8 +190,12 @@ def poll_due(
             try:
                 data = client.message_details(message.provider_message_id)
             except GenesysCloudNotFound:
-                result.not_found += 1  # not known (yet): the schedule goes on; the receipt timeout has the last word
+                # Not known yet (just sent) or not at all: the schedule goes on either way. Past the grace an
+                # operator should hear of it, the same as SMS Aggregation's state 7 UNKNOWN.
+                result.not_found += 1
                 polled.append(message.pk)
+                if now - (message.sent_at or message.created_at) >= settings.POLL_NOT_FOUND_GRACE:
+                    unknown.append(message.pk)
                 continue
             except GenesysCloudError as exc:
                 if not refused_for_this_message(exc):
@@ -211,6 +217,9 @@ def poll_due(
             result.add(actions.ingest_poll(GENESYS_CLOUD, bodies))
         if polled:
             Message.objects.filter(pk__in=polled).update(poll_count=F("poll_count") + 1, last_polled_at=now)
+        if unknown:
+            detail = f"Genesys Cloud answered 404 Not Found for this message id after {settings.POLL_NOT_FOUND_GRACE}"
+            result.flagged_unknown = review.flag_provider_unknown(unknown, now, detail)
         result.polled = len(polled)
         client.limits.count("polls_high", len(polled))
         client.limits.count("poll_answers_new", result.accepted)

@@ -51,6 +51,20 @@ def status_event(message: Message, previous: str, source: str, now: datetime) ->
     )
 
 
+def poll_entry(message: Message, code: str, description: str, now: datetime, **fields: Any) -> MessageEvent:
+    """A timeline entry of our own making on the polling side (no provider receipt behind it)."""
+    return MessageEvent(
+        message=message,
+        source=Source.POLL,
+        receipt_key=timeline_key(code, message.pk, now.isoformat()),
+        provider_code=code,
+        description=description,
+        occurred_at=now,
+        received_at=now,
+        **fields,
+    )
+
+
 # --- the receipt timeout ----------------------------------------------------------------------------------
 
 
@@ -75,18 +89,9 @@ def expire_receipts(now: datetime | None = None, limit: int = TIMEOUT_BATCH) -> 
             message.failure_category, message.retryable = "", False
             message.needs_review, message.review_reason = True, ReviewReason.NO_RECEIPT
             message.next_poll_at, message.updated_at = None, now
+            description = f"no final receipt within {settings.RECEIPT_TIMEOUT}; delivery assumed"
             timeline.append(
-                MessageEvent(
-                    message=message,
-                    source=Source.POLL,
-                    receipt_key=timeline_key("receipt_timeout", message.pk, now.isoformat()),
-                    provider_code="receipt_timeout",
-                    status=Status.DELIVERED,
-                    applied=True,
-                    description=f"no final receipt within {settings.RECEIPT_TIMEOUT}; delivery assumed",
-                    occurred_at=now,
-                    received_at=now,
-                )
+                poll_entry(message, "receipt_timeout", description, now, status=Status.DELIVERED, applied=True)
             )
             changes.append(status_event(message, previous, "timeout", now))
         fields = ["status", "assumed", "status_at", "failure_category", "retryable", "needs_review"]
@@ -96,6 +101,30 @@ def expire_receipts(now: datetime | None = None, limit: int = TIMEOUT_BATCH) -> 
     log.info(
         "%d message(s) assumed delivered after %s without a final receipt", len(messages), settings.RECEIPT_TIMEOUT
     )
+    return len(messages)
+
+
+# --- the provider does not know the message -------------------------------------------------------------
+
+
+def flag_provider_unknown(message_ids: list[int], now: datetime, detail: str) -> int:
+    """Flag ``provider_unknown`` on messages the provider says it has never heard of (Genesys Cloud answering 404
+    for their id once ``POLL_NOT_FOUND_GRACE`` has passed since they were sent). Their status stays; a message
+    already waiting for review, or final, is left alone. Returns how many were flagged."""
+    candidates = Message.objects.filter(pk__in=message_ids, needs_review=False).exclude(status__in=FINAL_STATUSES)
+    with transaction.atomic():
+        messages = list(locked(candidates))
+        if not messages:
+            return 0
+        timeline, changes = [], []
+        for message in messages:
+            message.needs_review, message.review_reason, message.updated_at = True, ReviewReason.PROVIDER_UNKNOWN, now
+            timeline.append(poll_entry(message, "not_found", detail, now))
+            changes.append(status_event(message, message.status, "poll", now))
+        update_rows(messages, ["needs_review", "review_reason", "updated_at"])
+        MessageEvent.objects.bulk_create(timeline)
+        publish(changes)
+    log.warning("%d message(s) unknown to the provider flagged for review (%s)", len(messages), detail)
     return len(messages)
 
 

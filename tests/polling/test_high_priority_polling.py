@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import time_machine
 from django.db import close_old_connections
 from django.utils import timezone
 
+from crm_sync.models import OutboxMessage
 from receipts import polling, review
 from receipts.models import InboxState, Message, ReceiptEvent
 from receipts.providers.genesys_cloud_client import GenesysCloudClient
@@ -164,6 +166,42 @@ def test_a_message_the_provider_does_not_know_is_polled_again_later(
     message.refresh_from_db()
     assert message.next_poll_at is not None
     assert message.poll_count == 1
+
+
+def test_a_message_still_unknown_past_the_grace_is_flagged_provider_unknown_once(
+    sim: SimulatorServer, genesys: GenesysCloudClient, settings: Any
+) -> None:
+    settings.POLL_NOT_FOUND_GRACE = timedelta(minutes=5)
+    message = register(provider="genesys_cloud", provider_message_id="e" * 32, priority="high")
+    sent = message.created_at
+
+    early = polling.poll_due(genesys, now=sent + timedelta(minutes=4, seconds=59), ids=[message.pk])
+    message.refresh_from_db()
+    assert (early.not_found, early.flagged_unknown, message.needs_review) == (1, 0, False)
+
+    late = polling.poll_due(genesys, now=sent + timedelta(minutes=5, seconds=30), ids=[message.pk])
+    again = polling.poll_due(genesys, now=sent + timedelta(minutes=7), ids=[message.pk])
+
+    assert (late.not_found, late.flagged_unknown) == (1, 1)
+    assert (again.not_found, again.flagged_unknown) == (1, 0)  # already waiting for review: flagged once
+    message.refresh_from_db()
+    assert (message.needs_review, message.review_reason) == (True, "provider_unknown")
+    assert message.status == "pending"  # the flag says nothing about delivery
+    [entry] = message.events.all()
+    assert (entry.source, entry.provider_code) == ("poll", "not_found")
+    assert "404" in entry.description
+    [change] = OutboxMessage.objects.filter(message_id=message.pk)
+    assert change.kind == "status_changed"
+    assert (change.payload["needs_review"], change.payload["review_reason"]) == (True, "provider_unknown")
+
+
+def test_a_final_message_is_never_flagged_unknown(genesys: GenesysCloudClient) -> None:
+    message = register(provider="genesys_cloud", provider_message_id="d" * 32, priority="high")
+    Message.objects.filter(pk=message.pk).update(status="delivered")
+
+    assert review.flag_provider_unknown([message.pk], timezone.now(), "404") == 0
+    message.refresh_from_db()
+    assert message.needs_review is False
 
 
 def test_an_open_circuit_leaves_the_claimed_messages_due_after_the_cooldown(

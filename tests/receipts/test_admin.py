@@ -116,3 +116,12 @@ def test_operators_cannot_edit_receipts(admin_client: Client, delivered_and_fail
     assert response.status_code == 403
     delivered.refresh_from_db()
     assert delivered.status == "delivered"
+
+
+def test_the_admin_index_links_the_operator_pages_beside_the_models(admin_client: Client) -> None:
+    page = admin_client.get("/admin/").content.decode()
+
+    assert 'href="/admin/receipts/message/"' in page  # Django's own app list is still there
+    for url in ("/admin/provider-limits/", "/metrics", "/api/docs/"):
+        assert f'href="{url}"' in page
+    assert admin_client.get("/admin/provider-limits/").status_code == 200
