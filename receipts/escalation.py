@@ -4,6 +4,10 @@ A critical message (``priority=critical``) not delivered ``FALLBACK_AFTER`` (def
 registered raises one ``Escalation``: shown in the admin, and announced to the CRM as its own ``escalation``
 event, in the same transaction. A retry counts as the same message: a chain whose replacement was delivered in
 time is not escalated, and the escalation is raised on the first message of the chain, once.
+
+A chain that has failed for good before the deadline escalates at once: its latest message failed, was
+rejected, expired or bounced, and no retry of it is scheduled or being sent. Waiting out ``FALLBACK_AFTER``
+would only delay the call.
 """
 
 from __future__ import annotations
@@ -19,12 +23,26 @@ from django.utils import timezone
 
 from receipts.events import DomainEvent, Kind, message_state, publish
 from receipts.models import Escalation, Message, Priority, Retry
-from receipts.status import Status
+from receipts.status import FINAL_STATUSES, Status
 
 log = logging.getLogger(__name__)
 
 BATCH = 500
 FALLBACK = "call"  # what the CRM is asked to do instead
+
+
+FAILED_FOR_GOOD = frozenset(FINAL_STATUSES - {Status.DELIVERED})
+RETRY_PENDING = (Retry.State.SCHEDULED, Retry.State.SENDING)
+
+
+def unescalated_roots(now: datetime) -> QuerySet[Message]:
+    """Critical messages the CRM asked for (not retries), not escalated yet, recent enough to matter."""
+    return Message.objects.filter(
+        priority=Priority.CRITICAL,
+        replaces=None,
+        # Messages older than this when first seen (the sweep was off) are history, not an emergency.
+        created_at__gt=now - settings.FALLBACK_AFTER - settings.ESCALATION_LOOKBACK,
+    ).exclude(Exists(Escalation.objects.filter(message=OuterRef("pk"))))
 
 
 def overdue(now: datetime) -> QuerySet[Message]:
@@ -33,24 +51,41 @@ def overdue(now: datetime) -> QuerySet[Message]:
         root=OuterRef("pk"), new_message__status=Status.DELIVERED, new_message__assumed=False
     )
     return (
-        Message.objects.filter(
-            priority=Priority.CRITICAL,
-            replaces=None,
-            created_at__lte=now - settings.FALLBACK_AFTER,
-            # Messages older than this when first seen (the sweep was off) are history, not an emergency.
-            created_at__gt=now - settings.FALLBACK_AFTER - settings.ESCALATION_LOOKBACK,
-        )
+        unescalated_roots(now)
+        .filter(created_at__lte=now - settings.FALLBACK_AFTER)
         .exclude(delivered)
-        .exclude(Exists(Escalation.objects.filter(message=OuterRef("pk"))))
         .exclude(Exists(replacement_delivered))
     )
+
+
+def failed_for_good(now: datetime) -> list[int]:
+    """Roots still inside ``FALLBACK_AFTER`` whose chain can no longer deliver: the latest message is a failure
+    and no retry of it is pending. Three queries for any number."""
+    chain_failed = Retry.objects.filter(root=OuterRef("pk"), new_message__status__in=FAILED_FOR_GOOD)
+    roots = list(
+        unescalated_roots(now)
+        .filter(created_at__gt=now - settings.FALLBACK_AFTER)
+        .filter(Q(status__in=FAILED_FOR_GOOD) | Exists(chain_failed))
+        .only("id", "status")
+    )
+    if not roots:
+        return []
+    latest = latest_in_chain([m.pk for m in roots])
+    last = {root.pk: latest.get(root.pk, root) for root in roots}
+    pending = set(
+        Retry.objects.filter(message_id__in=[m.pk for m in last.values()], state__in=RETRY_PENDING).values_list(
+            "message_id", flat=True
+        )
+    )
+    return [pk for pk, m in last.items() if m.status in FAILED_FOR_GOOD and m.pk not in pending]
 
 
 def raise_escalations(now: datetime | None = None, limit: int = BATCH) -> int:
     """Raise the escalations that are due. Returns how many; call until 0."""
     now = now or timezone.now()
     with transaction.atomic():
-        candidates = overdue(now).select_related("campaign").order_by("created_at", "id")
+        due = Q(pk__in=overdue(now).values("pk")) | Q(pk__in=failed_for_good(now))
+        candidates = unescalated_roots(now).filter(due).select_related("campaign").order_by("created_at", "id")
         if connection.features.has_select_for_update_skip_locked:
             candidates = candidates.select_for_update(skip_locked=True, of=("self",))
         messages = list(candidates[:limit])
@@ -67,7 +102,7 @@ def raise_escalations(now: datetime | None = None, limit: int = BATCH) -> int:
                 deadline=deadline,
                 status=message.status,
                 failure_category=message.failure_category,
-                reason=describe(message, last),
+                reason=describe(message, last, early=now < deadline),
             )
             raised.append(escalation)
         Escalation.objects.bulk_create(raised)
@@ -77,7 +112,7 @@ def raise_escalations(now: datetime | None = None, limit: int = BATCH) -> int:
             payload: dict[str, Any] = {
                 **message_state(message),
                 "escalation_id": escalation.pk,
-                "reason": "not_delivered_in_time",
+                "reason": "failed_before_deadline" if now < escalation.deadline else "not_delivered_in_time",
                 "description": escalation.reason,
                 "priority": message.priority,
                 "deadline": escalation.deadline.isoformat(),
@@ -102,9 +137,12 @@ def latest_in_chain(root_ids: list[int]) -> dict[int, Message]:
     return latest
 
 
-def describe(message: Message, last: Message | None) -> str:
+def describe(message: Message, last: Message | None, early: bool = False) -> str:
     status = message.status + (f" ({message.failure_category})" if message.failure_category else "")
-    text = f"not delivered within {settings.FALLBACK_AFTER}: status {status}"
+    if early:
+        text = f"failed for good before the {settings.FALLBACK_AFTER} deadline, no retry pending: status {status}"
+    else:
+        text = f"not delivered within {settings.FALLBACK_AFTER}: status {status}"
     if last is not None:
         text += f"; its retry (message {last.pk}) is {last.status}"
     return text

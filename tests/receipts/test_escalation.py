@@ -111,6 +111,57 @@ def test_a_chain_not_delivered_escalates_once_on_its_first_message(client: Any, 
     assert raised.reason.endswith(f"its retry (message {Message.objects.get(replaces=original).pk}) is pending")
 
 
+def test_a_critical_message_that_failed_for_good_escalates_at_once(client: Any, clock: Any) -> None:
+    message = critical()
+    deliver(client, "genesys_sms", sms_receipt("c-1", 8, 1))  # rejected, permanent_block: no retry can help
+    assert not Retry.objects.exists()
+
+    with recorded_events() as seen:
+        assert escalation.raise_escalations() == 1
+    clock.shift(timedelta(minutes=10))
+    assert escalation.raise_escalations() == 0  # once
+
+    raised = Escalation.objects.get()
+    assert (raised.message, raised.status, raised.failure_category) == (message, "rejected", "permanent_block")
+    assert raised.raised_at < raised.deadline
+    assert raised.reason.startswith("failed for good before the 0:10:00 deadline")
+    [event] = seen
+    assert (event.kind, event.payload["reason"]) == (Kind.ESCALATION, "failed_before_deadline")
+
+
+def test_a_failure_with_a_retry_pending_waits_and_escalates_when_the_retry_fails_for_good(
+    client: Any, clock: Any
+) -> None:
+    original = critical(content={"text": "Your code is 1"})
+    deliver(client, "genesys_sms", sms_receipt("c-1", 3))  # expired: retried once
+    assert Retry.objects.get().state == "scheduled"
+    assert escalation.raise_escalations() == 0  # the retry may still deliver
+
+    sending.register_sender("genesys_sms", FixedSender())
+    try:
+        clock.shift(timedelta(minutes=2))
+        assert sending.send_retry(Retry.objects.get().pk) == "sent"
+    finally:
+        sending.unregister_sender("genesys_sms")
+    assert escalation.raise_escalations() == 0  # the retry is on its way
+    deliver(client, "genesys_sms", sms_receipt("c-1-retry", 3))  # expired again: RETRY_MAX reached
+    replacement = Message.objects.get(replaces=original)
+    assert Retry.objects.get(message=replacement).state == "skipped"
+
+    clock.shift(timedelta(minutes=1))  # 3 minutes in: well before the deadline
+    assert escalation.raise_escalations() == 1
+    raised = Escalation.objects.get()
+    assert raised.message == original
+    assert raised.reason.endswith(f"its retry (message {replacement.pk}) is expired")
+
+
+def test_a_failure_that_is_not_critical_never_escalates(client: Any, clock: Any) -> None:
+    critical("c-1", priority="high")
+    deliver(client, "genesys_sms", sms_receipt("c-1", 8, 1))
+    clock.shift(timedelta(hours=1))
+    assert escalation.raise_escalations() == 0
+
+
 def test_fallback_after_is_a_setting(client: Any, clock: Any, settings: Any) -> None:
     settings.FALLBACK_AFTER = timedelta(minutes=2)
     critical()
