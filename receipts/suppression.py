@@ -305,6 +305,20 @@ def apply(changes: list[Change], now: datetime | None = None, book: Book | None 
                 for row in book.active(change.pair, now)
                 if (row.pk == change.suppression_id if change.suppression_id else row.reason in change.reasons)
             ]
+            opted_in_at = fact_time(change.evidence) if change.receipt_key else None
+            if opted_in_at is not None:
+                # A receipt's opt-in is weighed against when each opt-out happened, not when it was processed:
+                # a START sent before a STOP must not lift the STOP that another batch happened to record first.
+                stale = [row for row in targets if opted_out_at(row) > opted_in_at]
+                for row in stale:
+                    log.info(
+                        "%s %s: opt-in of %s is older than the opt-out of %s; the opt-out stands",
+                        row.channel,
+                        mask(row.address),
+                        opted_in_at.isoformat(),
+                        opted_out_at(row).isoformat(),
+                    )
+                targets = [row for row in targets if row not in stale]
             if not targets:
                 result.unchanged.append(None)
                 continue
@@ -332,6 +346,17 @@ def apply(changes: list[Change], now: datetime | None = None, book: Book | None 
     for row in result.lifted:
         log.info("lifted %s suppression of %s %s (%s)", row.reason, row.channel, mask(row.address), row.lift_source)
     return result
+
+
+def fact_time(evidence: dict[str, Any]) -> datetime | None:
+    """When the receipt behind a change happened, by the provider's clock (None when no receipt says)."""
+    occurred = evidence.get("occurred_at") if evidence else None
+    return aware(occurred) if occurred else None
+
+
+def opted_out_at(row: Suppression) -> datetime:
+    """When the opt-out (or other entry) happened: its receipt's time, else when it was recorded."""
+    return fact_time(row.evidence) or row.created_at
 
 
 def close(row: Suppression, now: datetime, *, lifted_at: datetime | None, source: str, actor: str, note: str) -> None:

@@ -290,6 +290,33 @@ def test_opt_out_and_opt_in_in_one_batch_take_effect_in_the_order_they_happened(
     assert [h.action for h in row.history.all()] == ["added", "lifted"]
 
 
+def test_an_opt_in_older_than_the_opt_out_never_lifts_it_whatever_the_processing_order(client: Any) -> None:
+    # START sent at 10:00, STOP at 10:05, but STOP is processed first (another batch, another worker).
+    deliver(client, "webex_connect", webex_inbound("MO", NUMBER, text="STOP", tid="2", at="2026-11-20T10:05:00Z"))
+    deliver(client, "webex_connect", webex_inbound("MO", NUMBER, text="START", tid="1", at="2026-11-20T10:00:00Z"))
+
+    assert active("sms", NUMBER) == ["unsubscribe"]  # the recipient's last word was STOP
+    row = Suppression.objects.get()
+    assert [h.action for h in row.history.all()] == ["added"]
+
+    # A START sent after the STOP still lifts it.
+    deliver(client, "webex_connect", webex_inbound("MO", NUMBER, text="START", tid="3", at="2026-11-20T10:06:00Z"))
+    assert active("sms", NUMBER) == []
+
+
+def test_an_opt_in_is_weighed_against_an_operators_opt_out_by_when_it_was_recorded(client: Any) -> None:
+    suppression.suppress("sms", NUMBER, "unsubscribe", source="operator", actor="operator:ann", note="asked by phone")
+    recorded = Suppression.objects.get().created_at
+
+    before = (recorded - timedelta(minutes=1)).isoformat()
+    deliver(client, "webex_connect", webex_inbound("MO", NUMBER, text="START", tid="1", at=before))
+    assert active("sms", NUMBER) == ["unsubscribe"]
+
+    after = (recorded + timedelta(minutes=1)).isoformat()
+    deliver(client, "webex_connect", webex_inbound("MO", NUMBER, text="START", tid="2", at=after))
+    assert active("sms", NUMBER) == []
+
+
 def test_an_inbound_event_processed_again_changes_nothing(client: Any) -> None:
     deliver(client, "webex_connect", webex_inbound("MO", NUMBER, text="STOP", tid="m-1"))
     deliver(client, "webex_connect", webex_inbound("MO", NUMBER, text="START", tid="m-2", at="2026-11-20T10:05:00Z"))
