@@ -144,7 +144,7 @@ def main() -> int:
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     workdir = Path(tempfile.mkdtemp(prefix="bench-reconcile-"))
     env = AppEnv(workdir, name="bench_reconcile")
-    from receipts.simulator import SimulatorServer
+    from simulator import SimulatorServer
 
     sim = SimulatorServer(seed=42, push=False, rate_limit_per_minute=args.rate_limit, analytics_page_max=1000)
     ok = True

@@ -44,6 +44,8 @@ INSTALLED_APPS = [
     "receipts.apps.ReceiptsConfig",
     "campaigns.apps.CampaignsConfig",
     "crm_sync.apps.CrmSyncConfig",
+    # Development, demo and tests: the provider simulator and the fake CRM (never imported by the product).
+    "simulator.apps.SimulatorConfig",
 ]
 
 MIDDLEWARE = [
@@ -289,7 +291,7 @@ SALESFORCE_SOBJECT = env.str("SALESFORCE_SOBJECT", default="Contact")
 SALESFORCE_EXTERNAL_ID_FIELD = env.str("SALESFORCE_EXTERNAL_ID_FIELD", default="Delivery_Tracker_Id__c")
 SALESFORCE_BATCH_SIZE = env.int("SALESFORCE_BATCH_SIZE", default=200)
 
-# --- provider simulator (receipts/simulator, `manage.py simulate_providers`; its other knobs are options) -----
+# --- provider simulator (simulator/, `manage.py simulate_providers`; its other knobs are options) -----
 SIMULATOR_PORT = env.int("SIMULATOR_PORT", default=8100)
 # Where the simulator pushes receipts: this app's base URL (webhook paths are appended).
 SIMULATOR_APP_URL = env.str("SIMULATOR_APP_URL", default="http://127.0.0.1:8000")

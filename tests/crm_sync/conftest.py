@@ -9,9 +9,9 @@ from django.db import transaction
 
 from crm_sync import actions
 from crm_sync.adapters import salesforce
-from crm_sync.fake_crm import FakeCrm
 from crm_sync.models import OutboxMessage
 from receipts.events import DomainEvent, Kind, publish
+from simulator.fake_crm import FakeCrm
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 

@@ -8,7 +8,7 @@ import json
 
 import httpx
 
-from crm_sync.fake_crm import FakeCrm
+from simulator.fake_crm import FakeCrm
 
 
 def post_batch(crm: FakeCrm, keys: list[str], secret: str | None = None) -> httpx.Response:

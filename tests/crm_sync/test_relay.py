@@ -15,9 +15,9 @@ from django.utils import timezone
 
 from crm_sync import actions
 from crm_sync.adapters.generic import GenericAdapter
-from crm_sync.fake_crm import FakeCrm
 from crm_sync.models import OutboxMessage, OutboxState
 from receipts.events import Kind
+from simulator.fake_crm import FakeCrm
 from tests.conftest import drain, post_webhook, register
 from tests.crm_sync.conftest import change, publish_changes, relay_until_idle, states
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from crm_sync.fake_crm import FakeCrm
+from simulator.fake_crm import FakeCrm
 from tests.apprunner import AppEnv, wait_until
 from tests.e2e.conftest import post_receipt
 

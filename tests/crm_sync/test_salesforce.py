@@ -12,9 +12,9 @@ from django.utils import timezone
 
 from crm_sync import actions, mapping
 from crm_sync.adapters import Change
-from crm_sync.fake_crm import FakeCrm
 from crm_sync.models import OutboxMessage, OutboxState
 from receipts.events import Kind
+from simulator.fake_crm import FakeCrm
 from tests.crm_sync.conftest import T0, change, publish_changes, states
 
 EXTERNAL_ID = "Delivery_Tracker_Id__c"

@@ -13,7 +13,7 @@ import pytest
 
 from receipts.limits import CircuitPolicy, Limits, RateLimit, RedisStore, SqliteStore, Store
 from receipts.providers.genesys_cloud_client import Config, GenesysCloudClient
-from receipts.simulator import SimulatorServer
+from simulator import SimulatorServer
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 

@@ -14,7 +14,7 @@ from receipts import polling, polling_tasks
 from receipts.models import Message, MessageEvent, ReceiptEvent
 from receipts.providers.genesys_cloud import REASON, GenesysCloud
 from receipts.providers.genesys_cloud_client import AnalyticsSession, GenesysCloudClient
-from receipts.simulator import SimulatorServer
+from simulator import SimulatorServer
 from tests.conftest import drain
 from tests.polling.conftest import api_requests, preload
 

@@ -29,7 +29,7 @@ from receipts.providers.genesys_cloud_client import (
     GenesysCloudUnavailable,
     region_domain,
 )
-from receipts.simulator import SimulatorServer
+from simulator import SimulatorServer
 from tests.polling.conftest import FakeClock, api_requests, make_client, make_limits, make_store, preload
 
 

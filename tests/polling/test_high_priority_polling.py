@@ -16,7 +16,7 @@ from crm_sync.models import OutboxMessage
 from receipts import polling, review
 from receipts.models import InboxState, Message, ReceiptEvent
 from receipts.providers.genesys_cloud_client import GenesysCloudClient
-from receipts.simulator import SimulatorServer
+from simulator import SimulatorServer
 from tests.conftest import drain, register
 from tests.polling.conftest import api_requests, preload
 

@@ -13,7 +13,7 @@ from django.test import Client
 
 from receipts import polling
 from receipts.providers.genesys_cloud_client import client as configured_client
-from receipts.simulator import SimulatorServer
+from simulator import SimulatorServer
 from tests.conftest import register
 from tests.polling.conftest import preload
 

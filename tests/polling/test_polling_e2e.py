@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from receipts.simulator import SimulatorServer
+from simulator import SimulatorServer
 from tests.apprunner import AppEnv, wait_until
 from tests.polling.conftest import preload
 

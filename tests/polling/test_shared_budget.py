@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 from subprocess import PIPE
 
-from receipts.simulator import SimulatorServer
+from simulator import SimulatorServer
 from tests.polling.conftest import api_requests, preload
 
 ROOT = Path(__file__).resolve().parent.parent.parent

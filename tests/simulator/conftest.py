@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from receipts.simulator import SimulatorServer
+from simulator import SimulatorServer
 
 # Fast schedules: a message is sent after ~20 ms and final after 50-150 ms.
 FAST = {"sent_delay": 0.02, "delay_min": 0.05, "delay_max": 0.15, "analytics_job_delay": 0.05}

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from receipts.simulator import SimulatorServer
+from simulator import SimulatorServer
 from tests.apprunner import ROOT, AppEnv, free_port, wait_until
 
 pytestmark = pytest.mark.e2e

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from receipts.simulator import SimulatorServer
+from simulator import SimulatorServer
 from tests.apprunner import wait_until
 from tests.simulator.conftest import bearer, configure, get_token, send_sms, stats
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from receipts.simulator import SimulatorServer
+from simulator import SimulatorServer
 from tests.apprunner import wait_until
 from tests.simulator.conftest import bearer, configure, get_token, send_mt, send_sms, stats
 

@@ -1,5 +1,5 @@
 """Genesys Cloud as the simulator serves it: OAuth, agentless sends, details, bulk, errors and the rate limit,
-in the shapes the platform SDK documents (see the docstring of receipts/simulator/genesys_cloud.py)."""
+in the shapes the platform SDK documents (see the docstring of simulator/genesys_cloud.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from receipts.providers.genesys_cloud import MESSAGE_STATUS, REASON, RECEIPT_STATUS
-from receipts.simulator import SimulatorServer
+from simulator import SimulatorServer
 from tests.apprunner import wait_until
 from tests.simulator.conftest import bearer, configure, get_token, send_sms, stats
 

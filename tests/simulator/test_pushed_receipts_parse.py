@@ -11,9 +11,9 @@ import pytest
 
 from receipts.providers import PROVIDERS
 from receipts.providers.base import hmac_hex_ok
-from receipts.simulator import SimConfig, genesys_cloud, genesys_sms, webex_connect
-from receipts.simulator.core import Simulator
-from receipts.simulator.model import reason_table
+from simulator import SimConfig, genesys_cloud, genesys_sms, webex_connect
+from simulator.core import Simulator
+from simulator.model import reason_table
 
 SECRETS = {"genesys_cloud": "gc-secret", "genesys_sms": "sms-token", "webex_connect": "webex-secret"}
 RENDER = {

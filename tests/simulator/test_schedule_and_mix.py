@@ -10,8 +10,8 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 
-from receipts.simulator import SimulatorServer
-from receipts.simulator.config import ConfigError, SimConfig, deck_counts, parse_mix
+from simulator import SimulatorServer
+from simulator.config import ConfigError, SimConfig, deck_counts, parse_mix
 from tests.apprunner import wait_until
 from tests.simulator.conftest import FAST, Receiver, configure, send_mt, stats
 

@@ -10,7 +10,7 @@ import pytest
 from receipts.models import Message
 from receipts.senders import configured_sender
 from receipts.sending import SendError, sender_for
-from receipts.simulator import SimulatorServer
+from simulator import SimulatorServer
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from receipts.simulator.config import SimConfig, secrets_from_settings
+from simulator.config import SimConfig, secrets_from_settings
 
 
 def test_secrets_default_to_the_first_entry_of_the_apps_settings(settings: Any) -> None:

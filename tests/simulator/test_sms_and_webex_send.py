@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from receipts.simulator import SimulatorServer
+from simulator import SimulatorServer
 from tests.apprunner import wait_until
 from tests.simulator.conftest import configure, send_mt, stats
 

@@ -1,4 +1,4 @@
-"""Run the fake CRM (crm_sync/fake_crm.py) in the foreground until Ctrl-C."""
+"""Run the fake CRM (simulator/fake_crm.py) in the foreground until Ctrl-C."""
 
 import signal
 import threading
@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from crm_sync.fake_crm import FakeCrm
+from simulator.fake_crm import FakeCrm
 
 
 class Command(BaseCommand):

@@ -104,13 +104,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from receipts.simulator.core import JOB_TTL, AnalyticsJob
-from receipts.simulator.http import HttpError, Request, Response, Route, context_id
-from receipts.simulator.model import GENESYS_REASON_TEXT, SimMessage, iso
+from simulator.core import JOB_TTL, AnalyticsJob
+from simulator.http import HttpError, Request, Response, Route, context_id
+from simulator.model import GENESYS_REASON_TEXT, SimMessage, iso
 
 if TYPE_CHECKING:
-    from receipts.simulator.config import SimConfig
-    from receipts.simulator.core import Simulator
+    from simulator.config import SimConfig
+    from simulator.core import Simulator
 
 PROVIDER = "genesys_cloud"
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")

@@ -6,8 +6,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from receipts.simulator import SimConfig, SimulatorServer, parse_mix
-from receipts.simulator.config import PROVIDERS, ConfigError, secrets_from_settings
+from simulator import SimConfig, SimulatorServer, parse_mix
+from simulator.config import PROVIDERS, ConfigError, secrets_from_settings
 
 
 def pairs(text: str, what: str) -> dict[str, str]:

@@ -4,7 +4,7 @@ message through its statuses on a schedule and an outcome mix, pushes receipts t
 provider's format, and injects 429s, 5xx and latency. See README.md, "Provider simulator".
 """
 
-from receipts.simulator.config import SimConfig, parse_mix
-from receipts.simulator.server import SimulatorServer
+from simulator.config import SimConfig, parse_mix
+from simulator.server import SimulatorServer
 
 __all__ = ["SimConfig", "SimulatorServer", "parse_mix"]

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 import httpx
 
 from receipts.logging import mask
-from receipts.simulator import genesys_cloud, genesys_sms, webex_connect
-from receipts.simulator.model import SimMessage
+from simulator import genesys_cloud, genesys_sms, webex_connect
+from simulator.model import SimMessage
 
 if TYPE_CHECKING:
-    from receipts.simulator.core import Simulator
+    from simulator.core import Simulator
 
-log = logging.getLogger("receipts.simulator.push")
+log = logging.getLogger("simulator.push")
 
 RENDERERS = {
     "genesys_cloud": genesys_cloud.receipt_push,

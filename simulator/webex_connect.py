@@ -39,13 +39,13 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
-from receipts.simulator.http import HttpError, Request, Response, Route
-from receipts.simulator.model import WEBEX_BOUNCE_SMTP, WEBEX_TEXT, iso_offset
+from simulator.http import HttpError, Request, Response, Route
+from simulator.model import WEBEX_BOUNCE_SMTP, WEBEX_TEXT, iso_offset
 
 if TYPE_CHECKING:
-    from receipts.simulator.config import SimConfig
-    from receipts.simulator.core import Simulator
-    from receipts.simulator.model import SimMessage
+    from simulator.config import SimConfig
+    from simulator.core import Simulator
+    from simulator.model import SimMessage
 
 PROVIDER = "webex_connect"
 MSISDN = re.compile(r"^\+?[1-9]\d{6,14}$")

@@ -15,13 +15,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from receipts.simulator import control, genesys_cloud, genesys_sms, webex_connect
-from receipts.simulator.config import SimConfig
-from receipts.simulator.core import Simulator
-from receipts.simulator.http import HttpError, Request, Response, Route, parse_query
-from receipts.simulator.push import Pusher
+from simulator import control, genesys_cloud, genesys_sms, webex_connect
+from simulator.config import SimConfig
+from simulator.core import Simulator
+from simulator.http import HttpError, Request, Response, Route, parse_query
+from simulator.push import Pusher
 
-log = logging.getLogger("receipts.simulator")
+log = logging.getLogger("simulator")
 
 MAX_BODY = 64 * 1024 * 1024
 

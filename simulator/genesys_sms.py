@@ -28,12 +28,12 @@ import re
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
-from receipts.simulator.http import Request, Response, Route
+from simulator.http import Request, Response, Route
 
 if TYPE_CHECKING:
-    from receipts.simulator.config import SimConfig
-    from receipts.simulator.core import Simulator
-    from receipts.simulator.model import SimMessage
+    from simulator.config import SimConfig
+    from simulator.core import Simulator
+    from simulator.model import SimMessage
 
 PROVIDER = "genesys_sms"
 PHONE = re.compile(r"^\+?[1-9]\d{6,14}$")

@@ -30,11 +30,11 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from receipts.simulator.config import PROVIDERS, ConfigError
-from receipts.simulator.http import HttpError, Request, Response, Route
+from simulator.config import PROVIDERS, ConfigError
+from simulator.http import HttpError, Request, Response, Route
 
 if TYPE_CHECKING:
-    from receipts.simulator.core import Simulator
+    from simulator.core import Simulator
 
 MAX_PRELOAD = 1_000_000
 

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from receipts.logging import mask
-from receipts.simulator.config import OUTCOMES, SimConfig, deck_counts
-from receipts.simulator.model import SimMessage, check_reason, pick, reason_table
-from receipts.simulator.stats import Stats
+from simulator.config import OUTCOMES, SimConfig, deck_counts
+from simulator.model import SimMessage, check_reason, pick, reason_table
+from simulator.stats import Stats
 
-log = logging.getLogger("receipts.simulator")
+log = logging.getLogger("simulator")
 
 RATE_WINDOW = 60.0
 JOB_TTL = 3600.0  # an analytics job's results are kept this long (the real API says so in expirationDate)
@@ -73,7 +73,7 @@ class Simulator:
         self.tokens: dict[str, Token] = {}
         self.windows: dict[str, RateWindow] = {}
         self.jobs: dict[str, AnalyticsJob] = {}
-        self.pusher: Any = None  # set by the server: receipts.simulator.push.Pusher
+        self.pusher: Any = None  # set by the server: simulator.push.Pusher
         self.clear_messages()
 
     # --- configuration --------------------------------------------------------------------------------
