@@ -197,10 +197,10 @@ class Producer:
     def pipeline(self, batch: list[tuple[Any, str, str]]) -> None:
         from django.utils import timezone
 
-        from receipts import actions
+        from receipts.actions import process
         from receipts.models import ReceiptEvent
         from receipts.normalized import dedupe_key
-        from receipts.providers import PROVIDERS
+        from receipts.providers.registry import PROVIDERS
 
         provider = PROVIDERS["generic"]
         rows = []
@@ -219,7 +219,7 @@ class Producer:
                 )
             )
         ReceiptEvent.objects.bulk_create(rows)  # what the webhook view stores, one row per receipt
-        while actions.process_due(limit=500):
+        while process.process_due(limit=500):
             pass
 
 

@@ -77,9 +77,10 @@ def setup_django(env: AppEnv, sim_url: str, args: argparse.Namespace) -> None:
 
 
 def run_size(n: int, sim_url: str, args: argparse.Namespace) -> dict:
-    from receipts import actions, polling
+    from receipts.actions import process
     from receipts.models import Message, MessageEvent, ReceiptEvent
-    from receipts.providers.genesys_cloud_client import client
+    from receipts.polling import tiers
+    from receipts.providers.genesys_cloud.client import client
 
     httpx.post(f"{sim_url}/_sim/reset", json={"messages": True}, timeout=60)
     t = time.perf_counter()
@@ -109,7 +110,7 @@ def run_size(n: int, sim_url: str, args: argparse.Namespace) -> dict:
     before = genesys.limits.counters()
     httpx.post(f"{sim_url}/_sim/reset", timeout=30)
     started = time.perf_counter()
-    result = polling.reconcile(genesys)
+    result = tiers.reconcile(genesys)
     elapsed = time.perf_counter() - started
     stats = httpx.get(f"{sim_url}/_sim/stats", timeout=30).json()
     after = genesys.limits.counters()
@@ -130,7 +131,7 @@ def run_size(n: int, sim_url: str, args: argparse.Namespace) -> dict:
     }
     if args.process:
         t = time.perf_counter()
-        while actions.process_due(limit=500):
+        while process.process_due(limit=500):
             pass
         figures["process_seconds"] = time.perf_counter() - t
     MessageEvent.objects.all().delete()

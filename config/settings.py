@@ -17,8 +17,9 @@ env = environ.Env()
 # A .env beside manage.py (written by `make run` on first start) fills in what the environment leaves out.
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
+# Runtime files of the embedded mode (SQLite, the filesystem broker, beat's schedule, static files). Created when
+# the apps are ready (config.apps), not here: importing settings writes nothing.
 VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env.bool("DEBUG", default=False)
 # No default in production: the system check in receipts.checks refuses to start without one.
@@ -29,6 +30,7 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
+    "config.apps.ProjectConfig",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -45,7 +47,7 @@ INSTALLED_APPS = [
     "campaigns.apps.CampaignsConfig",
     "crm_sync.apps.CrmSyncConfig",
     # Development, demo and tests: the provider simulator and the fake CRM (never imported by the product).
-    "simulator.apps.SimulatorConfig",
+    *(["simulator.apps.SimulatorConfig"] if env.bool("INSTALL_SIMULATOR", default=True) else []),
 ]
 
 MIDDLEWARE = [
@@ -113,7 +115,6 @@ BROKER_DIR = VAR_DIR / "broker"
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://localhost/")
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    (BROKER_DIR / "queue").mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
@@ -142,37 +143,6 @@ CELERY_TASK_SOFT_TIME_LIMIT = 100
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-CELERY_BEAT_SCHEDULE = {
-    "sweep-inbox": {
-        "task": "receipts.tasks.sweep_inbox",
-        "schedule": env.float("SWEEP_INTERVAL", default=5.0),
-    },
-    "expire-receipts": {
-        "task": "receipts.tasks.expire_receipts",
-        "schedule": env.float("RECEIPT_TIMEOUT_CHECK_INTERVAL", default=60.0),
-    },
-    # CRM sync (settings in the "CRM sync" block below). A relay run that finds the lease taken returns at
-    # once; a run queued behind a busy worker for longer than a few intervals is dropped.
-    "crm-relay": {
-        "task": "crm_sync.tasks.relay_outbox",
-        "schedule": env.float("CRM_RELAY_INTERVAL", default=2.0),
-        "options": {"expires": 5 * env.float("CRM_RELAY_INTERVAL", default=2.0)},
-    },
-    "crm-prune-outbox": {"task": "crm_sync.tasks.prune_outbox", "schedule": 3600.0},
-    # Polling Genesys Cloud (settings in the "polling and provider limits" block below). A tick that waits in
-    # the queue past its interval is dropped: the next one claims the same due messages.
-    "poll-high-priority": {
-        "task": "receipts.polling_tasks.poll_high_priority",
-        "schedule": env.float("POLL_TICK_SECONDS", default=5.0),
-        "options": {"expires": 2 * env.float("POLL_TICK_SECONDS", default=5.0)},
-    },
-    "reconcile-bulk": {
-        "task": "receipts.polling_tasks.reconcile_bulk",
-        "schedule": env.float("BULK_RECONCILE_INTERVAL", default=300.0),
-        "options": {"expires": env.float("BULK_RECONCILE_INTERVAL", default=300.0)},
-    },
-}
-
 # --- receipts pipeline -----------------------------------------------------------------------------------
 WEBHOOK_MAX_BODY = env.int("WEBHOOK_MAX_BODY", default=1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_BODY
@@ -193,12 +163,15 @@ INBOX_DRAIN_SECONDS = env.float("INBOX_DRAIN_SECONDS", default=20.0)
 INBOX_LINGER = env.float("INBOX_LINGER", default=0.05)
 # A web process asks for an inbox drain at most this often (seconds); the sweeper covers the rest.
 INBOX_KICK_DEBOUNCE = env.float("INBOX_KICK_DEBOUNCE", default=0.25)
+# Beat: the inbox sweeper (rows no kick reached) and the receipt timeout check, in seconds.
+SWEEP_INTERVAL = env.float("SWEEP_INTERVAL", default=5.0)
+RECEIPT_TIMEOUT_CHECK_INTERVAL = env.float("RECEIPT_TIMEOUT_CHECK_INTERVAL", default=60.0)
 ORPHAN_WINDOW = timedelta(hours=env.float("ORPHAN_WINDOW_HOURS", default=24.0))
-# No final receipt this long after sent: delivered, assumed, flagged no_receipt (receipts.tasks.expire_receipts).
+# No final receipt this long after sent: delivered, assumed, flagged no_receipt (receipts.actions.review).
 RECEIPT_TIMEOUT = timedelta(hours=env.float("RECEIPT_TIMEOUT_HOURS", default=24.0))
 DEFAULT_PHONE_REGION = env.str("DEFAULT_PHONE_REGION", default="US")
 
-# --- polling and provider limits (receipts/polling.py, limits.py, providers/genesys_cloud_client.py) ------
+# --- polling and provider limits (receipts/polling/, providers/limits.py, providers/genesys_cloud/client.py) --
 # Genesys Cloud account: region by name (us-east-1, eu-west-1, ...) or domain (mypurecloud.ie); the base URLs
 # override it (the simulator, a proxy). Without a client id and secret nothing is polled.
 GENESYS_CLOUD_REGION = env.str("GENESYS_CLOUD_REGION", default="us-east-1")
@@ -219,11 +192,13 @@ CIRCUIT_COOLDOWN_SECONDS = env.float("CIRCUIT_COOLDOWN_SECONDS", default=30.0)
 POLL_FIRST_DELAY = timedelta(seconds=env.float("POLL_FIRST_DELAY", default=10.0))
 POLL_BACKOFF = env.float("POLL_BACKOFF", default=2.0)
 POLL_MAX_DELAY = timedelta(seconds=env.float("POLL_MAX_DELAY", default=60.0))
+# Beat runs the high-priority tier this often (seconds).
+POLL_TICK_SECONDS = env.float("POLL_TICK_SECONDS", default=5.0)
 POLL_HIGH_MAX_AGE = timedelta(minutes=env.float("POLL_HIGH_MAX_AGE_MINUTES", default=60.0))
 POLL_BATCH_SIZE = env.int("POLL_BATCH_SIZE", default=50)
 # Genesys Cloud answering 404 for a message this long after it was sent: flagged provider_unknown for review.
 POLL_NOT_FOUND_GRACE = timedelta(minutes=env.float("POLL_NOT_FOUND_GRACE_MINUTES", default=5.0))
-# Bulk tier (the interval itself is BULK_RECONCILE_INTERVAL in the beat schedule above).
+# Bulk tier: one reconciliation round every BULK_RECONCILE_INTERVAL seconds.
 BULK_RECONCILE_INTERVAL = env.float("BULK_RECONCILE_INTERVAL", default=300.0)
 POLL_BULK_FALLBACK_REQUESTS = env.int("POLL_BULK_FALLBACK_REQUESTS", default=20)
 POLL_ANALYTICS_PAGE_SIZE = env.int("POLL_ANALYTICS_PAGE_SIZE", default=1000)
@@ -231,10 +206,8 @@ POLL_ANALYTICS_JOB_POLL_INTERVAL = env.float("POLL_ANALYTICS_JOB_POLL_INTERVAL",
 POLL_ANALYTICS_JOB_TIMEOUT = env.float("POLL_ANALYTICS_JOB_TIMEOUT", default=240.0)
 # /metrics answers only with "Authorization: Bearer <METRICS_TOKEN>" when set.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
-# The polling tasks live outside receipts/tasks.py, where autodiscovery looks: the worker imports them by name.
-CELERY_IMPORTS = ["receipts.polling_tasks"]
 
-# --- suppression list, retry policy, escalations (receipts/suppression.py, policy.py, sending.py) ---------
+# --- suppression list, retry policy, escalations (receipts/actions/suppression.py, effects.py, retries.py) -
 SUPPRESS_HARD_BOUNCE = env.bool("SUPPRESS_HARD_BOUNCE", default=True)
 SOFT_BOUNCE_THRESHOLD = env.int("SOFT_BOUNCE_THRESHOLD", default=3)  # 0 turns soft-bounce suppression off
 SOFT_BOUNCE_WINDOW_DAYS = env.float("SOFT_BOUNCE_WINDOW_DAYS", default=7.0)
@@ -248,25 +221,13 @@ RETRY_MAX = env.int("RETRY_MAX", default=1)
 RETRY_DELAY = timedelta(seconds=env.float("RETRY_DELAY", default=120.0))
 FALLBACK_AFTER = timedelta(seconds=env.float("FALLBACK_AFTER", default=600.0))
 ESCALATION_LOOKBACK = timedelta(hours=env.float("ESCALATION_LOOKBACK_HOURS", default=24.0))
-# provider=dotted.path.to.SenderClass, comma-separated (receipts.sending); code can also register_sender().
+# provider=dotted.path.to.SenderClass, comma-separated (receipts.providers.senders); code can also
+# register_sender().
 SENDERS = env.dict("SENDERS", default={})
-CELERY_IMPORTS = [*globals().get("CELERY_IMPORTS", []), "receipts.policy_tasks"]
-CELERY_BEAT_SCHEDULE.update(
-    {
-        "dispatch-retries": {
-            "task": "receipts.policy_tasks.dispatch_retries",
-            "schedule": env.float("RETRY_SWEEP_INTERVAL", default=10.0),
-        },
-        "raise-escalations": {
-            "task": "receipts.policy_tasks.raise_escalations",
-            "schedule": env.float("ESCALATION_SWEEP_INTERVAL", default=30.0),
-        },
-        "expire-suppressions": {
-            "task": "receipts.policy_tasks.expire_suppressions",
-            "schedule": env.float("SUPPRESSION_EXPIRY_INTERVAL", default=300.0),
-        },
-    }
-)
+# Beat: due retries, escalations and expired suppressions are looked for this often (seconds).
+RETRY_SWEEP_INTERVAL = env.float("RETRY_SWEEP_INTERVAL", default=10.0)
+ESCALATION_SWEEP_INTERVAL = env.float("ESCALATION_SWEEP_INTERVAL", default=30.0)
+SUPPRESSION_EXPIRY_INTERVAL = env.float("SUPPRESSION_EXPIRY_INTERVAL", default=300.0)
 
 # --- CRM sync (crm_sync: outbox, relay, adapters, change feed) -------------------------------------------
 CRM_BACKEND = env.str("CRM_BACKEND", default="none")  # none | generic | salesforce
@@ -296,7 +257,7 @@ SIMULATOR_PORT = env.int("SIMULATOR_PORT", default=8100)
 # Where the simulator pushes receipts: this app's base URL (webhook paths are appended).
 SIMULATOR_APP_URL = env.str("SIMULATOR_APP_URL", default="http://127.0.0.1:8000")
 
-# --- provider senders (receipts/senders.py: retries and the demo campaign) ---------------------------------
+# --- provider senders (receipts/providers/: retries and the demo campaign) ---------------------------------
 GENESYS_CLOUD_FROM_ADDRESS = env.str("GENESYS_CLOUD_FROM_ADDRESS", default="")
 GENESYS_SMS_MT_URL = env.str("GENESYS_SMS_MT_URL", default="https://smsc-api.genesyscloud.com/httpapi/receiver")
 GENESYS_SMS_LOGIN = env.str("GENESYS_SMS_LOGIN", default="")
@@ -310,14 +271,14 @@ WEBEX_CONNECT_EMAIL_FROM = env.str("WEBEX_CONNECT_EMAIL_FROM", default="")
 
 # --- REST framework --------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["receipts.api_auth.ApiClientTokenAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["receipts.api_auth.HasScope"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["receipts.api.auth.ApiClientTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["receipts.api.auth.HasScope"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "receipts.api_support.CursorPagination",
+    "DEFAULT_PAGINATION_CLASS": "receipts.api.support.CursorPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "EXCEPTION_HANDLER": "receipts.api_support.exception_handler",
+    "EXCEPTION_HANDLER": "receipts.api.support.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
@@ -344,7 +305,6 @@ USE_I18N = False
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
-STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns on every request while it is missing
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -367,4 +327,31 @@ LOGGING = {
         "httpcore": {"level": "WARNING"},
         "celery": {"level": LOG_LEVEL},
     },
+}
+
+# --- Celery beat: every periodic task, each interval set in its block above --------------------------------
+# A tick that waits in the queue past its interval (a busy worker) is dropped: the next one does the same work.
+CELERY_BEAT_SCHEDULE = {
+    "sweep-inbox": {"task": "receipts.sweep_inbox", "schedule": SWEEP_INTERVAL},
+    "expire-receipts": {"task": "receipts.expire_receipts", "schedule": RECEIPT_TIMEOUT_CHECK_INTERVAL},
+    "poll-high-priority": {
+        "task": "receipts.poll_high_priority",
+        "schedule": POLL_TICK_SECONDS,
+        "options": {"expires": 2 * POLL_TICK_SECONDS},
+    },
+    "reconcile-bulk": {
+        "task": "receipts.reconcile_bulk",
+        "schedule": BULK_RECONCILE_INTERVAL,
+        "options": {"expires": BULK_RECONCILE_INTERVAL},
+    },
+    "dispatch-retries": {"task": "receipts.dispatch_retries", "schedule": RETRY_SWEEP_INTERVAL},
+    "raise-escalations": {"task": "receipts.raise_escalations", "schedule": ESCALATION_SWEEP_INTERVAL},
+    "expire-suppressions": {"task": "receipts.expire_suppressions", "schedule": SUPPRESSION_EXPIRY_INTERVAL},
+    # A relay run that finds the lease taken returns at once.
+    "crm-relay": {
+        "task": "crm_sync.relay_outbox",
+        "schedule": CRM_RELAY_INTERVAL,
+        "options": {"expires": 5 * CRM_RELAY_INTERVAL},
+    },
+    "crm-prune-outbox": {"task": "crm_sync.prune_outbox", "schedule": 3600.0},
 }

@@ -30,12 +30,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Count, F, Max, Min, Q
 from django.utils import timezone
 
-from crm_sync.adapters import Adapter, Change, Entry, Result, coalesce, get_adapter
+from crm_sync.adapters import get_adapter
+from crm_sync.adapters.base import Adapter, Change, Entry, Result, coalesce
 from crm_sync.models import OutboxMessage, OutboxState, RelayLease
+from receipts.db import for_update
 from receipts.events import DomainEvent
 
 log = logging.getLogger(__name__)
@@ -204,10 +206,9 @@ def relay_batch(adapter: Adapter, now: datetime | None = None) -> BatchReport:
 def claim(now: datetime, report: BatchReport) -> list[OutboxMessage]:
     """Due rows that may go now, marked in flight. Rows behind an unfinished change of their stream wait."""
     with transaction.atomic():
-        due = OutboxMessage.objects.due(now).order_by("id")
-        if connection.features.has_select_for_update_skip_locked:
-            due = due.select_for_update(skip_locked=True)
-        rows = list(due[: settings.CRM_BATCH_SIZE])
+        rows = list(
+            for_update(OutboxMessage.objects.due(now).order_by("id"), skip_locked=True)[: settings.CRM_BATCH_SIZE]
+        )
         if not rows:
             return []
         report.due = len(rows)

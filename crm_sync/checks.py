@@ -5,7 +5,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
-from crm_sync import mapping
+from crm_sync.adapters.field_map import field_map, validate
 
 BACKENDS = ("none", "generic", "salesforce")
 
@@ -39,8 +39,8 @@ def check_crm_settings(app_configs: Any, **kwargs: Any) -> list:
             problems.append(Error(f"CRM_BACKEND=salesforce needs {', '.join(missing)}.", id="crm_sync.E004"))
         if not 1 <= settings.SALESFORCE_BATCH_SIZE <= 200:
             problems.append(Error("SALESFORCE_BATCH_SIZE must be 1 to 200 (the API's limit).", id="crm_sync.E005"))
-        for problem in mapping.validate(mapping.field_map()):
-            problems.append(Error(problem, hint="See the README, CRM sync, field mapping.", id="crm_sync.E006"))
+        for problem in validate(field_map()):
+            problems.append(Error(problem, hint="See docs/crm-sync.md, field mapping.", id="crm_sync.E006"))
     if settings.CRM_MAX_ATTEMPTS < 1 or settings.CRM_BATCH_SIZE < 1:
         problems.append(Error("CRM_MAX_ATTEMPTS and CRM_BATCH_SIZE must be at least 1.", id="crm_sync.E007"))
     if backend != "none" and settings.CRM_RELAY_LEASE.total_seconds() < 3 * settings.CRM_TIMEOUT:

@@ -1,13 +1,14 @@
+"""The CRM relay's Celery tasks (beat runs both); explicit names, and their former names still answer."""
+
 import logging
 
-from celery import shared_task
-
 from crm_sync import actions
+from receipts.tasks import task
 
 log = logging.getLogger(__name__)
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True, time_limit=120, soft_time_limit=100)
+@task("crm_sync.relay_outbox", formerly="crm_sync.tasks.relay_outbox")
 def relay_outbox() -> int:
     """Beat: push due outbox changes to the CRM. Returns at once while another relay holds the lease."""
     report = actions.relay()
@@ -23,7 +24,7 @@ def relay_outbox() -> int:
     return report.sent
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True, time_limit=600, soft_time_limit=550)
+@task("crm_sync.prune_outbox", formerly="crm_sync.tasks.prune_outbox", time_limit=600, soft_time_limit=550)
 def prune_outbox() -> int:
     """Beat: drop sent changes older than CRM_OUTBOX_RETENTION_DAYS."""
     return actions.prune()

@@ -4,11 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import cast
+from typing import Any, TypeVar, cast
 
 from django.db import connection, models, transaction
 from django.db.models import sql
 from django.db.models.constants import OnConflict
+
+Rows = TypeVar("Rows", bound=models.QuerySet[Any])
+
+
+def for_update(queryset: Rows, *, skip_locked: bool = False, of_self: bool = False) -> Rows:
+    """Lock the rows a writer is about to change, where the backend has row locks.
+
+    PostgreSQL: ``SELECT ... FOR UPDATE``, with ``SKIP LOCKED`` for a claim (rows another worker holds are left to
+    it) and ``OF self`` where the query joins rows that must stay unlocked (a message's campaign). SQLite has no row
+    locks: every write transaction starts ``IMMEDIATE`` and holds the one writer lock, which serialises writers.
+    """
+    features = connection.features
+    if not (features.has_select_for_update_skip_locked if skip_locked else features.has_select_for_update):
+        return queryset
+    of = ("self",) if of_self and features.has_select_for_update_of else ()
+    return queryset.select_for_update(skip_locked=skip_locked, of=of)
 
 
 def update_rows(objs: Sequence[models.Model], field_names: list[str]) -> None:

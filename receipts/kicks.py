@@ -1,4 +1,9 @@
-"""Asking a worker to drain the inbox, from a web process, without ever holding up a webhook.
+"""Asking the workers for work now, by task name: drain the inbox, poll these messages.
+
+Writers (``receipts.actions``) call these after their commit; the tasks themselves live in ``receipts.tasks``,
+which imports the actions, so the request goes by the task's name and this module imports no task.
+
+Draining the inbox, from a web process, must never hold up a webhook.
 
 The inbox row is already committed when this runs; the kick only shortens the wait. The request thread only
 sets a flag: one background thread per process publishes the task, at most once per ``INBOX_KICK_DEBOUNCE``.
@@ -13,11 +18,14 @@ import os
 import threading
 import time
 
+from celery import current_app
 from django.conf import settings
 
 log = logging.getLogger(__name__)
 
 BROKER_DOWN_PAUSE = 5.0
+DRAIN_INBOX = "receipts.drain_inbox"
+POLL_MESSAGES = "receipts.poll_messages"
 
 _wanted = threading.Event()
 _lock = threading.Lock()
@@ -49,11 +57,18 @@ def _kick_forever() -> None:
 
 def kick_now() -> float:
     """Publish one drain task; answers how long to wait before the next."""
-    from receipts.tasks import drain_inbox
-
     try:
-        drain_inbox.apply_async(retry=False)
+        current_app.send_task(DRAIN_INBOX, retry=False)
     except Exception as exc:
         log.warning("broker unreachable (%s); the inbox sweeper will pick the receipts up", type(exc).__name__)
         return BROKER_DOWN_PAUSE
     return settings.INBOX_KICK_DEBOUNCE
+
+
+def request_poll(message_ids: list[int]) -> None:
+    """Ask the poller to look at these messages now (it picks up their ``next_poll_at``; the beat tier does too,
+    should this publish fail)."""
+    try:
+        current_app.send_task(POLL_MESSAGES, args=[message_ids], retry=False)
+    except Exception as exc:
+        log.warning("could not queue the poll (%s); the beat tier will pick it up", type(exc).__name__)

@@ -1,6 +1,6 @@
 """The status machine: given a message's state and one receipt, the state that follows.
 
-Pure: no database, no clock. ``receipts.actions.apply_receipt`` is the only caller that writes its answer.
+Pure: no database, no clock. Its answers become row fields in one place, ``receipts.actions.transitions.write``.
 
 Rules (DESIGN.md, "Status model"):
 - ranks only move forward; a lower or equal rank is recorded on the timeline and changes nothing (the same
@@ -93,3 +93,9 @@ def assume_delivered(state: State) -> Transition:
         return Transition(state)
     assumed = replace(state, status=Status.DELIVERED, assumed=True, failure_category="", retryable=False)
     return Transition(assumed, changed=True, flag=ReviewReason.NO_RECEIPT)
+
+
+def decided(state: State, status: str, category: str, at: datetime) -> State:
+    """An operator settled the message (the review queue): ``status`` stands, no longer assumed, with ``category``
+    when it is a failure. ``status_at`` moves to ``at`` only when the status changes."""
+    return State(status, at if status != state.status else state.status_at, False, category, False)

@@ -1,7 +1,8 @@
-"""What the polling and the provider limits are doing: ``/metrics`` (Prometheus) and an admin page.
+"""What the pipeline, the polling and the provider limits are doing: ``GET /metrics`` (Prometheus).
 
-Both read the shared state (Redis or the embedded SQLite file) and the database at the moment they are asked, so
-every process's calls show, whichever web worker answers the scrape: nothing is counted in process memory.
+It reads the shared state (Redis or the embedded SQLite file) and the database at the moment it is asked, as does
+the admin's provider limits page (``receipts.admin.provider_limits``), so every process's calls show, whichever
+web worker answers the scrape: nothing is counted in process memory.
 """
 
 from __future__ import annotations
@@ -13,25 +14,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.contrib import admin
-from django.contrib.admin.views.decorators import staff_member_required
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from receipts.limits import CIRCUIT_STATE_VALUE, CircuitState, Limits
 from receipts.models import Message, ReceiptEvent
-from receipts.polling import GENESYS_CLOUD
-from receipts.providers.genesys_cloud_client import Config, limits_from_settings
+from receipts.providers.genesys_cloud.client import Config, limits_from_settings
+from receipts.providers.limits import CIRCUIT_STATE_VALUE, CircuitState, Limits
+from receipts.status import Provider
 
 log = logging.getLogger(__name__)
 
-# Shared counters (receipts.limits.Limits.count) -> (metric, label name, label value, help).
+GENESYS_CLOUD = Provider.GENESYS_CLOUD
+
+# Shared counters (receipts.providers.limits.Limits.count) -> (metric, label name, label value, help).
 COUNTERS: dict[str, tuple[str, str, str, str]] = {
     "requests_ok": ("receipts_provider_requests", "outcome", "ok", "Provider API requests by outcome"),
     "requests_client_error": ("receipts_provider_requests", "outcome", "client_error", ""),
@@ -188,35 +188,3 @@ def metrics(request: HttpRequest) -> HttpResponse:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(PollingCollector())
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
-
-
-@staff_member_required
-def provider_limits(request: HttpRequest) -> TemplateResponse:
-    """Admin: the circuit breaker, the shared rate budget and the polling tiers, read-only."""
-    now = timezone.now()
-    snap = provider_snapshot()
-    counters = [(key, snap.counters.get(key, 0), COUNTERS[key][0]) for key in COUNTERS]
-    polling = {
-        "due_now": Message.objects.due_for_poll(now).count(),
-        "scheduled": Message.objects.filter(provider=GENESYS_CLOUD).exclude(next_poll_at=None).count(),
-        "awaiting_reconciliation": Message.objects.awaiting_reconciliation(
-            GENESYS_CLOUD, now - (settings.RECEIPT_TIMEOUT + settings.POLL_HIGH_MAX_AGE)
-        ).count(),
-    }
-    context = {
-        **admin.site.each_context(request),
-        "title": "Provider limits and polling",
-        "snap": snap,
-        "counters": counters,
-        "polling": polling,
-        "settings_rows": [
-            ("GENESYS_RATE_LIMIT_PER_MINUTE", settings.GENESYS_RATE_LIMIT_PER_MINUTE),
-            ("GENESYS_RATE_HEADROOM", settings.GENESYS_RATE_HEADROOM),
-            ("GENESYS_RATE_BURST", settings.GENESYS_RATE_BURST),
-            ("CIRCUIT_FAILURE_THRESHOLD", settings.CIRCUIT_FAILURE_THRESHOLD),
-            ("CIRCUIT_COOLDOWN_SECONDS", settings.CIRCUIT_COOLDOWN_SECONDS),
-            ("POLL_FIRST_DELAY / POLL_MAX_DELAY", f"{settings.POLL_FIRST_DELAY} / {settings.POLL_MAX_DELAY}"),
-            ("BULK_RECONCILE_INTERVAL", settings.BULK_RECONCILE_INTERVAL),
-        ],
-    }
-    return TemplateResponse(request, "admin/receipts/provider_limits.html", context)

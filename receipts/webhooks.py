@@ -11,16 +11,18 @@ from django.core.handlers.exception import convert_exception_to_response
 from django.core.handlers.wsgi import WSGIHandler
 from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from receipts import actions
-from receipts.dispatch import request_drain
+from receipts.actions import ingest
+from receipts.kicks import request_drain
 from receipts.normalized import MalformedReceipt
-from receipts.providers import PROVIDERS, Unauthorized
+from receipts.providers.base import Unauthorized
+from receipts.providers.registry import PROVIDERS
 
 log = logging.getLogger(__name__)
 
@@ -64,17 +66,17 @@ def receive(request: HttpRequest, provider_name: str) -> JsonResponse:
 
 def ingest_once_more_on_a_dead_connection(
     provider_name: str, body: bytes, content_type: str, request: HttpRequest
-) -> actions.IngestResult:
+) -> ingest.IngestResult:
     """A reused database connection the server has closed (a restart, an idle timeout) fails on its first
     statement, before anything is stored. Rather than answer 500 and wait for the provider's retry, open a fresh
     connection and try once more; a second failure is a real outage and propagates (500)."""
     remote_addr = request.META.get("REMOTE_ADDR")
     try:
-        return actions.ingest(provider_name, body, content_type, remote_addr)
+        return ingest.ingest(provider_name, body, content_type, remote_addr)
     except (OperationalError, InterfaceError) as exc:
         log.warning("webhook %s: database connection lost (%s); retrying once", provider_name, type(exc).__name__)
         connection.close()
-        return actions.ingest(provider_name, body, content_type, remote_addr)
+        return ingest.ingest(provider_name, body, content_type, remote_addr)
 
 
 class WebhookView(APIView):
@@ -133,3 +135,11 @@ def webhook(provider: str) -> Callable[[HttpRequest], HttpResponse]:
     view.cls = WebhookView  # type: ignore[attr-defined]
     view.initkwargs = {"provider": provider}  # type: ignore[attr-defined]
     return view
+
+
+urlpatterns = [
+    path("genesys-cloud/", webhook("genesys_cloud"), name="webhook-genesys-cloud"),
+    path("genesys-sms/", webhook("genesys_sms"), name="webhook-genesys-sms"),
+    path("webex-connect/", webhook("webex_connect"), name="webhook-webex-connect"),
+    path("generic/", webhook("generic"), name="webhook-generic"),
+]

@@ -12,7 +12,7 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
-from receipts import actions
+from receipts.actions import messages, process
 from receipts.models import ApiClient, Message
 
 SAMPLES = Path(__file__).parent / "samples"
@@ -76,14 +76,14 @@ def post_webhook(
 
 def register(**fields: Any) -> Message:
     data = {"channel": "sms", "provider": "generic", "to": "+15551234567", **fields}
-    message, _ = actions.register_message(data)
+    message, _ = messages.register_message(data)
     return message
 
 
 def drain() -> int:
     """Process the inbox until nothing is due, as the worker would."""
     total = 0
-    while claimed := actions.process_due():
+    while claimed := process.process_due():
         total += claimed
     return total
 

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from receipts.models import Message
-from receipts.sending import SendError
+from receipts.providers.base import SendError
 
 
 class LocalProvider:

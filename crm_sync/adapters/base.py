@@ -158,19 +158,3 @@ def http_client() -> httpx.Client:
         headers={"User-Agent": USER_AGENT},
         limits=httpx.Limits(max_connections=4, max_keepalive_connections=4),
     )
-
-
-def get_adapter(backend: str | None = None) -> Adapter | None:
-    """The configured adapter, or None for ``CRM_BACKEND=none`` (the outbox is kept, nothing is sent)."""
-    backend = backend or settings.CRM_BACKEND
-    if backend == "generic":
-        from crm_sync.adapters.generic import GenericAdapter
-
-        return GenericAdapter()
-    if backend == "salesforce":
-        from crm_sync.adapters.salesforce import SalesforceAdapter
-
-        return SalesforceAdapter()
-    if backend == "none":
-        return None
-    raise ValueError(f"unknown CRM_BACKEND {backend!r} (none, generic, salesforce)")

@@ -19,7 +19,7 @@ from typing import Any
 
 from django.conf import settings
 
-from crm_sync.adapters import Change
+from crm_sync.adapters.base import Change
 
 # Status fields are custom fields the CRM admin creates; the opt-out and bounce fields are Contact's own.
 DEFAULT_FIELD_MAP: dict[str, Any] = {

@@ -23,7 +23,7 @@ import httpx
 from django.conf import settings
 from django.utils import timezone
 
-from crm_sync.adapters import Entry, Result, describe, http_client, json_encoder, retry_after_seconds
+from crm_sync.adapters.base import Entry, Result, describe, http_client, json_encoder, retry_after_seconds
 
 SIGNATURE_HEADER = "X-Signature-256"
 

@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 from django.conf import settings
 
-from crm_sync import mapping
-from crm_sync.adapters import Entry, Result, describe, http_client, retry_after_seconds
+from crm_sync.adapters.base import Entry, Result, describe, http_client, retry_after_seconds
+from crm_sync.adapters.field_map import field_map, fields_for
 
 MAX_RECORDS = 200  # sObject Collections' limit per request
 RETRYABLE_CODES = {"REQUEST_LIMIT_EXCEEDED", "UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE"}
@@ -53,7 +53,7 @@ class SalesforceAdapter:
         self.external_id = settings.SALESFORCE_EXTERNAL_ID_FIELD
         self.api_version = settings.SALESFORCE_API_VERSION.removeprefix("v")
         self.batch_size = min(settings.SALESFORCE_BATCH_SIZE, MAX_RECORDS)
-        self.field_map = mapping.field_map()
+        self.field_map = field_map()
         self.client = http_client()
 
     def close(self) -> None:
@@ -92,7 +92,7 @@ class SalesforceAdapter:
         payloads: list[tuple[list[int], dict[str, Any]]] = []
         for record_id, indexes in records.items():
             changes = sorted((c for i in indexes for c in entries[i].changes), key=lambda c: c.row_id)
-            fields = mapping.fields_for(changes, self.field_map)
+            fields = fields_for(changes, self.field_map)
             if not fields:
                 for i in indexes:
                     results[i] = Result.skip("no field in CRM_FIELD_MAP applies to these changes")

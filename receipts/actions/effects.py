@@ -1,6 +1,6 @@
 """What a receipt means beyond the message's status: suppression effects and retries.
 
-``apply_receipt_effects`` is called by ``receipts.actions.apply_events`` inside the batch transaction, once per
+``apply_receipt_effects`` is called by ``receipts.actions.process.apply_events`` inside the batch transaction, once per
 batch, with every receipt the batch applied (and every inbound address event, with or without a message).
 A batch where no receipt calls for anything costs no query here; otherwise a fixed handful, whatever the batch
 size (the suppressions of the addresses involved, history keys, soft-bounce rows, writes, the CRM lookup,
@@ -19,7 +19,7 @@ from typing import Any
 
 from django.conf import settings
 
-from receipts import sending, suppression
+from receipts.actions import retries, suppression
 from receipts.addresses import normalize_address
 from receipts.logging import mask
 from receipts.models import Message, MessageEvent, SuppressionReason, SuppressionSource
@@ -100,22 +100,22 @@ def apply_receipt_effects(effects: list[Effect], now: datetime) -> None:
         elif receipt.outcome.soft_bounce:
             bounces.append(suppression.Bounce(pair[0], pair[1], receipt.key, at, effect.message))
     # A retry is decided when a receipt moves a message to a retryable failure (once: Retry is one per message).
-    retries = {
+    to_retry = {
         e.message.pk: e.message
         for e in fresh
-        if e.message is not None and e.entry is not None and e.entry.applied and sending.wants_retry(e.message)
+        if e.message is not None and e.entry is not None and e.entry.applied and retries.wants_retry(e.message)
     }
-    if not (changes or bounces or retries):
+    if not (changes or bounces or to_retry):
         return
 
     # Within a batch, one address's opt-out and opt-in take effect in the order they happened.
     ordered = [change for _, _, change in sorted(changes, key=lambda c: (c[0], c[1]))]
     pairs = {c.pair for c in ordered} | {(b.channel, b.address) for b in bounces}
-    pairs |= {(m.channel, m.to) for m in retries.values()}
+    pairs |= {(m.channel, m.to) for m in to_retry.values()}
     book = suppression.Book.load(pairs)
     ordered += suppression.count_soft_bounces(bounces, now)
     suppression.apply(ordered, now, book)
-    sending.plan_retries(list(retries.values()), book, now)
+    retries.plan_retries(list(to_retry.values()), book, now)
 
 
 def wants_suppression(receipt: NormalizedReceipt) -> bool:

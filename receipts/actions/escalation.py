@@ -17,10 +17,11 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from receipts.db import for_update
 from receipts.events import DomainEvent, Kind, message_state, publish
 from receipts.models import Escalation, Message, Priority, Retry
 from receipts.status import FINAL_STATUSES, Status
@@ -86,9 +87,7 @@ def raise_escalations(now: datetime | None = None, limit: int = BATCH) -> int:
     with transaction.atomic():
         due = Q(pk__in=overdue(now).values("pk")) | Q(pk__in=failed_for_good(now))
         candidates = unescalated_roots(now).filter(due).select_related("campaign").order_by("created_at", "id")
-        if connection.features.has_select_for_update_skip_locked:
-            candidates = candidates.select_for_update(skip_locked=True, of=("self",))
-        messages = list(candidates[:limit])
+        messages = list(for_update(candidates, skip_locked=True, of_self=True)[:limit])
         if not messages:
             return 0
         latest = latest_in_chain([m.pk for m in messages])

@@ -1,4 +1,4 @@
-"""Sending an SMS again: the retry policy, and the seam between it and the provider clients.
+"""Sending an SMS again: the retry policy, its decisions and its sends.
 
 The policy (DESIGN.md, the suppression and retry issue): an SMS is sent again only when it failed for a reason
 that passes (``RETRY_WHEN``), at most ``RETRY_MAX`` times in a chain, ``RETRY_DELAY`` after the failure, never
@@ -6,27 +6,27 @@ after delivered, a permanent failure or an opt-out, never to a suppressed addres
 was sent (``Message.content``). Email soft bounces are left to the provider. Every decision, yes or no, is a
 ``Retry`` row saying why; the new message links to the one it replaces (``Message.replaces``).
 
-The seam: a registry of provider name -> ``Sender`` (anything with ``send(message) -> provider_message_id``),
-filled by ``register_sender`` or the ``SENDERS`` setting. Sending happens in a Celery task, outside any
-transaction, at most once: the retry is claimed (scheduled -> sending) before the call, and a send whose worker
-died is marked failed, not sent again, because we cannot know whether the provider got it.
+The provider is called through its ``Sender`` (``receipts.providers.senders.sender_for``). Sending happens in a
+Celery task, outside any transaction, at most once: the retry is claimed (scheduled -> sending) before the call,
+and a send whose worker died is marked failed, not sent again, because we cannot know whether the provider got it.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
-from django.utils.module_loading import import_string
 
-from receipts import suppression as suppressions
+from receipts.actions import suppression as suppressions
+from receipts.actions.messages import register_message
 from receipts.logging import mask
 from receipts.models import Message, Retry
+from receipts.providers.base import SendError
+from receipts.providers.senders import sender_for
 from receipts.status import Channel, FailureCategory, Status
 
 log = logging.getLogger(__name__)
@@ -46,46 +46,6 @@ SEND_ATTEMPTS = 3
 SEND_BACKOFF = timedelta(seconds=30)
 # A retry still "sending" after this long lost its worker mid-call (task time limit 120 s, with margin).
 SEND_TIMEOUT = timedelta(minutes=10)
-
-
-# --- the seam -------------------------------------------------------------------------------------------
-
-
-class SendError(Exception):
-    """The provider refused or could not be reached. ``transient``: trying again later can work."""
-
-    def __init__(self, message: str, *, transient: bool = False) -> None:
-        super().__init__(message)
-        self.transient = transient
-
-
-class Sender(Protocol):
-    def send(self, message: Message) -> str:
-        """Send ``message`` (unsaved: channel, provider, to, content, ...) and return the provider's id for it.
-        Raise SendError when it was not sent."""
-        ...
-
-
-_senders: dict[str, Sender] = {}
-
-
-def register_sender(provider: str, sender: Sender) -> None:
-    _senders[provider] = sender
-
-
-def unregister_sender(provider: str) -> None:
-    _senders.pop(provider, None)
-
-
-def sender_for(provider: str) -> Sender | None:
-    """A registered sender, else the ``SENDERS`` setting's, else the built-in one when its provider is configured."""
-    if provider not in _senders and settings.SENDERS.get(provider):
-        _senders[provider] = import_string(settings.SENDERS[provider])()
-    if provider in _senders:
-        return _senders[provider]
-    from receipts.senders import configured_sender
-
-    return configured_sender(provider)
 
 
 # --- deciding -------------------------------------------------------------------------------------------
@@ -243,10 +203,8 @@ def record_replacement(original: Message, outgoing: Message, provider_message_id
         "metadata": outgoing.metadata,
         "content": outgoing.content,
     }
-    from receipts import actions  # actions -> policy -> sending: import at call time
-
     # Registration also matches receipts for the new id that came before we recorded it (orphans).
-    new, _ = actions.register_message(data)
+    new, _ = register_message(data)
     Message.objects.filter(pk=new.pk).update(replaces=original)
     new.replaces = original
     return new

@@ -7,20 +7,21 @@ moved), in the transaction that made it.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from receipts import machine
-from receipts.db import update_rows
+from receipts.actions.transitions import state_of, status_changed, timeline_key, write
+from receipts.db import for_update, update_rows
 from receipts.events import DomainEvent, Kind, message_state, publish
+from receipts.kicks import request_poll
 from receipts.models import Message, MessageEvent, ReviewResolution
 from receipts.status import FINAL_STATUSES, FailureCategory, ReviewReason, Source, Status
 
@@ -31,24 +32,7 @@ TIMEOUT_BATCH = 500
 
 
 def locked(queryset: QuerySet[Message]) -> QuerySet[Message]:
-    queryset = queryset.select_related("campaign").order_by("id")
-    if connection.features.has_select_for_update_skip_locked:
-        return queryset.select_for_update(skip_locked=True, of=("self",))
-    return queryset
-
-
-def timeline_key(*parts: Any) -> str:
-    return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()
-
-
-def status_event(message: Message, previous: str, source: str, now: datetime) -> DomainEvent:
-    return DomainEvent(
-        Kind.STATUS_CHANGED,
-        occurred_at=now,
-        payload={**message_state(message), "previous_status": previous, "source": source},
-        message_id=message.pk,
-        crm_record_id=message.crm_record_id,
-    )
+    return for_update(queryset.select_related("campaign").order_by("id"), skip_locked=True, of_self=True)
 
 
 def poll_entry(message: Message, code: str, description: str, now: datetime, **fields: Any) -> MessageEvent:
@@ -82,18 +66,15 @@ def expire_receipts(now: datetime | None = None, limit: int = TIMEOUT_BATCH) -> 
             return 0
         timeline, changes = [], []
         for message in messages:
-            before = machine.State(message.status, message.status_at, message.assumed)
-            after = machine.assume_delivered(before).state
             previous = message.status
-            message.status, message.assumed, message.status_at = after.status, True, now
-            message.failure_category, message.retryable = "", False
+            write(message, replace(machine.assume_delivered(state_of(message)).state, status_at=now))
             message.needs_review, message.review_reason = True, ReviewReason.NO_RECEIPT
             message.next_poll_at, message.updated_at = None, now
             description = f"no final receipt within {settings.RECEIPT_TIMEOUT}; delivery assumed"
             timeline.append(
                 poll_entry(message, "receipt_timeout", description, now, status=Status.DELIVERED, applied=True)
             )
-            changes.append(status_event(message, previous, "timeout", now))
+            changes.append(status_changed(message, previous, "timeout", now))
         fields = ["status", "assumed", "status_at", "failure_category", "retryable", "needs_review"]
         update_rows(messages, [*fields, "review_reason", "next_poll_at", "updated_at"])
         MessageEvent.objects.bulk_create(timeline)
@@ -120,7 +101,7 @@ def flag_provider_unknown(message_ids: list[int], now: datetime, detail: str) ->
         for message in messages:
             message.needs_review, message.review_reason, message.updated_at = True, ReviewReason.PROVIDER_UNKNOWN, now
             timeline.append(poll_entry(message, "not_found", detail, now))
-            changes.append(status_event(message, message.status, "poll", now))
+            changes.append(status_changed(message, message.status, "poll", now))
         update_rows(messages, ["needs_review", "review_reason", "updated_at"])
         MessageEvent.objects.bulk_create(timeline)
         publish(changes)
@@ -153,9 +134,9 @@ def settle(message_ids: list[int], settlement: Settlement, user: Any = None) -> 
     now = timezone.now()
     done = 0
     with transaction.atomic():
-        queryset = Message.objects.filter(pk__in=message_ids).select_related("campaign").order_by("id")
-        if connection.features.has_select_for_update:
-            queryset = queryset.select_for_update(of=("self",) if connection.features.has_select_for_update_of else ())
+        queryset = for_update(
+            Message.objects.filter(pk__in=message_ids).select_related("campaign").order_by("id"), of_self=True
+        )
         changes: list[DomainEvent] = []
         for message in queryset:
             changes += settle_one(message, settlement, user, now)
@@ -178,21 +159,13 @@ def settle_one(message: Message, settlement: Settlement, user: Any, now: datetim
         created_at=now,
     )
     if settlement.action == Action.CONFIRM_DELIVERED:
-        message.status, message.assumed, message.failure_category, message.retryable = (
-            Status.DELIVERED,
-            False,
-            "",
-            False,
-        )
+        write(message, machine.decided(state_of(message), Status.DELIVERED, "", now))
     elif settlement.action == Action.MARK_FAILED:
-        message.status, message.assumed = Status.FAILED, False
-        message.failure_category, message.retryable = settlement.category, False
+        write(message, machine.decided(state_of(message), Status.FAILED, settlement.category, now))
     if settlement.action == Action.POLL_AGAIN:
         message.next_poll_at = now  # stays under review until a receipt or an operator settles it
     else:
         message.needs_review, message.review_reason, message.next_poll_at = False, "", None
-    if message.status != previous:
-        message.status_at = now
     message.updated_at = now
     message.save()
 
@@ -228,20 +201,5 @@ def settle_one(message: Message, settlement: Settlement, user: Any, now: datetim
         )
     ]
     if message.status != previous:
-        events.append(status_event(message, previous, "operator", now))
+        events.append(status_changed(message, previous, "operator", now))
     return events
-
-
-def request_poll(message_ids: list[int]) -> None:
-    """Ask the poller to look at these messages now (it picks up ``next_poll_at``)."""
-    try:
-        from receipts import polling_tasks
-    except ImportError:  # no poller in this build: next_poll_at waits for it
-        return
-    poll = getattr(polling_tasks, "poll_messages", None)
-    if poll is None:
-        return
-    try:
-        poll.apply_async(args=[message_ids], retry=False)
-    except Exception as exc:
-        log.warning("could not queue the poll (%s); the beat tier will pick it up", type(exc).__name__)

@@ -1,6 +1,6 @@
 """The suppression list: who must not be sent to, on which channel, why, since when, and on whose word.
 
-The only code that writes ``Suppression`` and ``SuppressionChange`` rows. Receipts (``receipts.policy``),
+The only code that writes ``Suppression`` and ``SuppressionChange`` rows. Receipts (``receipts.actions.effects``),
 operators (the admin), the API and CSV imports all come through ``apply`` (or its one-row wrappers ``suppress``
 and ``lift``), which works on a batch with a fixed number of queries, keeps the history of every change and
 announces it to the CRM (``suppression_added`` / ``suppression_lifted``) in the same transaction.
@@ -13,24 +13,24 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import phonenumbers
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from receipts.addresses import normalize_address
+from receipts.addresses import normalize_address, normalize_fast
+from receipts.db import for_update
 from receipts.events import DomainEvent, Kind, publish
 from receipts.logging import mask
 from receipts.models import Message, SoftBounce, Suppression, SuppressionChange, SuppressionReason, SuppressionSource
+from receipts.normalized import MalformedReceipt, parse_time
 from receipts.status import Channel
 
 log = logging.getLogger(__name__)
@@ -48,109 +48,6 @@ BOUNCE_REASONS = frozenset({Reason.HARD_BOUNCE, Reason.SOFT_BOUNCE_THRESHOLD, Re
 def chunked(items: list[Any], size: int = CHUNK) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-# --- addresses, fast ------------------------------------------------------------------------------------
-
-E164 = re.compile(r"\+[1-9]\d{7,14}")
-# Country calling codes as text; no code is a prefix of another, so the first of 1, 2, 3 digits that is one is it.
-COUNTRY_CODES = frozenset(str(code) for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
-_phone_metadata: dict[str, tuple[re.Pattern[str] | None, frozenset[int]] | None] = {}
-
-
-def _metadata(country_code: str) -> tuple[re.Pattern[str] | None, frozenset[int]] | None:
-    """(national prefix for parsing, possible national lengths) of the country's main region."""
-    if country_code not in _phone_metadata:
-        code = int(country_code)
-        meta = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(
-            code, phonenumbers.region_code_for_country_code(code)
-        )
-        if meta is None or meta.general_desc is None:
-            _phone_metadata[country_code] = None
-        else:
-            prefix = re.compile(meta.national_prefix_for_parsing) if meta.national_prefix_for_parsing else None
-            _phone_metadata[country_code] = (prefix, frozenset(meta.general_desc.possible_length))
-    return _phone_metadata[country_code]
-
-
-def already_e164(value: str) -> bool:
-    """True when ``value`` is certainly its own E.164 normal form, without a full parse (~1 us, not ~15 us).
-
-    Conservative: only ``+<country code><national number>`` where the national number has a possible length
-    for the country, does not start with 0 and has nothing phonenumbers would strip as a national prefix.
-    Anything else goes through phonenumbers. tests/receipts/test_suppression_list.py checks it agrees with
-    phonenumbers on random numbers of every country code.
-    """
-    if not E164.fullmatch(value):
-        return False
-    if value[1:2] in COUNTRY_CODES:
-        country_code = value[1:2]
-    elif value[1:3] in COUNTRY_CODES:
-        country_code = value[1:3]
-    elif value[1:4] in COUNTRY_CODES:
-        country_code = value[1:4]
-    else:
-        return False
-    national = value[1 + len(country_code) :]
-    meta = _phone_metadata[country_code] if country_code in _phone_metadata else _metadata(country_code)
-    if meta is None or national[0] == "0":
-        return False
-    prefix, lengths = meta
-    return len(national) in lengths and not (prefix and prefix.match(national))
-
-
-# Separators people type in phone numbers; anything else (letters, extensions) takes the full parse.
-SEPARATORS = str.maketrans("", "", " ()-.")
-_regions: dict[str, tuple[str, re.Pattern[str] | None] | None] = {}
-
-
-def _region(code: str) -> tuple[str, re.Pattern[str] | None] | None:
-    """(country code, international prefix) of a region that is the main one of its country code, else None
-    (a region sharing its code, such as CX with AU, parses national numbers with rules of its own)."""
-    if code not in _regions:
-        country = phonenumbers.country_code_for_region(code)
-        meta = phonenumbers.PhoneMetadata.metadata_for_region(code)
-        if not country or meta is None or phonenumbers.region_code_for_country_code(country) != code:
-            _regions[code] = None
-        else:
-            idd = re.compile(meta.international_prefix) if meta.international_prefix else None
-            _regions[code] = (str(country), idd)
-    return _regions[code]
-
-
-def fast_e164(raw: str) -> str | None:
-    """The E.164 form of a phone number typed plainly (``+1 555-123-4567``, ``(555) 123-4567`` in the default
-    region), or None when only the full parse can say. Agrees with ``normalize_address`` wherever it answers."""
-    value = raw.strip()
-    if already_e164(value):
-        return value
-    digits = value.translate(SEPARATORS)
-    if not digits.isascii():
-        return None
-    if digits.startswith("+"):
-        candidate = digits
-    elif digits.isdigit():
-        region = _region(settings.DEFAULT_PHONE_REGION)
-        if region is None:
-            return None
-        country, idd = region
-        # A national number that starts with its own country code, or with the region's international dialling
-        # prefix, may be read either way: let phonenumbers decide.
-        if digits.startswith(country) or (idd is not None and idd.match(digits)):
-            return None
-        candidate = f"+{country}{digits}"
-    else:
-        return None
-    return candidate if already_e164(candidate) else None
-
-
-def normalize(channel: str, raw: str) -> str:
-    """``normalize_address`` with a fast path for plainly typed phone numbers (the check endpoint's bulk)."""
-    if channel == Channel.SMS and isinstance(raw, str):
-        fast = fast_e164(raw)
-        if fast is not None:
-            return fast
-    return normalize_address(channel, raw)
 
 
 def address_hash(address: str) -> str:
@@ -225,8 +122,8 @@ class Book:
         for channel, addresses in by_channel.items():
             for chunk in chunked(addresses):
                 rows = Suppression.objects.filter(channel=channel, address__in=chunk, lifted_at=None).order_by("id")
-                if lock and connection.features.has_select_for_update:
-                    rows = rows.select_for_update()
+                if lock:
+                    rows = for_update(rows)
                 for row in rows:
                     self.rows[(row.channel, row.address)][row.reason] = row
         self.loaded.update(wanted)
@@ -541,10 +438,7 @@ def lift_many(
         raise ValueError("a lift needs a reason")
     now = now or timezone.now()
     with transaction.atomic():
-        rows = Suppression.objects.filter(pk__in=ids).order_by("id")
-        if connection.features.has_select_for_update:
-            rows = rows.select_for_update()
-        found = list(rows)
+        found = list(for_update(Suppression.objects.filter(pk__in=ids).order_by("id")))
         if len(found) < len(set(ids)) and len(ids) == 1:
             raise Suppression.DoesNotExist(f"no suppression {ids[0]}")
         active = [row for row in found if row.is_active(now)]
@@ -616,7 +510,7 @@ def check(channel: str, raws: list[str], now: datetime | None = None) -> list[di
     errors: dict[int, str] = {}
     for i, raw in enumerate(raws):
         try:
-            normal.append(normalize(channel, raw))
+            normal.append(normalize_fast(channel, raw))
         except ValueError as exc:
             normal.append(None)
             errors[i] = str(exc)
@@ -746,10 +640,7 @@ def expire_due(now: datetime | None = None, limit: int = 500) -> int:
     address may be sent to again. Returns how many; call until 0."""
     now = now or timezone.now()
     with transaction.atomic():
-        due = Suppression.objects.expired(now).order_by("expires_at", "id")
-        if connection.features.has_select_for_update_skip_locked:
-            due = due.select_for_update(skip_locked=True)
-        rows = list(due[:limit])
+        rows = list(for_update(Suppression.objects.expired(now).order_by("expires_at", "id"), skip_locked=True)[:limit])
         if not rows:
             return 0
         book = Book.load({(r.channel, r.address) for r in rows})
@@ -781,7 +672,6 @@ def parse_expiry(value: str, now: datetime) -> datetime | None:
     value = value.strip()
     if not value:
         return None
-    from receipts.normalized import MalformedReceipt, parse_time
 
     try:
         parsed = parse_time(value if "T" in value or ":" in value else f"{value}T00:00:00")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import django_filters
 from django.db.models import QuerySet
@@ -12,14 +12,11 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from receipts import actions
+from receipts.actions.messages import register_message
 from receipts.addresses import normalize_address
 from receipts.db import snapshot
 from receipts.models import Message, MessageEvent, Priority
 from receipts.status import Channel, Provider, ReviewReason, Status
-
-if TYPE_CHECKING:
-    from campaigns.models import Campaign
 
 
 class MessageEventSerializer(serializers.ModelSerializer):
@@ -44,7 +41,7 @@ class MessageEventSerializer(serializers.ModelSerializer):
 
 
 class MessageSerializer(serializers.ModelSerializer):
-    campaign: serializers.SlugRelatedField[Campaign] = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    campaign: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(slug_field="name", read_only=True)
 
     class Meta:
         model = Message
@@ -192,6 +189,6 @@ class MessageViewSet(
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         incoming = RegisterMessageSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        message, created = actions.register_message(incoming.validated_data)
+        message, created = register_message(incoming.validated_data)
         body = MessageSerializer(message).data
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)

@@ -15,9 +15,9 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from receipts import suppression
+from receipts.actions import suppression
 from receipts.addresses import normalize_address
-from receipts.api_auth import HasScope
+from receipts.api.auth import HasScope
 from receipts.models import ApiClient, Suppression, SuppressionChange, SuppressionReason, SuppressionSource
 from receipts.status import Channel
 

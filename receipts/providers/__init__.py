@@ -1,11 +1,5 @@
-"""One module per provider: its webhook parser, code tables and (later) client."""
+"""One module (or package) per provider, each holding everything its wire format needs: webhook auth and parser,
+code tables, client and sender. ``base`` is what they share, ``registry`` finds them by name, ``senders`` picks
+the sender for a provider, ``limits`` is the rate budget and circuit breaker shared by every process.
 
-from receipts.providers.base import Provider, Unauthorized
-from receipts.providers.generic import Generic
-from receipts.providers.genesys_cloud import GenesysCloud
-from receipts.providers.genesys_sms import GenesysSms
-from receipts.providers.webex_connect import WebexConnect
-
-PROVIDERS: dict[str, Provider] = {p.name: p for p in (GenesysCloud(), GenesysSms(), WebexConnect(), Generic())}
-
-__all__ = ["PROVIDERS", "Provider", "Unauthorized"]
+Nothing is imported here: ``limits`` runs without Django (the limits tests start plain processes)."""

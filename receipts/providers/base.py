@@ -1,4 +1,5 @@
-"""What the webhook view needs from a provider module: check the caller, parse the body."""
+"""What every provider module shares: the webhook's side (check the caller, parse the body) and the sending side
+(a ``Sender`` returns the provider's id for a message, or raises ``SendError``)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+import httpx
 from django.conf import settings
 from django.http import HttpRequest
 
+from receipts.models import Message
 from receipts.normalized import MalformedReceipt, NormalizedReceipt
 
 
@@ -104,3 +107,37 @@ def identifier(obj: dict[str, Any], field: str, where: str = "body", required: b
 
 def text(value: Any) -> str:
     return "" if value is None else str(value)
+
+
+# --- sending --------------------------------------------------------------------------------------------
+
+SEND_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
+
+
+class SendError(Exception):
+    """The provider refused or could not be reached. ``transient``: trying again later can work."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class Sender(Protocol):
+    def send(self, message: Message) -> str:
+        """Send ``message`` (unsaved: channel, provider, to, content, ...) and return the provider's id for it.
+        Raise SendError when it was not sent."""
+        ...
+
+
+def content_of(message: Message) -> dict[str, str]:
+    content = message.content or {}
+    if not content.get("text"):
+        raise SendError("the message has no text to send")
+    return content
+
+
+def raise_for(response: httpx.Response, provider: str) -> None:
+    if response.status_code < 400:
+        return
+    transient = response.status_code == 429 or response.status_code >= 500
+    raise SendError(f"{provider} answered {response.status_code}: {response.text[:200]}", transient=transient)

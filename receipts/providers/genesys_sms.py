@@ -1,4 +1,4 @@
-"""Genesys SMS Aggregation Service: form-encoded delivery receipts (``type=receipt``).
+"""Genesys SMS Aggregation Service: form-encoded delivery receipts (``type=receipt``), and the MT send.
 
 The service signs nothing; callers prove themselves with HTTP Basic (``WEBHOOK_BASIC_AUTH``) or with a token
 in the registered URL or an ``X-Webhook-Token`` header (``WEBHOOK_SECRET_GENESYS_SMS``). Receipts carry no time
@@ -9,18 +9,25 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
+import uuid
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+import httpx
 from django.conf import settings
 from django.http import HttpRequest
 
+from receipts.logging import mask
+from receipts.models import Message
 from receipts.normalized import MalformedReceipt, NormalizedReceipt, Outcome
-from receipts.providers.base import Provider, require, text
+from receipts.providers.base import SEND_TIMEOUT, Provider, SendError, content_of, raise_for, require, text
 from receipts.status import FailureCategory as C
 from receipts.status import Provider as ProviderName
 from receipts.status import ReviewReason, Status
+
+log = logging.getLogger(__name__)
 
 # message_state -> status; None means "take the status from here, the category from result_code".
 MESSAGE_STATE: dict[int, Outcome] = {
@@ -124,3 +131,31 @@ class GenesysSms(Provider):
                 raw=fields,
             )
         ]
+
+
+# --- sending --------------------------------------------------------------------------------------------
+
+
+class GenesysSmsSender:
+    """An MT to the SMS Aggregation Service; we choose the message_id, and ask for delivery receipts."""
+
+    def send(self, message: Message) -> str:
+        content = content_of(message)
+        message_id = str(uuid.uuid4())
+        form = {
+            "login": settings.GENESYS_SMS_LOGIN,
+            "password": settings.GENESYS_SMS_PASSWORD,
+            "phone_number": message.to,
+            "sender": content.get("from") or settings.GENESYS_SMS_SENDER,
+            "message": content["text"],
+            "message_id": message_id,
+            "receipt": "TRUE",
+            "app_id": settings.GENESYS_SMS_APP_ID,
+        }
+        try:
+            response = httpx.post(settings.GENESYS_SMS_MT_URL, data=form, timeout=SEND_TIMEOUT)
+        except httpx.HTTPError as exc:
+            raise SendError(f"SMS Aggregation unreachable: {type(exc).__name__}", transient=True) from exc
+        raise_for(response, "SMS Aggregation")
+        log.info("SMS Aggregation MT %s to %s", message_id, mask(message.to))
+        return message_id

@@ -1,5 +1,6 @@
 """Webex Connect: ``deliveryInfoNotification`` for SMS and email, and inbound ``MO``, ``Unsubscribe``,
-``Subscribe`` events. Optional ``x-hub-signature`` (``sha256=``/``sha512=``) and/or Basic auth.
+``Subscribe`` events. Optional ``x-hub-signature`` (``sha256=``/``sha512=``) and/or Basic auth. Sending: the v1
+messaging API, whose answer's ``transid`` is the message id receipts carry.
 """
 
 from __future__ import annotations
@@ -7,11 +8,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from django.conf import settings
 from django.http import HttpRequest
 
+from receipts.models import Message
 from receipts.normalized import MalformedReceipt, NormalizedReceipt, Outcome, parse_time
-from receipts.providers.base import Provider, hmac_hex_ok, identifier, load_json, text
+from receipts.providers.base import (
+    SEND_TIMEOUT,
+    Provider,
+    SendError,
+    content_of,
+    hmac_hex_ok,
+    identifier,
+    load_json,
+    raise_for,
+    text,
+)
 from receipts.status import Engagement, Status
 from receipts.status import FailureCategory as C
 from receipts.status import Provider as ProviderName
@@ -165,3 +178,39 @@ class WebexConnect(Provider):
         if not receipts:
             raise MalformedReceipt("body carries no receipt")
         return receipts
+
+
+# --- sending --------------------------------------------------------------------------------------------
+
+
+class WebexConnectSender:
+    """The Webex Connect v1 messaging API; the answer's transid is the message id receipts carry."""
+
+    def send(self, message: Message) -> str:
+        content = content_of(message)
+        if message.channel == "email":
+            channels = {
+                "email": {
+                    "subject": content.get("subject", ""),
+                    "text": content["text"],
+                    "from": content.get("from") or settings.WEBEX_CONNECT_EMAIL_FROM,
+                }
+            }
+            destination = [{"email": [message.to]}]
+        else:
+            sender = content.get("from") or settings.WEBEX_CONNECT_SENDER_ID
+            channels = {"sms": {"text": content["text"], "senderid": sender}}
+            destination = [{"msisdn": [message.to.lstrip("+")]}]
+        body = {"deliverychannel": message.channel, "channels": channels, "destination": destination}
+        url = settings.WEBEX_CONNECT_URL.rstrip("/") + "/resources/v1/messaging"
+        try:
+            response = httpx.post(
+                url, json=body, headers={"key": settings.WEBEX_CONNECT_SERVICE_KEY}, timeout=SEND_TIMEOUT
+            )
+        except httpx.HTTPError as exc:
+            raise SendError(f"Webex Connect unreachable: {type(exc).__name__}", transient=True) from exc
+        raise_for(response, "Webex Connect")
+        try:
+            return str(response.json()["response"][0]["transid"])
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise SendError(f"Webex Connect answered without a transid: {response.text[:200]}") from exc

@@ -103,7 +103,7 @@ def test_changes_of_one_message_coalesce_the_latest_state_first_and_the_history_
 
 
 def test_the_entry_state_is_every_payload_laid_over_the_one_before() -> None:
-    from crm_sync.adapters import Change, coalesce
+    from crm_sync.adapters.base import Change, coalesce
 
     changes = [
         Change(

@@ -1,4 +1,4 @@
-"""The Salesforce adapter against the fake CRM's token and sObject Collections upsert; the field mapping."""
+"""The Salesforce adapter against the fake CRM's token and sObject Collections upsert; the field field_map."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.utils import timezone
 
-from crm_sync import actions, mapping
-from crm_sync.adapters import Change
+from crm_sync import actions
+from crm_sync.adapters import field_map
+from crm_sync.adapters.base import Change
 from crm_sync.models import OutboxMessage, OutboxState
 from receipts.events import Kind
 from simulator.fake_crm import FakeCrm
@@ -180,7 +181,7 @@ def mk(kind: str, row_id: int, **payload: Any) -> Change:
 
 def test_later_changes_win_and_fields_no_change_speaks_to_are_left_out() -> None:
     changes = [mk("status_changed", 1, status="sent", needs_review=False), mk("status_changed", 2, status="delivered")]
-    assert mapping.fields_for(changes, {"S": "status", "R": "needs_review", "X": "absent"}) == {
+    assert field_map.fields_for(changes, {"S": "status", "R": "needs_review", "X": "absent"}) == {
         "S": "delivered",
         "R": False,
     }
@@ -193,10 +194,10 @@ def test_rules_match_on_kind_and_payload_and_read_nested_keys_and_the_change_its
         "Kind__c": "change.kind",
         "Key__c": {"from": "change.idempotency_key"},
     }
-    fields = mapping.fields_for([mk("escalation", 1, level=2, owner={"name": "ops"})], rules)
+    fields = field_map.fields_for([mk("escalation", 1, level=2, owner={"name": "ops"})], rules)
     assert fields == {"Flag__c": True, "Who__c": "ops", "Kind__c": "escalation", "Key__c": "k1"}
-    assert "Flag__c" not in mapping.fields_for([mk("escalation", 1, level=1)], rules)
-    assert "Flag__c" not in mapping.fields_for([mk("status_changed", 1, level=2)], rules)
+    assert "Flag__c" not in field_map.fields_for([mk("escalation", 1, level=1)], rules)
+    assert "Flag__c" not in field_map.fields_for([mk("status_changed", 1, level=2)], rules)
 
 
 @pytest.mark.parametrize(
@@ -204,11 +205,11 @@ def test_rules_match_on_kind_and_payload_and_read_nested_keys_and_the_change_its
     [{}, [], {"F": 3}, {"F": {"from": "a", "value": 1}}, {"F": {"kinds": "x", "value": 1}}, {"F": {"when": 1}}],
 )
 def test_a_broken_field_map_is_reported(bad: Any) -> None:
-    assert mapping.validate(bad)
+    assert field_map.validate(bad)
 
 
 def test_the_default_field_map_is_valid() -> None:
-    assert mapping.validate(mapping.DEFAULT_FIELD_MAP) == []
+    assert field_map.validate(field_map.DEFAULT_FIELD_MAP) == []
 
 
 def test_misconfiguration_fails_the_system_check(settings: Any) -> None:

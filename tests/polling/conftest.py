@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from receipts.limits import CircuitPolicy, Limits, RateLimit, RedisStore, SqliteStore, Store
-from receipts.providers.genesys_cloud_client import Config, GenesysCloudClient
+from receipts.providers.genesys_cloud.client import Config, GenesysCloudClient
+from receipts.providers.limits import CircuitPolicy, Limits, RateLimit, RedisStore, SqliteStore, Store
 from simulator import SimulatorServer
 
 REDIS_URL = os.environ.get("REDIS_URL", "")

@@ -25,7 +25,7 @@ def main() -> None:
     import django
 
     django.setup()
-    from receipts.providers.genesys_cloud_client import GenesysCloudClient, GenesysCloudError
+    from receipts.providers.genesys_cloud.client import GenesysCloudClient, GenesysCloudError
 
     client = GenesysCloudClient.from_settings()
     ids = args.ids.split(",")

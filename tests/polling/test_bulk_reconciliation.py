@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from receipts import polling, polling_tasks
+from receipts import tasks
 from receipts.models import Message, MessageEvent, ReceiptEvent
-from receipts.providers.genesys_cloud import REASON, GenesysCloud
-from receipts.providers.genesys_cloud_client import AnalyticsSession, GenesysCloudClient
+from receipts.polling import tiers
+from receipts.providers.genesys_cloud import analytics
+from receipts.providers.genesys_cloud.client import AnalyticsSession, GenesysCloudClient
+from receipts.providers.genesys_cloud.parser import REASON, GenesysCloud
 from simulator import SimulatorServer
 from tests.conftest import drain
 from tests.polling.conftest import api_requests, preload
@@ -42,18 +44,18 @@ def parsed(body: dict[str, Any]) -> list[Any]:
     return GenesysCloud().parse(json.dumps(body).encode(), "application/json")
 
 
-IN_FLIGHT = polling.InFlight(1, "a" * 32, "conv-1", "sms", timezone.now())
+IN_FLIGHT = tiers.InFlight(1, "a" * 32, "conv-1", "sms", timezone.now())
 
 
 def test_every_analytics_delivery_status_is_in_the_table() -> None:
-    assert [row[0] for row in STATUS_ROWS] == list(polling.DELIVERY_STATUS)
+    assert [row[0] for row in STATUS_ROWS] == list(analytics.DELIVERY_STATUS)
 
 
 @pytest.mark.parametrize(("delivery_status", "status", "engagement"), STATUS_ROWS)
 def test_delivery_status_maps_through_the_provider_code_tables(
     delivery_status: str, status: str | None, engagement: str
 ) -> None:
-    body = polling.message_data_from_session(IN_FLIGHT, "conv-1", session(delivery_status))
+    body = analytics.message_data_from_session(IN_FLIGHT, "conv-1", session(delivery_status))
 
     [receipt] = parsed(body)
 
@@ -73,17 +75,17 @@ def test_delivery_status_maps_through_the_provider_code_tables(
     ],
 )
 def test_a_failed_session_takes_its_meaning_from_the_extended_status(extended: str, status: str, category: str) -> None:
-    [receipt] = parsed(polling.message_data_from_session(IN_FLIGHT, "conv-1", session("DeliveryFailed", extended)))
+    [receipt] = parsed(analytics.message_data_from_session(IN_FLIGHT, "conv-1", session("DeliveryFailed", extended)))
     assert (receipt.outcome.status, receipt.outcome.category) == (status, category)
 
 
 def test_an_unknown_delivery_status_is_kept_and_marked_unmapped() -> None:
-    [receipt] = parsed(polling.message_data_from_session(IN_FLIGHT, "conv-1", session("Teleported")))
+    [receipt] = parsed(analytics.message_data_from_session(IN_FLIGHT, "conv-1", session("Teleported")))
     assert (receipt.outcome.status, receipt.outcome.unmapped, receipt.provider_code) == (None, True, "Teleported")
 
 
 def test_the_latest_delivery_status_of_the_right_media_wins() -> None:
-    from receipts.providers.genesys_cloud_client import AnalyticsConversation
+    from receipts.providers.genesys_cloud.client import AnalyticsConversation
 
     conversation = AnalyticsConversation.from_json(
         {
@@ -113,8 +115,8 @@ def test_the_latest_delivery_status_of_the_right_media_wins() -> None:
             ],
         }
     )
-    assert polling.delivery_session(conversation, "sms").delivery_status == "DeliverySuccess"
-    assert polling.delivery_session(conversation, "email").delivery_status == "Failed"
+    assert analytics.delivery_session(conversation, "sms").delivery_status == "DeliverySuccess"
+    assert analytics.delivery_session(conversation, "email").delivery_status == "Failed"
 
 
 # --- reconciliation over HTTP -----------------------------------------------------------------------------
@@ -152,7 +154,7 @@ def test_reconciling_10000_in_flight_messages_takes_at_most_50_requests(
     sims = preload(sim, count=10_000)
     in_flight(sims)
 
-    result = polling.reconcile(genesys)
+    result = tiers.reconcile(genesys)
 
     requests = api_requests(sim)
     print(f"\n10,000 in flight: {len(requests)} requests ({len(requests) / 10_000:.4f} per message)")
@@ -168,7 +170,7 @@ def test_reconciled_answers_reach_every_message_through_the_status_machine(
     sims = preload(sim, count=300)
     in_flight(sims)
 
-    polling.reconcile(genesys)
+    tiers.reconcile(genesys)
     drain()
 
     by_id = dict(Message.objects.values_list("provider_message_id", "status"))
@@ -183,11 +185,11 @@ def test_a_second_round_stores_nothing_new_and_asks_only_about_what_is_still_in_
 ) -> None:
     sims = preload(sim, count=200, outcome="silent") + preload(sim, count=200, outcome="delivered")
     in_flight(sims)
-    polling.reconcile(genesys)
+    tiers.reconcile(genesys)
     drain()
     stored = ReceiptEvent.objects.count()
 
-    again = polling.reconcile(genesys)
+    again = tiers.reconcile(genesys)
 
     assert (again.in_flight, again.answered, again.accepted, again.duplicates) == (200, 200, 0, 200)
     assert ReceiptEvent.objects.count() == stored
@@ -201,7 +203,7 @@ def test_several_messages_in_one_conversation_are_looked_up_in_bulk(
     sims = preload(sim, messages=[{"conversationId": shared, "outcome": "delivered"} for _ in range(3)])
     in_flight(sims)
 
-    result = polling.reconcile(genesys)
+    result = tiers.reconcile(genesys)
     drain()
 
     assert (result.answered, result.fallback_requests) == (3, 1)
@@ -213,7 +215,7 @@ def test_email_status_comes_from_analytics(sim: SimulatorServer, genesys: Genesy
     sims = preload(sim, channel="email", count=5, outcome="delivered")
     in_flight(sims, channel="email")
 
-    polling.reconcile(genesys)
+    tiers.reconcile(genesys)
     drain()
 
     assert set(Message.objects.values_list("status", flat=True)) == {"delivered"}
@@ -226,7 +228,7 @@ def test_what_analytics_does_not_know_costs_at_most_the_fallback_budget(
     settings.POLL_BULK_FALLBACK_REQUESTS = 5
     in_flight([{"id": f"{n:032x}", "conversationId": f"unknown-{n}", "to": "+15550001111"} for n in range(30)])
 
-    result = polling.reconcile(genesys)
+    result = tiers.reconcile(genesys)
 
     assert (result.answered, result.fallback_requests) == (0, 5)
     assert len(api_requests(sim)) <= 1 + 2 + 1 + 1 + 5  # submit, status, a page, delete, the fallbacks
@@ -239,7 +241,7 @@ def test_high_priority_messages_still_polled_one_by_one_are_not_reconciled(
     [message] = in_flight(preload(sim, count=1), priority="high")
     Message.objects.filter(pk=message.pk).update(next_poll_at=timezone.now() + timedelta(seconds=10))
 
-    assert polling.reconcile(genesys).in_flight == 0
+    assert tiers.reconcile(genesys).in_flight == 0
     assert api_requests(sim) == []
 
 
@@ -249,16 +251,16 @@ def test_only_one_reconciliation_runs_at_a_time(sim: SimulatorServer, settings: 
     settings.GENESYS_CLOUD_CLIENT_ID, settings.GENESYS_CLOUD_CLIENT_SECRET = f"lock-{tmp_path.name}", "secret"
     settings.VAR_DIR = tmp_path
     in_flight(preload(sim, count=3))
-    genesys = polling_tasks.configured_client()
+    genesys = tasks.configured_client()
     assert genesys is not None
 
     with genesys.limits.exclusive("reconcile", ttl=60):
-        assert polling_tasks.reconcile_bulk() == 0
-    assert polling_tasks.reconcile_bulk() == 3
+        assert tasks.reconcile_bulk() == 0
+    assert tasks.reconcile_bulk() == 3
 
 
 def test_without_credentials_the_tasks_do_nothing(settings: Any) -> None:
     settings.GENESYS_CLOUD_CLIENT_ID = settings.GENESYS_CLOUD_CLIENT_SECRET = ""
-    assert polling_tasks.poll_high_priority() == 0
-    assert polling_tasks.reconcile_bulk() == 0
-    assert polling_tasks.poll_messages([1, 2]) == 0
+    assert tasks.poll_high_priority() == 0
+    assert tasks.reconcile_bulk() == 0
+    assert tasks.poll_messages([1, 2]) == 0

@@ -14,10 +14,8 @@ import pytest
 import time_machine
 from django.core.exceptions import ImproperlyConfigured
 
-from receipts.limits import CLOSED, HALF_OPEN, OPEN, Store
-from receipts.polling import analytics_query
-from receipts.providers.genesys_cloud import GenesysCloud
-from receipts.providers.genesys_cloud_client import (
+from receipts.providers.genesys_cloud.analytics import analytics_query
+from receipts.providers.genesys_cloud.client import (
     MAX_ATTEMPTS,
     REGIONS,
     Config,
@@ -29,6 +27,8 @@ from receipts.providers.genesys_cloud_client import (
     GenesysCloudUnavailable,
     region_domain,
 )
+from receipts.providers.genesys_cloud.parser import GenesysCloud
+from receipts.providers.limits import CLOSED, HALF_OPEN, OPEN, Store
 from simulator import SimulatorServer
 from tests.polling.conftest import FakeClock, api_requests, make_client, make_limits, make_store, preload
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from receipts.limits import (
+from receipts.providers.limits import (
     CLOSED,
     HALF_OPEN,
     OPEN,

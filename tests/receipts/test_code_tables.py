@@ -18,7 +18,7 @@ import pytest
 from receipts.machine import status_of
 from receipts.normalized import NormalizedReceipt, Outcome
 from receipts.providers.generic import Generic
-from receipts.providers.genesys_cloud import GenesysCloud
+from receipts.providers.genesys_cloud.parser import GenesysCloud
 from receipts.providers.genesys_sms import GenesysSms
 from receipts.providers.webex_connect import WebexConnect
 

@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from receipts import escalation, policy_tasks, sending
+from receipts import tasks
+from receipts.actions import escalation, retries
 from receipts.events import Kind
 from receipts.models import Escalation, Message, Retry
+from receipts.providers import senders
 from tests.conftest import register
 from tests.receipts.suppression_support import deliver, recorded_events, sms_receipt
 
@@ -80,13 +82,13 @@ def test_delivered_in_time_or_not_critical_raises_nothing(client: Any, clock: An
 
 def test_a_retry_delivered_in_time_counts_for_the_chain(client: Any, clock: Any) -> None:
     original = critical(content={"text": "Your code is 1"})
-    sending.register_sender("genesys_sms", FixedSender())
+    senders.register_sender("genesys_sms", FixedSender())
     try:
         deliver(client, "genesys_sms", sms_receipt("c-1", 3))
         clock.shift(timedelta(minutes=2))
-        assert sending.send_retry(Retry.objects.get().pk) == "sent"
+        assert retries.send_retry(Retry.objects.get().pk) == "sent"
     finally:
-        sending.unregister_sender("genesys_sms")
+        senders.unregister_sender("genesys_sms")
     deliver(client, "genesys_sms", sms_receipt("c-1-retry", 2))
 
     clock.shift(timedelta(minutes=30))
@@ -96,13 +98,13 @@ def test_a_retry_delivered_in_time_counts_for_the_chain(client: Any, clock: Any)
 
 def test_a_chain_not_delivered_escalates_once_on_its_first_message(client: Any, clock: Any) -> None:
     original = critical(content={"text": "Your code is 1"})
-    sending.register_sender("genesys_sms", FixedSender())
+    senders.register_sender("genesys_sms", FixedSender())
     try:
         deliver(client, "genesys_sms", sms_receipt("c-1", 3))
         clock.shift(timedelta(minutes=2))
-        sending.send_retry(Retry.objects.get().pk)
+        retries.send_retry(Retry.objects.get().pk)
     finally:
-        sending.unregister_sender("genesys_sms")
+        senders.unregister_sender("genesys_sms")
 
     clock.shift(timedelta(minutes=20))  # the retry is overdue too
     assert escalation.raise_escalations() == 1
@@ -137,12 +139,12 @@ def test_a_failure_with_a_retry_pending_waits_and_escalates_when_the_retry_fails
     assert Retry.objects.get().state == "scheduled"
     assert escalation.raise_escalations() == 0  # the retry may still deliver
 
-    sending.register_sender("genesys_sms", FixedSender())
+    senders.register_sender("genesys_sms", FixedSender())
     try:
         clock.shift(timedelta(minutes=2))
-        assert sending.send_retry(Retry.objects.get().pk) == "sent"
+        assert retries.send_retry(Retry.objects.get().pk) == "sent"
     finally:
-        sending.unregister_sender("genesys_sms")
+        senders.unregister_sender("genesys_sms")
     assert escalation.raise_escalations() == 0  # the retry is on its way
     deliver(client, "genesys_sms", sms_receipt("c-1-retry", 3))  # expired again: RETRY_MAX reached
     replacement = Message.objects.get(replaces=original)
@@ -178,7 +180,7 @@ def test_messages_older_than_the_lookback_are_not_escalated(clock: Any, settings
 def test_the_beat_task_raises_escalations_and_the_admin_shows_them(admin_client: Client, clock: Any) -> None:
     critical()
     clock.shift(timedelta(minutes=11))
-    assert policy_tasks.raise_escalations() == 1
+    assert tasks.raise_escalations() == 1
 
     listed = admin_client.get("/admin/receipts/escalation/").content.decode()
     assert "not delivered within 0:10:00" in listed and "CRM-9" in listed

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from receipts import actions, tasks
+from receipts import tasks
+from receipts.actions import ingest, process
 from receipts.models import InboxState, Message, MessageEvent, ReceiptEvent
-from receipts.providers import PROVIDERS
+from receipts.providers.registry import PROVIDERS
 from tests.conftest import drain, post_webhook, register, sample
 
 pytestmark = pytest.mark.django_db
@@ -88,8 +89,8 @@ def test_orphan_window_is_configurable_and_unmatched_orphans_are_kept(client: An
     post_webhook(client, "generic", generic("never-1", "delivered", "2026-11-20T10:00:00Z"))
     drain()
 
-    assert actions.expire_orphans(timezone.now() + timedelta(minutes=29)) == 0
-    assert actions.expire_orphans(timezone.now() + timedelta(minutes=31)) == 1
+    assert ingest.expire_orphans(timezone.now() + timedelta(minutes=29)) == 0
+    assert ingest.expire_orphans(timezone.now() + timedelta(minutes=31)) == 1
 
     event = ReceiptEvent.objects.get()
     assert event.state == InboxState.UNMATCHED
@@ -102,7 +103,7 @@ def test_sweeper_matches_an_orphan_whose_registration_raced_it(client: Any) -> N
     # The message commits without seeing the orphan (it was not committed yet when registration looked).
     Message.objects.create(channel="sms", provider="generic", provider_message_id="race-1", to="+15551234567")
 
-    assert actions.rematch_orphans() == 1
+    assert ingest.rematch_orphans() == 1
     drain()
 
     assert Message.objects.get(provider_message_id="race-1").status == "delivered"
@@ -269,7 +270,7 @@ def test_replay_sends_dead_and_unmatched_events_through_again(client: Any) -> No
     ReceiptEvent.objects.update(state=InboxState.DEAD, attempts=5, error="gave up")
     register(provider_message_id="late-1")
 
-    assert actions.replay_events(ReceiptEvent.objects.all()) == 1
+    assert ingest.replay_events(ReceiptEvent.objects.all()) == 1
     drain()
 
     event = ReceiptEvent.objects.get()
@@ -282,7 +283,7 @@ def test_replayed_rejected_body_that_still_does_not_parse_stays_rejected(client:
     event = ReceiptEvent.objects.get()
     assert event.state == InboxState.REJECTED
 
-    actions.replay_events(ReceiptEvent.objects.all())
+    ingest.replay_events(ReceiptEvent.objects.all())
     drain()
 
     event.refresh_from_db()
@@ -294,7 +295,7 @@ def test_processed_events_are_not_replayed(client: Any) -> None:
     register(provider_message_id="p-1")
     post_webhook(client, "generic", generic("p-1", "sent", "2026-11-20T10:00:00Z"))
     drain()
-    assert actions.replay_events(ReceiptEvent.objects.all()) == 0
+    assert ingest.replay_events(ReceiptEvent.objects.all()) == 0
 
 
 def test_batch_processing_costs_a_fixed_number_of_queries(client: Any, django_assert_num_queries: Any) -> None:
@@ -305,7 +306,7 @@ def test_batch_processing_costs_a_fixed_number_of_queries(client: Any, django_as
     # timeline, update events; the same for 30 events as for 3.
     # +1: the CRM outbox receiver (crm_sync) writes the batch's status changes in one INSERT.
     with django_assert_num_queries(12):
-        assert actions.process_due() == 30
+        assert process.process_due() == 30
     assert Message.objects.filter(status="delivered").count() == 30
 
 

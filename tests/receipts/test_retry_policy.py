@@ -14,8 +14,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from config.celery import app as celery_app
-from receipts import actions, policy, policy_tasks, sending, suppression
+from receipts import tasks
+from receipts.actions import effects, process, retries, suppression
 from receipts.models import InboxState, Message, ReceiptEvent, Retry
+from receipts.providers import senders
 from tests.conftest import drain, post_webhook, register
 from tests.receipts.suppression_support import deliver, genesys_receipt, sms_receipt, webex_delivery, webex_inbound
 from tests.senders import HttpSender, LocalProvider
@@ -30,12 +32,12 @@ TEXT = "Your code is 123456"
 def provider() -> Iterator[LocalProvider]:
     server = LocalProvider()
     for name in ("genesys_sms", "genesys_cloud"):
-        sending.register_sender(name, HttpSender(server.url))
+        senders.register_sender(name, HttpSender(server.url))
     try:
         yield server
     finally:
         for name in ("genesys_sms", "genesys_cloud"):
-            sending.unregister_sender(name)
+            senders.unregister_sender(name)
         server.close()
 
 
@@ -72,11 +74,11 @@ def test_expired_sms_is_sent_again_after_the_delay_as_a_new_message_linked_to_it
         "temporary_network",
     )
     assert due_in(retry) == timedelta(seconds=120)
-    assert sending.send_retry(retry.pk) == "not due"
+    assert retries.send_retry(retry.pk) == "not due"
     assert provider.requests == []
 
     at_noon.shift(timedelta(seconds=120))
-    assert sending.send_retry(retry.pk) == "sent"
+    assert retries.send_retry(retry.pk) == "sent"
 
     assert provider.requests == [{"to": NUMBER, "text": TEXT, "replaces": original.pk}]
     retry.refresh_from_db()
@@ -159,7 +161,7 @@ def test_a_late_delivery_receipt_cancels_the_retry_before_it_is_sent(
 
     at_noon.shift(timedelta(minutes=5))
     retry = Retry.objects.get()
-    assert sending.send_retry(retry.pk) == "cancelled"
+    assert retries.send_retry(retry.pk) == "cancelled"
     retry.refresh_from_db()
     assert retry.note == "the message is now delivered, not to be sent again"
     assert provider.requests == []
@@ -189,7 +191,7 @@ def test_a_suppression_added_after_the_decision_cancels_the_send(
     suppression.suppress("sms", NUMBER, "complaint", source="api")
     at_noon.shift(timedelta(minutes=3))
 
-    assert sending.send_retry(Retry.objects.get().pk) == "cancelled"
+    assert retries.send_retry(Retry.objects.get().pk) == "cancelled"
     assert "address suppressed (complaint)" in Retry.objects.get().note
     assert provider.requests == []
 
@@ -205,7 +207,7 @@ def test_at_most_retry_max_retries_in_a_chain(client: Any, provider: LocalProvid
     original = sms()
     deliver(client, "genesys_sms", sms_receipt("m-1", 3))
     at_noon.shift(timedelta(minutes=2))
-    sending.send_retry(Retry.objects.get().pk)
+    retries.send_retry(Retry.objects.get().pk)
 
     deliver(client, "genesys_sms", sms_receipt("new-1", 3))  # the retry expires too
 
@@ -221,13 +223,13 @@ def test_retry_max_and_delay_are_settings(client: Any, provider: LocalProvider, 
     first = Retry.objects.get()
     assert due_in(first) == timedelta(minutes=10)
     at_noon.shift(timedelta(minutes=10))
-    sending.send_retry(first.pk)
+    retries.send_retry(first.pk)
     deliver(client, "genesys_sms", sms_receipt("new-1", 5, 6))
 
     second = Retry.objects.get(number=2)
     assert (second.state, second.root) == ("scheduled", original)
     at_noon.shift(timedelta(minutes=10))
-    assert sending.send_retry(second.pk) == "sent"
+    assert retries.send_retry(second.pk) == "sent"
     assert Message.objects.get(provider_message_id="new-2").replaces.provider_message_id == "new-1"
 
 
@@ -252,14 +254,14 @@ def test_a_passing_provider_error_is_tried_again_with_backoff_then_given_up(
     provider.answers = [503, 503, 503]
     at_noon.shift(timedelta(minutes=2))
 
-    assert sending.send_retry(retry.pk) == "scheduled"
+    assert retries.send_retry(retry.pk) == "scheduled"
     retry.refresh_from_db()
     assert (due_in(retry), retry.attempts, retry.note) == (timedelta(seconds=30), 1, "attempt 1 failed: HTTP 503")
     at_noon.shift(timedelta(seconds=30))
-    assert sending.send_retry(retry.pk) == "scheduled"
+    assert retries.send_retry(retry.pk) == "scheduled"
     assert due_in(Retry.objects.get()) == timedelta(seconds=60)
     at_noon.shift(timedelta(seconds=60))
-    assert sending.send_retry(retry.pk) == "failed"
+    assert retries.send_retry(retry.pk) == "failed"
 
     retry.refresh_from_db()
     assert (retry.attempts, retry.note, retry.new_message) == (3, "provider refused: HTTP 503", None)
@@ -271,7 +273,7 @@ def test_a_refusal_fails_the_retry_at_once(client: Any, provider: LocalProvider,
     deliver(client, "genesys_sms", sms_receipt("m-1", 3))
     provider.answers = [400]
     at_noon.shift(timedelta(minutes=2))
-    assert sending.send_retry(Retry.objects.get().pk) == "failed"
+    assert retries.send_retry(Retry.objects.get().pk) == "failed"
     assert len(provider.requests) == 1
 
 
@@ -279,16 +281,16 @@ def test_no_sender_for_the_provider_fails_the_retry_saying_so(client: Any, at_no
     sms(provider="genesys_sms")
     deliver(client, "genesys_sms", sms_receipt("m-1", 3))
     at_noon.shift(timedelta(minutes=2))
-    assert sending.send_retry(Retry.objects.get().pk) == "failed"
+    assert retries.send_retry(Retry.objects.get().pk) == "failed"
     assert Retry.objects.get().note == "no sender registered for provider genesys_sms"
 
 
 def test_senders_can_come_from_the_senders_setting(settings: Any) -> None:
     settings.SENDERS = {"generic": "tests.receipts.test_retry_policy.FixedSender"}
     try:
-        assert sending.sender_for("generic").send(Message()) == "fixed-1"
+        assert senders.sender_for("generic").send(Message()) == "fixed-1"
     finally:
-        sending.unregister_sender("generic")
+        senders.unregister_sender("generic")
 
 
 class FixedSender:
@@ -304,10 +306,10 @@ def test_a_send_whose_worker_died_is_never_sent_twice(client: Any, provider: Loc
     # The worker claimed it and died during the provider call.
     Retry.objects.filter(pk=retry.pk).update(state="sending", claimed_at=timezone.now(), attempts=1)
 
-    assert sending.send_retry(retry.pk) == "not due"  # the task, redelivered, finds it claimed
-    assert sending.fail_stale_sends() == 0
+    assert retries.send_retry(retry.pk) == "not due"  # the task, redelivered, finds it claimed
+    assert retries.fail_stale_sends() == 0
     at_noon.shift(timedelta(minutes=11))
-    assert sending.fail_stale_sends() == 1
+    assert retries.fail_stale_sends() == 1
 
     retry.refresh_from_db()
     assert retry.state == "failed" and "not sent again" in retry.note
@@ -329,9 +331,9 @@ def test_the_beat_task_sends_every_due_retry(client: Any, provider: LocalProvide
     sms("m-2")
     deliver(client, "genesys_sms", sms_receipt("m-1", 3), sms_receipt("m-2", 5, 6))
     with eager_celery():
-        assert policy_tasks.dispatch_retries() == 0
+        assert tasks.dispatch_retries() == 0
         at_noon.shift(timedelta(minutes=2))
-        assert policy_tasks.dispatch_retries() == 2
+        assert tasks.dispatch_retries() == 2
 
     assert sorted(Retry.objects.values_list("state", flat=True)) == ["sent", "sent"]
     assert len(provider.requests) == 2
@@ -340,11 +342,12 @@ def test_the_beat_task_sends_every_due_retry(client: Any, provider: LocalProvide
 def test_beat_runs_the_retry_escalation_and_expiry_tasks(settings: Any) -> None:
     scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert {
-        "receipts.policy_tasks.dispatch_retries",
-        "receipts.policy_tasks.raise_escalations",
-        "receipts.policy_tasks.expire_suppressions",
+        "receipts.dispatch_retries",
+        "receipts.raise_escalations",
+        "receipts.expire_suppressions",
     } <= scheduled
-    assert "receipts.policy_tasks" in settings.CELERY_IMPORTS
+    celery_app.loader.import_default_modules()  # what a worker does at start, task autodiscovery included
+    assert scheduled <= set(celery_app.tasks)
 
 
 # --- cost -----------------------------------------------------------------------------------------------
@@ -352,19 +355,19 @@ def test_beat_runs_the_retry_escalation_and_expiry_tasks(settings: Any) -> None:
 
 def test_retry_decisions_cost_a_fixed_number_of_queries(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     counts: list[int] = []
-    original = policy.apply_receipt_effects
+    original = effects.apply_receipt_effects
 
     def counted(effects: Any, now: Any) -> None:
         with CaptureQueriesContext(connection) as queries:
             original(effects, now)
         counts.append(len(queries))
 
-    monkeypatch.setattr(policy, "apply_receipt_effects", counted)
+    monkeypatch.setattr(effects, "apply_receipt_effects", counted)
     for size, offset in ((3, 0), (30, 3)):
         for i in range(offset, offset + size):
             register(provider="genesys_sms", provider_message_id=f"r-{i}", to=f"+1555300{i:04d}", content={"text": "x"})
             deliver_without_drain(client, f"r-{i}")
-        assert actions.process_due() == size
+        assert process.process_due() == size
     # Open suppressions of the numbers, earlier decisions, insert the decisions: the same for 30 as for 3.
     assert counts == [3, 3]
     assert Retry.objects.filter(state="scheduled").count() == 33

@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
 
-from receipts import review
+from receipts.actions import review
 from receipts.events import changes
 from receipts.models import Message, ReviewResolution
 from tests.conftest import drain, post_webhook, register

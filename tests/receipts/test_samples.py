@@ -15,7 +15,7 @@ from receipts.machine import status_of
 from receipts.normalized import MalformedReceipt, NormalizedReceipt, dedupe_key
 from receipts.providers.base import Provider
 from receipts.providers.generic import Generic
-from receipts.providers.genesys_cloud import GenesysCloud
+from receipts.providers.genesys_cloud.parser import GenesysCloud
 from receipts.providers.genesys_sms import GenesysSms
 from receipts.providers.webex_connect import WebexConnect
 from tests.conftest import SAMPLES, sample, sample_json

@@ -14,7 +14,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
 
-from receipts import suppression
+from receipts.actions import suppression
 from receipts.models import Escalation, Retry, Suppression
 from tests.conftest import register
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from receipts import suppression
+from receipts.actions import suppression
 from receipts.models import ApiClient, Suppression
 
 pytestmark = pytest.mark.django_db

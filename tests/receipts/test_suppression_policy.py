@@ -11,7 +11,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from receipts import actions, policy, policy_tasks, suppression
+from receipts import tasks
+from receipts.actions import effects, process, suppression
 from receipts.events import Kind
 from receipts.models import InboxState, ReceiptEvent, SoftBounce, Suppression, SuppressionChange
 from tests.conftest import drain, post_webhook, register
@@ -176,10 +177,10 @@ def test_soft_bounces_too_old_to_count_are_forgotten(client: Any, time_machine: 
     email_message("t-1")
     deliver(client, "webex_connect", bounce("t-1", "Transient_General", "2026-11-01T10:00:00Z"))
     time_machine.shift(timedelta(days=14))
-    assert policy_tasks.expire_suppressions() == 0
+    assert tasks.expire_suppressions() == 0
     assert SoftBounce.objects.count() == 1
     time_machine.shift(timedelta(seconds=1))
-    policy_tasks.expire_suppressions()
+    tasks.expire_suppressions()
     assert SoftBounce.objects.count() == 0
 
 
@@ -432,9 +433,9 @@ def test_an_address_with_no_crm_record_is_announced_with_the_address(client: Any
 
 @pytest.fixture
 def policy_queries(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The number of queries each call of policy.apply_receipt_effects made (the pipeline calls it per batch)."""
+    """The number of queries each call of effects.apply_receipt_effects made (the pipeline calls it per batch)."""
     counts: list[int] = []
-    original = policy.apply_receipt_effects
+    original = effects.apply_receipt_effects
 
     def counted(effects: Any, now: Any) -> None:
         with CaptureQueriesContext(connection) as queries:
@@ -442,7 +443,7 @@ def policy_queries(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         # The CRM outbox's own writes (its receiver of the published events) are its business, not ours.
         counts.append(sum(1 for q in queries if "crm_sync_" not in q["sql"]))
 
-    monkeypatch.setattr(policy, "apply_receipt_effects", counted)
+    monkeypatch.setattr(effects, "apply_receipt_effects", counted)
     return counts
 
 
@@ -451,7 +452,7 @@ def test_a_batch_with_nothing_to_suppress_costs_no_policy_query(client: Any, pol
         register(provider_message_id=f"q-{i}")
         body = {"id": f"q-{i}", "status": "delivered", "timestamp": "2026-11-20T10:00:00Z"}
         post_webhook(client, "generic", json.dumps(body))
-    assert actions.process_due() == 10
+    assert process.process_due() == 10
     assert policy_queries == [0]
 
 
@@ -460,7 +461,7 @@ def opt_outs(client: Any, count: int, offset: int) -> None:
         number = f"+1555200{i:04d}"
         register(provider="genesys_sms", provider_message_id=f"s-{i}", to=number, crm_record_id=f"C{i}")
         post_webhook(client, "webex_connect", json.dumps(webex_inbound("MO", number, text="STOP", tid=str(i))))
-    assert actions.process_due() == count
+    assert process.process_due() == count
 
 
 def test_suppressing_a_whole_batch_costs_a_fixed_number_of_queries(client: Any, policy_queries: list[int]) -> None:

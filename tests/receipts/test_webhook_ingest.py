@@ -18,9 +18,10 @@ import psycopg
 import pytest
 from kombu.exceptions import OperationalError
 
-from receipts import dispatch, webhooks
+from config.celery import app as celery_app
+from receipts import webhooks
+from receipts.kicks import BROKER_DOWN_PAUSE, kick_now, request_drain
 from receipts.models import InboxState, Message, MessageEvent, ReceiptEvent
-from receipts.tasks import drain_inbox
 from tests.conftest import (
     BASIC,
     GENERIC_SECRET,
@@ -788,14 +789,14 @@ def test_a_kick_with_the_broker_down_logs_and_pauses_instead_of_raising(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     failing = mock.Mock(side_effect=OperationalError("Error 111 connecting to 127.0.0.1:1. Connection refused."))
-    monkeypatch.setattr(drain_inbox, "apply_async", failing)
+    monkeypatch.setattr(celery_app, "send_task", failing)
 
-    with caplog.at_level(logging.WARNING, logger="receipts.dispatch"):
-        pause = dispatch.kick_now()
+    with caplog.at_level(logging.WARNING, logger="receipts.kicks"):
+        pause = kick_now()
 
-    assert pause == dispatch.BROKER_DOWN_PAUSE
+    assert pause == BROKER_DOWN_PAUSE
     failing.assert_called_once()
-    warnings = [r for r in caplog.records if r.name == "receipts.dispatch" and r.levelno == logging.WARNING]
+    warnings = [r for r in caplog.records if r.name == "receipts.kicks" and r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "broker unreachable" in warnings[0].getMessage()
 
@@ -817,7 +818,7 @@ def redis_broker_on_a_closed_port(monkeypatch: pytest.MonkeyPatch) -> Iterator[N
     monkeypatch.setenv("CELERY_BROKER_URL", url)
     production = runpy.run_path(settings_module.__file__)
     saved = (app.conf.broker_url, app.conf.broker_transport_options)
-    monkeypatch.setattr(webhooks, "request_drain", dispatch.request_drain)  # the real kicker, not the recorder
+    monkeypatch.setattr(webhooks, "request_drain", request_drain)  # the real kicker, not the recorder
 
     def reset_pools() -> None:
         if app._pool is not None:
@@ -840,7 +841,7 @@ def test_broker_on_a_closed_port_still_answers_200_quickly(client: Any, caplog: 
     case = BY_PROVIDER["generic"]
 
     started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="receipts.dispatch"):
+    with caplog.at_level(logging.WARNING, logger="receipts.kicks"):
         response = post_webhook(client, case.provider, case.body)
         took = time.monotonic() - started
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from receipts.providers.genesys_cloud import MESSAGE_STATUS, REASON, RECEIPT_STATUS
+from receipts.providers.genesys_cloud.parser import MESSAGE_STATUS, REASON, RECEIPT_STATUS
 from simulator import SimulatorServer
 from tests.apprunner import wait_until
 from tests.simulator.conftest import bearer, configure, get_token, send_sms, stats

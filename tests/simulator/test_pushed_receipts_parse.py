@@ -9,8 +9,8 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from receipts.providers import PROVIDERS
 from receipts.providers.base import hmac_hex_ok
+from receipts.providers.registry import PROVIDERS
 from simulator import SimConfig, genesys_cloud, genesys_sms, webex_connect
 from simulator.core import Simulator
 from simulator.model import reason_table

@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from receipts.models import Message
-from receipts.senders import configured_sender
-from receipts.sending import SendError, sender_for
+from receipts.providers.base import SendError
+from receipts.providers.senders import configured_sender, sender_for
 from simulator import SimulatorServer
 
 

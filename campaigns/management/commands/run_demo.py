@@ -12,10 +12,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from campaigns.models import Campaign
-from receipts import actions
+from receipts.actions.messages import register_message
 from receipts.models import Message, MessageEvent
-from receipts.senders import SENDERS
-from receipts.sending import SendError
+from receipts.providers.base import SendError
+from receipts.providers.senders import BUILT_IN
 
 # (provider, channel, priority, share of the campaign)
 PLAN = [
@@ -73,11 +73,11 @@ class Command(BaseCommand):
                 content["subject"] = "Your appointment"
             draft = Message(channel=channel, provider=provider, to=to, content=content, priority=priority)
             try:
-                provider_message_id = SENDERS[provider]().send(draft)
+                provider_message_id = BUILT_IN[provider]().send(draft)
             except SendError as exc:
                 self.stderr.write(f"send {index} via {provider} failed: {exc}")
                 continue
-            actions.register_message(
+            register_message(
                 {
                     "channel": channel,
                     "provider": provider,

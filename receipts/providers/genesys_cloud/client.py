@@ -1,6 +1,6 @@
 """The Genesys Cloud CX Platform API, as this tracker uses it: OAuth, message status, bulk and analytics, send.
 
-One ``httpx`` client per process, every call through the shared limits of ``receipts.limits``:
+One ``httpx`` client per process, every call through the shared limits of ``receipts.providers.limits``:
 
 - **OAuth client credentials** at ``https://login.{region}/oauth/token``. The token is kept in the shared store
   (Redis, or the embedded SQLite file) so that every worker uses one token, refreshed 60 s before it expires and
@@ -17,7 +17,7 @@ One ``httpx`` client per process, every call through the shared limits of ``rece
 
 Results are typed (``MessageData``, ``AgentlessSendResult``, ``ConversationPage``...), each keeping the JSON it
 came from in ``raw``: the receipts pipeline parses a MessageData exactly as a webhook would
-(``receipts.providers.genesys_cloud``). Errors carry Genesys's ``status``, ``code``, ``message`` and
+(``receipts.providers.genesys_cloud.parser``). Errors carry Genesys's ``status``, ``code``, ``message`` and
 ``contextId``. Shapes follow the platform SDK models (MessageData, SendAgentlessOutboundMessageResponse,
 AgentlessEmailSendResponseDto, AsyncConversationQuery, AsyncQueryResponse, AsyncQueryStatus,
 AnalyticsConversationAsyncQueryResponse, AnalyticsSession).
@@ -43,7 +43,15 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
-from receipts.limits import CircuitOpenError, CircuitPolicy, Limits, RateLimit, RateLimitWait, Store, default_store
+from receipts.providers.limits import (
+    CircuitOpenError,
+    CircuitPolicy,
+    Limits,
+    RateLimit,
+    RateLimitWait,
+    Store,
+    default_store,
+)
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,126 @@
+"""Receipts in: the raw body stored as an inbox row (``ReceiptEvent``), and the upkeep of rows still waiting.
+
+``ingest`` is the webhook's one write (one ``INSERT ... ON CONFLICT DO NOTHING``); ``ingest_poll`` stores what
+polling got, with the same format check and dedupe key. Orphans (receipts whose message is not registered yet) are
+matched again when it appears, and given up after ``ORPHAN_WINDOW``. Operators replay dead, rejected and unmatched
+rows. Processing itself is ``receipts.actions.process``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import Exists, OuterRef, QuerySet
+from django.utils import timezone
+
+from receipts.db import insert_unless_conflict
+from receipts.kicks import request_drain
+from receipts.models import InboxState, Message, ReceiptEvent
+from receipts.normalized import MalformedReceipt, dedupe_key
+from receipts.providers.registry import PROVIDERS
+from receipts.status import Source
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    accepted: int
+    duplicates: int
+    event_id: int | None
+
+
+def ingest(provider_name: str, body: bytes, content_type: str, remote_addr: str | None) -> IngestResult:
+    """Check the body is this provider's format and store it. Raises MalformedReceipt after keeping it."""
+    provider = PROVIDERS[provider_name]
+    text = body.decode("utf-8", errors="replace")
+    try:
+        receipts = provider.parse(body, content_type)
+    except MalformedReceipt as exc:
+        ReceiptEvent.objects.create(
+            provider=provider_name,
+            state=InboxState.REJECTED,
+            body=text,
+            content_type=content_type,
+            remote_addr=remote_addr,
+            error=str(exc),
+        )
+        raise
+    event = ReceiptEvent(
+        provider=provider_name,
+        dedupe_key=dedupe_key(receipts),
+        body=text,
+        content_type=content_type,
+        remote_addr=remote_addr,
+    )
+    if insert_unless_conflict(event) is None:  # the same facts are stored already: a retried webhook
+        return IngestResult(accepted=0, duplicates=len(receipts), event_id=None)
+    return IngestResult(accepted=len(receipts), duplicates=0, event_id=event.pk)
+
+
+def ingest_poll(provider_name: str, bodies: list[str], content_type: str = "application/json") -> IngestResult:
+    """Store answers got by polling (receipts.polling.tiers) as inbox rows, source ``poll``, one body per message.
+
+    Same format check and dedupe key as a webhook, so an answer identical to one already stored (the same
+    receipts polled again) is a duplicate and never reaches the timeline twice. One INSERT per batch.
+    """
+    provider = PROVIDERS[provider_name]
+    keyed: dict[str, str] = {}
+    rejected = []
+    for text in bodies:
+        try:
+            keyed.setdefault(dedupe_key(provider.parse(text.encode(), content_type)), text)
+        except MalformedReceipt as exc:
+            rejected.append(
+                ReceiptEvent(
+                    provider=provider_name,
+                    source=Source.POLL,
+                    state=InboxState.REJECTED,
+                    body=text,
+                    content_type=content_type,
+                    error=str(exc),
+                )
+            )
+    known: set[str | None] = set()  # dedupe_key is nullable, though the IN filter returns no NULL
+    keys = list(keyed)
+    for start in range(0, len(keys), 500):
+        stored = ReceiptEvent.objects.filter(provider=provider_name, dedupe_key__in=keys[start : start + 500])
+        known.update(stored.values_list("dedupe_key", flat=True))
+    fresh = [
+        ReceiptEvent(provider=provider_name, source=Source.POLL, dedupe_key=key, body=text, content_type=content_type)
+        for key, text in keyed.items()
+        if key not in known
+    ]
+    with transaction.atomic():
+        # A concurrent poll or webhook may have stored the same facts since the check: conflicts are skipped.
+        ReceiptEvent.objects.bulk_create(fresh + rejected, ignore_conflicts=True, batch_size=500)
+        if fresh:
+            transaction.on_commit(request_drain)
+    return IngestResult(accepted=len(fresh), duplicates=len(bodies) - len(fresh) - len(rejected), event_id=None)
+
+
+def requeue_orphans(events: QuerySet[ReceiptEvent]) -> int:
+    return events.filter(state=InboxState.ORPHAN).update(state=InboxState.RECEIVED, next_attempt_at=timezone.now())
+
+
+def rematch_orphans() -> int:
+    """Orphans whose message has since appeared (covers a registration racing the orphan's own commit)."""
+    registered = Message.objects.filter(provider=OuterRef("provider"), provider_message_id=OuterRef("ref"))
+    return requeue_orphans(ReceiptEvent.objects.filter(Exists(registered)))
+
+
+def expire_orphans(now: datetime | None = None) -> int:
+    now = now or timezone.now()
+    return ReceiptEvent.objects.filter(state=InboxState.ORPHAN, orphan_until__lt=now).update(
+        state=InboxState.UNMATCHED, error="no message registered within the orphan window"
+    )
+
+
+def replay_events(events: QuerySet[ReceiptEvent]) -> int:
+    """Operators: send dead, rejected and unmatched events through processing again."""
+    count = events.filter(state__in=[InboxState.DEAD, InboxState.REJECTED, InboxState.UNMATCHED]).update(
+        state=InboxState.RECEIVED, attempts=0, error="", next_attempt_at=timezone.now(), orphan_until=None
+    )
+    if count:
+        transaction.on_commit(request_drain)
+    return count

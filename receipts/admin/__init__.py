@@ -1,0 +1,6 @@
+"""The operators' admin, one module per thing they work on. Importing the package registers every ModelAdmin
+(Django's admin autodiscovery imports ``receipts.admin``)."""
+
+from receipts.admin import messages, provider_limits, retries, review, suppressions
+
+__all__ = ["messages", "provider_limits", "retries", "review", "suppressions"]

@@ -1,0 +1,119 @@
+"""Admin: the review queue, where operators settle the deliveries nobody can be sure of
+(``receipts.actions.review``)."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.utils.timesince import timesince
+from rangefilter.filters import DateRangeFilter
+
+from receipts.actions import review
+from receipts.admin.messages import ReadOnlyAdmin, ResolutionInline, TimelineInline
+from receipts.models import MessageEvent, ReviewQueue, ReviewResolution
+from receipts.status import FailureCategory
+
+
+class SettleForm(forms.Form):
+    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), required=False)
+
+
+class MarkFailedForm(SettleForm):
+    category = forms.ChoiceField(choices=FailureCategory.choices)
+
+
+class ResolveForm(SettleForm):
+    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), help_text="Why is this settled?")
+
+
+@admin.register(ReviewQueue)
+class ReviewQueueAdmin(ReadOnlyAdmin):
+    """The deliveries nobody can be sure of, and the operator's decisions on them."""
+
+    list_display = [
+        "id",
+        "review_reason",
+        "age",
+        "provider",
+        "provider_message_id",
+        "campaign",
+        "status",
+        "assumed",
+        "last_receipt",
+        "last_receipt_at",
+    ]
+    list_filter = ["review_reason", "provider", "channel", "campaign", "status", ("created_at", DateRangeFilter)]
+    search_fields = ["to", "provider_message_id", "crm_record_id"]
+    list_select_related = ["campaign"]
+    ordering = ["created_at"]
+    actions = ["confirm_delivered", "mark_failed", "poll_again", "resolve"]
+    inlines = [ResolutionInline, TimelineInline]
+    show_full_result_count = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ReviewQueue]:
+        latest = MessageEvent.objects.filter(message=OuterRef("pk")).order_by("-received_at", "-id")
+        return (
+            super()
+            .get_queryset(request)
+            .filter(needs_review=True)
+            .annotate(
+                last_code=Subquery(latest.values("provider_code")[:1]),
+                last_at=Subquery(latest.values("received_at")[:1]),
+            )
+        )
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return request.user.has_perm("receipts.change_message")
+
+    @admin.display(description="age", ordering="created_at")
+    def age(self, obj: ReviewQueue) -> str:
+        return timesince(obj.created_at)
+
+    @admin.display(description="last receipt")
+    def last_receipt(self, obj: ReviewQueue) -> str:
+        return getattr(obj, "last_code", "") or "-"
+
+    @admin.display(description="last receipt at", ordering="last_at")
+    def last_receipt_at(self, obj: ReviewQueue) -> object:
+        return getattr(obj, "last_at", None)
+
+    def _settle(self, request: HttpRequest, queryset: QuerySet, action: str, form_class: type | None, title: str):
+        """Apply a decision; actions that need a category or a note ask for it on an intermediate page."""
+        form = None
+        if form_class is not None:
+            form = form_class(request.POST if "apply" in request.POST else None)
+            if not form.is_bound or not form.is_valid():
+                context = {
+                    **self.admin_site.each_context(request),
+                    "title": title,
+                    "queryset": queryset,
+                    "messages_count": queryset.count(),
+                    "form": form,
+                    "action": action,
+                    "opts": self.model._meta,
+                }
+                return TemplateResponse(request, "admin/receipts/reviewqueue/settle.html", context)
+        data = form.cleaned_data if form else {}
+        settlement = review.Settlement(action, note=data.get("note", ""), category=data.get("category", ""))
+        count = review.settle(list(queryset.values_list("pk", flat=True)), settlement, request.user)
+        self.message_user(request, f"{count} message(s): {ReviewResolution.Action(action).label}.", messages.SUCCESS)
+        return None
+
+    @admin.action(description="Confirm delivered", permissions=["change"])
+    def confirm_delivered(self, request: HttpRequest, queryset: QuerySet) -> object:
+        return self._settle(request, queryset, "confirm_delivered", SettleForm, "Confirm delivered")
+
+    @admin.action(description="Mark failed (with a category)", permissions=["change"])
+    def mark_failed(self, request: HttpRequest, queryset: QuerySet) -> object:
+        return self._settle(request, queryset, "mark_failed", MarkFailedForm, "Mark failed")
+
+    @admin.action(description="Poll again now", permissions=["change"])
+    def poll_again(self, request: HttpRequest, queryset: QuerySet) -> object:
+        return self._settle(request, queryset, "poll_again", None, "Poll again now")
+
+    @admin.action(description="Resolve with a note", permissions=["change"])
+    def resolve(self, request: HttpRequest, queryset: QuerySet) -> object:
+        return self._settle(request, queryset, "resolve", ResolveForm, "Resolve with a note")
