@@ -45,6 +45,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	SECRET_KEY=lint $(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	SECRET_KEY=lint $(BIN)/python manage.py makemigrations --check --dry-run
 
 bench: install

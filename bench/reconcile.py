@@ -77,9 +77,9 @@ def setup_django(env: AppEnv, sim_url: str, args: argparse.Namespace) -> None:
 
 
 def run_size(n: int, sim_url: str, args: argparse.Namespace) -> dict:
+    from receipts import polling
     from receipts.actions import process
     from receipts.models import Message, MessageEvent, ReceiptEvent
-    from receipts.polling import tiers
     from receipts.providers.genesys_cloud.client import client
 
     httpx.post(f"{sim_url}/_sim/reset", json={"messages": True}, timeout=60)
@@ -110,7 +110,7 @@ def run_size(n: int, sim_url: str, args: argparse.Namespace) -> dict:
     before = genesys.limits.counters()
     httpx.post(f"{sim_url}/_sim/reset", timeout=30)
     started = time.perf_counter()
-    result = tiers.reconcile(genesys)
+    result = polling.reconcile(genesys)
     elapsed = time.perf_counter() - started
     stats = httpx.get(f"{sim_url}/_sim/stats", timeout=30).json()
     after = genesys.limits.counters()

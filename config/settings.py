@@ -171,7 +171,7 @@ ORPHAN_WINDOW = timedelta(hours=env.float("ORPHAN_WINDOW_HOURS", default=24.0))
 RECEIPT_TIMEOUT = timedelta(hours=env.float("RECEIPT_TIMEOUT_HOURS", default=24.0))
 DEFAULT_PHONE_REGION = env.str("DEFAULT_PHONE_REGION", default="US")
 
-# --- polling and provider limits (receipts/polling/, providers/limits.py, providers/genesys_cloud/client.py) --
+# --- polling and provider limits (receipts/polling.py, schedule.py, providers/limits.py, genesys_cloud/client.py)
 # Genesys Cloud account: region by name (us-east-1, eu-west-1, ...) or domain (mypurecloud.ie); the base URLs
 # override it (the simulator, a proxy). Without a client id and secret nothing is polled.
 GENESYS_CLOUD_REGION = env.str("GENESYS_CLOUD_REGION", default="us-east-1")

@@ -18,9 +18,9 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
+from receipts import polling
 from receipts.actions import escalation, ingest, process, retries, review, suppression
 from receipts.models import ReceiptEvent
-from receipts.polling import tiers
 from receipts.providers.genesys_cloud.client import Config, GenesysCloudClient, client
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def poll_high_priority() -> int:
     deadline = time.monotonic() + TICK_BUDGET
     polled = 0
     while time.monotonic() < deadline:
-        result = tiers.poll_due(genesys, timezone.now())
+        result = polling.poll_due(genesys, timezone.now())
         polled += result.polled
         if result.stopped or result.claimed < settings.POLL_BATCH_SIZE:
             break
@@ -119,7 +119,7 @@ def poll_messages(message_ids: list[int]) -> int:
     genesys = configured_client()
     if genesys is None:
         return 0
-    return tiers.poll_due(genesys, timezone.now(), limit=len(message_ids), ids=list(message_ids)).polled
+    return polling.poll_due(genesys, timezone.now(), limit=len(message_ids), ids=list(message_ids)).polled
 
 
 def reconcile_time_limit() -> int:
@@ -141,7 +141,7 @@ def reconcile_bulk() -> int:
         if not mine:
             log.info("a bulk reconciliation is already running; skipping this round")
             return 0
-        return tiers.reconcile(genesys, timezone.now()).answered
+        return polling.reconcile(genesys, timezone.now()).answered
 
 
 # --- retries, escalations, suppressions ----------------------------------------------------------------

@@ -59,7 +59,7 @@ def ingest(provider_name: str, body: bytes, content_type: str, remote_addr: str 
 
 
 def ingest_poll(provider_name: str, bodies: list[str], content_type: str = "application/json") -> IngestResult:
-    """Store answers got by polling (receipts.polling.tiers) as inbox rows, source ``poll``, one body per message.
+    """Store answers got by polling (receipts.polling) as inbox rows, source ``poll``, one body per message.
 
     Same format check and dedupe key as a webhook, so an answer identical to one already stored (the same
     receipts polled again) is a duplicate and never reaches the timeline twice. One INSERT per batch.

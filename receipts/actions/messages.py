@@ -11,7 +11,7 @@ from receipts.actions.ingest import requeue_orphans
 from receipts.addresses import normalize_address
 from receipts.kicks import request_drain
 from receipts.models import Message, ReceiptEvent
-from receipts.polling.schedule import first_poll_at
+from receipts.schedule import first_poll_at
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from django.db.models import F
 
 from receipts.db import for_update
 from receipts.models import Message
-from receipts.polling.schedule import POLLABLE, next_poll
+from receipts.schedule import POLLABLE, next_poll
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from receipts import tasks
+from receipts import polling, tasks
 from receipts.models import Message, MessageEvent, ReceiptEvent
-from receipts.polling import tiers
 from receipts.providers.genesys_cloud import analytics
 from receipts.providers.genesys_cloud.client import AnalyticsSession, GenesysCloudClient
 from receipts.providers.genesys_cloud.parser import REASON, GenesysCloud
@@ -44,7 +43,7 @@ def parsed(body: dict[str, Any]) -> list[Any]:
     return GenesysCloud().parse(json.dumps(body).encode(), "application/json")
 
 
-IN_FLIGHT = tiers.InFlight(1, "a" * 32, "conv-1", "sms", timezone.now())
+IN_FLIGHT = polling.InFlight(1, "a" * 32, "conv-1", "sms", timezone.now())
 
 
 def test_every_analytics_delivery_status_is_in_the_table() -> None:
@@ -154,7 +153,7 @@ def test_reconciling_10000_in_flight_messages_takes_at_most_50_requests(
     sims = preload(sim, count=10_000)
     in_flight(sims)
 
-    result = tiers.reconcile(genesys)
+    result = polling.reconcile(genesys)
 
     requests = api_requests(sim)
     print(f"\n10,000 in flight: {len(requests)} requests ({len(requests) / 10_000:.4f} per message)")
@@ -170,7 +169,7 @@ def test_reconciled_answers_reach_every_message_through_the_status_machine(
     sims = preload(sim, count=300)
     in_flight(sims)
 
-    tiers.reconcile(genesys)
+    polling.reconcile(genesys)
     drain()
 
     by_id = dict(Message.objects.values_list("provider_message_id", "status"))
@@ -185,11 +184,11 @@ def test_a_second_round_stores_nothing_new_and_asks_only_about_what_is_still_in_
 ) -> None:
     sims = preload(sim, count=200, outcome="silent") + preload(sim, count=200, outcome="delivered")
     in_flight(sims)
-    tiers.reconcile(genesys)
+    polling.reconcile(genesys)
     drain()
     stored = ReceiptEvent.objects.count()
 
-    again = tiers.reconcile(genesys)
+    again = polling.reconcile(genesys)
 
     assert (again.in_flight, again.answered, again.accepted, again.duplicates) == (200, 200, 0, 200)
     assert ReceiptEvent.objects.count() == stored
@@ -203,7 +202,7 @@ def test_several_messages_in_one_conversation_are_looked_up_in_bulk(
     sims = preload(sim, messages=[{"conversationId": shared, "outcome": "delivered"} for _ in range(3)])
     in_flight(sims)
 
-    result = tiers.reconcile(genesys)
+    result = polling.reconcile(genesys)
     drain()
 
     assert (result.answered, result.fallback_requests) == (3, 1)
@@ -215,7 +214,7 @@ def test_email_status_comes_from_analytics(sim: SimulatorServer, genesys: Genesy
     sims = preload(sim, channel="email", count=5, outcome="delivered")
     in_flight(sims, channel="email")
 
-    tiers.reconcile(genesys)
+    polling.reconcile(genesys)
     drain()
 
     assert set(Message.objects.values_list("status", flat=True)) == {"delivered"}
@@ -228,7 +227,7 @@ def test_what_analytics_does_not_know_costs_at_most_the_fallback_budget(
     settings.POLL_BULK_FALLBACK_REQUESTS = 5
     in_flight([{"id": f"{n:032x}", "conversationId": f"unknown-{n}", "to": "+15550001111"} for n in range(30)])
 
-    result = tiers.reconcile(genesys)
+    result = polling.reconcile(genesys)
 
     assert (result.answered, result.fallback_requests) == (0, 5)
     assert len(api_requests(sim)) <= 1 + 2 + 1 + 1 + 5  # submit, status, a page, delete, the fallbacks
@@ -241,7 +240,7 @@ def test_high_priority_messages_still_polled_one_by_one_are_not_reconciled(
     [message] = in_flight(preload(sim, count=1), priority="high")
     Message.objects.filter(pk=message.pk).update(next_poll_at=timezone.now() + timedelta(seconds=10))
 
-    assert tiers.reconcile(genesys).in_flight == 0
+    assert polling.reconcile(genesys).in_flight == 0
     assert api_requests(sim) == []
 
 

@@ -13,9 +13,9 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from crm_sync.models import OutboxMessage
+from receipts import polling, schedule
 from receipts.actions import polls, review
 from receipts.models import InboxState, Message, ReceiptEvent
-from receipts.polling import schedule, tiers
 from receipts.providers.genesys_cloud.client import GenesysCloudClient
 from simulator import SimulatorServer
 from tests.conftest import drain, register
@@ -93,7 +93,7 @@ def test_due_message_is_polled_and_its_receipts_reach_the_timeline_as_poll(
 ) -> None:
     message = register_genesys(preload(sim, count=1, outcome="delivered")[0])
 
-    result = tiers.poll_due(genesys, now=message.next_poll_at)
+    result = polling.poll_due(genesys, now=message.next_poll_at)
     drain()
 
     assert (result.claimed, result.polled, result.accepted) == (1, 1, 1)
@@ -107,7 +107,7 @@ def test_due_message_is_polled_and_its_receipts_reach_the_timeline_as_poll(
 
 def test_a_message_not_due_yet_is_not_polled(sim: SimulatorServer, genesys: GenesysCloudClient) -> None:
     message = register_genesys(preload(sim, count=1)[0])
-    result = tiers.poll_due(genesys, now=message.next_poll_at - timedelta(seconds=1))
+    result = polling.poll_due(genesys, now=message.next_poll_at - timedelta(seconds=1))
     assert result.claimed == 0
     assert api_requests(sim) == []
 
@@ -116,12 +116,12 @@ def test_repeated_identical_answers_do_not_flood_the_timeline(
     sim: SimulatorServer, genesys: GenesysCloudClient
 ) -> None:
     message = register_genesys(preload(sim, count=1, outcome="silent")[0])  # sent, and then nothing
-    first = tiers.poll_due(genesys, now=message.next_poll_at)
+    first = polling.poll_due(genesys, now=message.next_poll_at)
     drain()
     timeline = message.events.count()
     message.refresh_from_db()
 
-    second = tiers.poll_due(genesys, now=message.next_poll_at)
+    second = polling.poll_due(genesys, now=message.next_poll_at)
     drain()
 
     assert (first.accepted, second.accepted, second.duplicates) == (1, 0, 1)
@@ -136,7 +136,7 @@ def test_each_poll_moves_the_next_one_further_out(sim: SimulatorServer, genesys:
     waits = []
     for _ in range(4):
         polled_at = message.next_poll_at
-        tiers.poll_due(genesys, now=polled_at)
+        polling.poll_due(genesys, now=polled_at)
         message.refresh_from_db()
         waits.append((message.next_poll_at - polled_at).total_seconds())
     assert waits == [20, 40, 60, 60]
@@ -148,7 +148,7 @@ def test_several_due_messages_of_one_conversation_cost_one_bulk_request(
     sims = preload(sim, messages=[{"conversationId": "c0ffee00-0000-4000-8000-000000000001"} for _ in range(3)])
     messages = [register_genesys(s) for s in sims]
 
-    result = tiers.poll_due(genesys, now=max(m.next_poll_at for m in messages))
+    result = polling.poll_due(genesys, now=max(m.next_poll_at for m in messages))
 
     assert (result.polled, result.accepted) == (3, 3)
     assert [r["endpoint"] for r in api_requests(sim)] == [
@@ -161,7 +161,7 @@ def test_a_message_the_provider_does_not_know_is_polled_again_later(
 ) -> None:
     message = register(provider="genesys_cloud", provider_message_id="f" * 32, priority="high")
 
-    result = tiers.poll_due(genesys, now=message.next_poll_at)
+    result = polling.poll_due(genesys, now=message.next_poll_at)
 
     assert (result.polled, result.not_found, result.accepted) == (1, 1, 0)
     message.refresh_from_db()
@@ -176,12 +176,12 @@ def test_a_message_still_unknown_past_the_grace_is_flagged_provider_unknown_once
     message = register(provider="genesys_cloud", provider_message_id="e" * 32, priority="high")
     sent = message.created_at
 
-    early = tiers.poll_due(genesys, now=sent + timedelta(minutes=4, seconds=59), ids=[message.pk])
+    early = polling.poll_due(genesys, now=sent + timedelta(minutes=4, seconds=59), ids=[message.pk])
     message.refresh_from_db()
     assert (early.not_found, early.flagged_unknown, message.needs_review) == (1, 0, False)
 
-    late = tiers.poll_due(genesys, now=sent + timedelta(minutes=5, seconds=30), ids=[message.pk])
-    again = tiers.poll_due(genesys, now=sent + timedelta(minutes=7), ids=[message.pk])
+    late = polling.poll_due(genesys, now=sent + timedelta(minutes=5, seconds=30), ids=[message.pk])
+    again = polling.poll_due(genesys, now=sent + timedelta(minutes=7), ids=[message.pk])
 
     assert (late.not_found, late.flagged_unknown) == (1, 1)
     assert (again.not_found, again.flagged_unknown) == (1, 0)  # already waiting for review: flagged once
@@ -213,7 +213,7 @@ def test_an_open_circuit_leaves_the_claimed_messages_due_after_the_cooldown(
         genesys.limits.record(success=False)
     now = message.next_poll_at
 
-    result = tiers.poll_due(genesys, now=now)
+    result = polling.poll_due(genesys, now=now)
 
     assert (result.claimed, result.polled) == (1, 0)
     assert "circuit" in result.stopped
@@ -229,7 +229,7 @@ def test_after_its_window_a_high_priority_message_is_left_to_the_bulk_tier(
     now = message.created_at + settings.POLL_HIGH_MAX_AGE  # type: ignore[attr-defined]
     Message.objects.filter(pk=message.pk).update(next_poll_at=now)
 
-    tiers.poll_due(genesys, now=now)
+    polling.poll_due(genesys, now=now)
 
     message.refresh_from_db()
     assert message.next_poll_at is None
@@ -248,7 +248,7 @@ def test_operator_poll_again_turns_an_assumed_delivery_into_the_real_outcome(
     now = timezone.now()
     Message.objects.filter(pk=message.pk).update(next_poll_at=now)  # what the review queue's "poll again" does
 
-    result = tiers.poll_due(genesys, now=now, ids=[message.pk], limit=1)
+    result = polling.poll_due(genesys, now=now, ids=[message.pk], limit=1)
     drain()
 
     message.refresh_from_db()
@@ -261,7 +261,7 @@ def test_poll_again_on_a_provider_without_a_status_api_clears_the_request(genesy
     message = register(provider="genesys_sms", provider_message_id="sms-1", priority="high")
     Message.objects.filter(pk=message.pk).update(next_poll_at=timezone.now())
 
-    result = tiers.poll_due(genesys, ids=[message.pk], limit=1)
+    result = polling.poll_due(genesys, ids=[message.pk], limit=1)
 
     message.refresh_from_db()
     assert (result.claimed, message.next_poll_at) == (0, None)
@@ -282,7 +282,7 @@ def test_claiming_a_batch_costs_a_fixed_number_of_queries(
 def test_only_a_4xx_about_the_request_itself_is_left_to_that_message(status: int, about_the_message: bool) -> None:
     from receipts.providers.genesys_cloud.client import GenesysCloudError
 
-    assert tiers.refused_for_this_message(GenesysCloudError(status, "bad.request", "x")) is about_the_message
+    assert polling.refused_for_this_message(GenesysCloudError(status, "bad.request", "x")) is about_the_message
 
 
 def test_refused_credentials_stop_the_batch_and_keep_the_messages_due(
@@ -292,7 +292,7 @@ def test_refused_credentials_stop_the_batch_and_keep_the_messages_due(
     message = register_genesys(preload(sim, count=1)[0])
     now = message.next_poll_at
 
-    result = tiers.poll_due(genesys, now=now)
+    result = polling.poll_due(genesys, now=now)
 
     assert (result.claimed, result.polled) == (1, 0)
     assert "invalid_client" in result.stopped

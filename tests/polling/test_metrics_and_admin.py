@@ -11,7 +11,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from receipts.polling import tiers
+from receipts import polling
 from receipts.providers.genesys_cloud.client import client as configured_client
 from simulator import SimulatorServer
 from tests.conftest import register
@@ -43,7 +43,7 @@ def test_metrics_show_circuit_budget_polls_and_inbox(configured: SimulatorServer
     message = register(
         provider="genesys_cloud", provider_message_id=sim_message["id"], to=sim_message["to"], priority="high"
     )
-    tiers.poll_due(configured_client(), now=message.next_poll_at)
+    polling.poll_due(configured_client(), now=message.next_poll_at)
 
     response = client.get("/metrics")
 

@@ -3,7 +3,7 @@
 ``sessions[].deliveryStatus`` (the platform SDK's ``AnalyticsSession.deliveryStatus``) is mapped to MessageData's own
 status words (``DELIVERY_STATUS``), and the answer is built as a MessageData body, so that the provider module's
 parser and code tables (``receipts.providers.genesys_cloud.parser``) apply to it exactly as to a polled or pushed
-message. The bulk polling tier (``receipts.polling.tiers.reconcile``) submits the query and feeds the answers here.
+message. The bulk polling tier (``receipts.polling.reconcile``) submits the query and feeds the answers here.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The polling tiers: asking Genesys Cloud for the receipts webhooks did not bring (DESIGN.md, "Polling tiers").
+"""Polling: asking Genesys Cloud for the receipts webhooks did not bring (DESIGN.md, "Polling tiers").
 
 Two tiers, both ending in the same place as a webhook: each answer is stored as an inbox row
 (``ReceiptEvent``, source ``poll``) with the webhook's dedupe key, and ``receipts.actions.process`` applies it through

@@ -1,4 +1,4 @@
-"""When a message is polled on its own (the high-priority tier): pure, no database, no provider.
+"""When a message is polled on its own (the high-priority polling tier): a rule, pure like the status machine.
 
 A message of a pollable provider with priority critical or high is first polled ``POLL_FIRST_DELAY`` after it
 is registered (or sent), then 20 s, 40 s and every 60 s after (``POLL_BACKOFF``, ``POLL_MAX_DELAY``), until it is
