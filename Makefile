@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint install migrate clean bench demo bench-crm bench-suppression
+.PHONY: run test lint install migrate clean bench demo bench-crm bench-suppression check-samples
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,11 @@ bench-crm: install
 ## bench-suppression: the check endpoint, 10,000 addresses against 1,000,000 suppressions (bench/README.md)
 bench-suppression: install
 	$(BIN)/python bench/suppression_check.py
+
+## check-samples: the vendored provider samples (tests/samples) against the originals (SAMPLES_FROM, default ../shared/samples)
+SAMPLES_FROM ?= ../shared/samples
+check-samples:
+	diff -r tests/samples $(SAMPLES_FROM) && echo "tests/samples matches $(SAMPLES_FROM)"
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

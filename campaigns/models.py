@@ -2,7 +2,7 @@ from django.db import models
 
 
 class Campaign(models.Model):
-    """A named send; messages point to it. Dispatch and stats come with the campaigns issue."""
+    """A named send; messages point to it."""
 
     name = models.CharField(max_length=200, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -6,7 +6,7 @@ A batch where no receipt calls for anything costs no query here; otherwise a fix
 size (the suppressions of the addresses involved, history keys, soft-bounce rows, writes, the CRM lookup,
 retry decisions).
 
-The rules are data (``SUPPRESS``, ``LIFT``), each switched by a setting where the issue allows it; an opt-out is
+The rules are data (``SUPPRESS``, ``LIFT``), each switched by a setting where one is named; an opt-out is
 always honoured.
 """
 

@@ -1,7 +1,7 @@
 """One worker process for the shared-budget test: the real client, built from settings (the environment), asking
 for message details as fast as it is let for ``--seconds``, then printing what happened as JSON.
 
-    python -m tests.polling.storm_worker --seconds 5 --ids id1,id2,...
+    python -m tests.receipts.providers.storm_worker --seconds 5 --ids id1,id2,...
 """
 
 from __future__ import annotations

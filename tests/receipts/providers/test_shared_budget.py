@@ -13,9 +13,9 @@ from pathlib import Path
 from subprocess import PIPE
 
 from simulator import SimulatorServer
-from tests.polling.conftest import api_requests, preload
+from tests.receipts.conftest import api_requests, preload
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 PROVIDER_LIMIT = 60  # requests a minute, as the simulator enforces it (fixed 60 s windows per token)
 HEADROOM = 0.2
 BUDGET = 48  # PROVIDER_LIMIT * (1 - HEADROOM)
@@ -43,7 +43,15 @@ def run_workers(sim: SimulatorServer, tmp_path: Path, ids: list[str], seconds: f
     if "DATABASE_URL" not in os.environ:
         env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'unused.sqlite3'}"
     start_at = f"{time.time() + 3:.3f}"
-    argv = [sys.executable, "-m", "tests.polling.storm_worker", "--seconds", str(seconds), "--ids", ",".join(ids)]
+    argv = [
+        sys.executable,
+        "-m",
+        "tests.receipts.providers.storm_worker",
+        "--seconds",
+        str(seconds),
+        "--ids",
+        ",".join(ids),
+    ]
     procs = [
         subprocess.Popen([*argv, "--start-at", start_at], cwd=ROOT, env=env, stdout=PIPE, stderr=PIPE, text=True)
         for _ in range(WORKERS)

@@ -13,7 +13,7 @@ import pytest
 
 from simulator import SimulatorServer
 from tests.apprunner import AppEnv, wait_until
-from tests.polling.conftest import preload
+from tests.receipts.conftest import preload
 
 pytestmark = pytest.mark.e2e
 

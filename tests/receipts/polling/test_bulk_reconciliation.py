@@ -17,7 +17,7 @@ from receipts.providers.genesys_cloud.client import AnalyticsSession, GenesysClo
 from receipts.providers.genesys_cloud.parser import REASON, GenesysCloud
 from simulator import SimulatorServer
 from tests.conftest import drain
-from tests.polling.conftest import api_requests, preload
+from tests.receipts.conftest import api_requests, preload
 
 # --- the code table, row by row (no database) -------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from receipts.addresses import normalize_address
 from receipts.events import Kind
 from receipts.models import Suppression
 from tests.conftest import register
-from tests.receipts.suppression_support import recorded_events
+from tests.receipts.actions.support import recorded_events
 
 NUMBER = "+15551234567"
 

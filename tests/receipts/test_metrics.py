@@ -15,7 +15,7 @@ from receipts import polling
 from receipts.providers.genesys_cloud.client import client as configured_client
 from simulator import SimulatorServer
 from tests.conftest import register
-from tests.polling.conftest import preload
+from tests.receipts.conftest import preload
 
 pytestmark = pytest.mark.django_db
 

@@ -15,7 +15,7 @@ from receipts.events import Kind
 from receipts.models import Escalation, Message, Retry
 from receipts.providers import senders
 from tests.conftest import register
-from tests.receipts.suppression_support import deliver, recorded_events, sms_receipt
+from tests.receipts.actions.support import deliver, recorded_events, sms_receipt
 
 pytestmark = pytest.mark.django_db
 

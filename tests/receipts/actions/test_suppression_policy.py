@@ -16,7 +16,7 @@ from receipts.actions import effects, process, suppression
 from receipts.events import Kind
 from receipts.models import InboxState, ReceiptEvent, SoftBounce, Suppression, SuppressionChange
 from tests.conftest import drain, post_webhook, register
-from tests.receipts.suppression_support import (
+from tests.receipts.actions.support import (
     active,
     deliver,
     genesys_receipt,

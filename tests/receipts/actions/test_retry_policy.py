@@ -19,7 +19,7 @@ from receipts.actions import effects, process, retries, suppression
 from receipts.models import InboxState, Message, ReceiptEvent, Retry
 from receipts.providers import senders
 from tests.conftest import drain, post_webhook, register
-from tests.receipts.suppression_support import deliver, genesys_receipt, sms_receipt, webex_delivery, webex_inbound
+from tests.receipts.actions.support import deliver, genesys_receipt, sms_receipt, webex_delivery, webex_inbound
 from tests.senders import HttpSender, LocalProvider
 
 pytestmark = pytest.mark.django_db

@@ -30,7 +30,7 @@ from receipts.providers.genesys_cloud.client import (
 from receipts.providers.genesys_cloud.parser import GenesysCloud
 from receipts.providers.limits import CLOSED, HALF_OPEN, OPEN, Store
 from simulator import SimulatorServer
-from tests.polling.conftest import FakeClock, api_requests, make_client, make_limits, make_store, preload
+from tests.receipts.conftest import FakeClock, api_requests, make_client, make_limits, make_store, preload
 
 
 def tokens_issued(sim: SimulatorServer) -> int:

@@ -19,7 +19,7 @@ from receipts.models import InboxState, Message, ReceiptEvent
 from receipts.providers.genesys_cloud.client import GenesysCloudClient
 from simulator import SimulatorServer
 from tests.conftest import drain, register
-from tests.polling.conftest import api_requests, preload
+from tests.receipts.conftest import api_requests, preload
 
 pytestmark = pytest.mark.django_db
 

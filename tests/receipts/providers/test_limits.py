@@ -19,7 +19,7 @@ from receipts.providers.limits import (
     RedisStore,
     SqliteStore,
 )
-from tests.polling.conftest import REDIS_URL, FakeClock, make_limits, make_store, unique_name
+from tests.receipts.conftest import REDIS_URL, FakeClock, make_limits, make_store, unique_name
 
 
 def test_default_budget_keeps_twenty_percent_headroom_under_300_a_minute() -> None:
