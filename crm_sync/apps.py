@@ -9,6 +9,7 @@ class CrmSyncConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # Imported once the apps are ready: these modules import models, which cannot load before ready().
         from crm_sync import checks  # noqa: F401 - registers the system checks
         from crm_sync.actions import on_changes
         from receipts.events import DomainEvent, changes

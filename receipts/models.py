@@ -8,7 +8,16 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from receipts.status import Channel, Engagement, FailureCategory, Provider, ReviewReason, Source, Status
+from receipts.status import (
+    FINAL_STATUSES,
+    Channel,
+    Engagement,
+    FailureCategory,
+    Provider,
+    ReviewReason,
+    Source,
+    Status,
+)
 
 
 class Priority(models.TextChoices):
@@ -26,14 +35,12 @@ class MessageQuerySet(models.QuerySet["Message"]):
         matches = self.filter(provider=provider, provider_message_id=provider_message_id)
         return matches.filter(to__iexact=to) if to else matches
 
-    # Polling (receipts/polling.py): a message with ``next_poll_at`` is polled on its own when that time comes;
-    # one without, not final yet, is left to the bulk reconciliation.
+    # Polling (receipts/polling.py, receipts/schedule.py): a message with ``next_poll_at`` is polled on its own
+    # when that time comes; one without, not final yet, is left to the bulk reconciliation.
     def due_for_poll(self, now: datetime) -> MessageQuerySet:
         return self.filter(next_poll_at__lte=now)
 
     def awaiting_reconciliation(self, provider: str, since: datetime) -> MessageQuerySet:
-        from receipts.status import FINAL_STATUSES
-
         return self.filter(provider=provider, next_poll_at=None, created_at__gte=since).exclude(
             status__in=FINAL_STATUSES
         )
@@ -258,7 +265,7 @@ class ApiClient(models.Model):
         return self.revoked_at is None
 
 
-# --- suppression list, retries and escalations (receipts/suppression.py, sending.py, escalation.py) -------
+# --- suppression list, retries and escalations (receipts/actions/suppression.py, retries.py, escalation.py)
 
 
 class SuppressionReason(models.TextChoices):

@@ -232,6 +232,7 @@ def coerce(name: str, value: Any, current: Any) -> Any:
 
 def secrets_from_settings() -> tuple[dict[str, str], str]:
     """The webhook secrets the app itself reads (first entry of each list), and its first Basic credential."""
+    # Here, not at the top: the simulator runs without Django; only this helper reads the app's settings.
     from django.conf import settings
 
     names = {

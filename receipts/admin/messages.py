@@ -7,6 +7,7 @@ from typing import cast
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 from django.utils.html import format_html
 from rangefilter.filters import DateRangeFilter
 
@@ -55,7 +56,7 @@ class TimelineInline(admin.TabularInline):
         "details",
         "raw",
     ]
-    readonly_fields = cast(list[str], fields)  # all plain names (see receipts.suppression_admin.FieldGroups)
+    readonly_fields = cast(list[str], fields)  # all plain names (see receipts.admin.suppressions.FieldGroups)
     verbose_name = "receipt"
     verbose_name_plural = "timeline (every receipt, raw and normalised)"
 
@@ -71,7 +72,7 @@ class ResolutionInline(admin.TabularInline):
     extra = 0
     can_delete = False
     fields = ["created_at", "user", "action", "review_reason", "failure_category", "note"]
-    readonly_fields = cast(list[str], fields)  # all plain names (see receipts.suppression_admin.FieldGroups)
+    readonly_fields = cast(list[str], fields)  # all plain names (see receipts.admin.suppressions.FieldGroups)
     verbose_name_plural = "review history (who settled what, when and why)"
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
@@ -247,7 +248,5 @@ class ApiClientAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected clients")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiClient]) -> None:
-        from django.utils import timezone
-
         count = queryset.filter(revoked_at=None).update(revoked_at=timezone.now())
         self.message_user(request, f"{count} client(s) revoked.", messages.SUCCESS)

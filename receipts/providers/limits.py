@@ -44,6 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+import redis
+from django.conf import settings
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -327,8 +330,6 @@ class RedisStore:
     kind = "redis"
 
     def __init__(self, url: str, clock: Clock | None = None) -> None:
-        import redis
-
         self.url = url
         self.clock = clock
         self.client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
@@ -565,8 +566,6 @@ _stores_lock = threading.Lock()
 
 def default_store() -> Store:
     """Redis when ``REDIS_URL`` is set, else the SQLite file under ``VAR_DIR``; one per process."""
-    from django.conf import settings
-
     where = settings.REDIS_URL or str(Path(settings.VAR_DIR) / "limits.sqlite3")
     key = (os.getpid(), where)
     with _stores_lock:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import os
 import random
 import re
 import threading
@@ -805,8 +806,6 @@ _clients_lock = threading.Lock()
 
 def client() -> GenesysCloudClient:
     """This process's client, built from settings (one connection pool per process)."""
-    import os
-
     config = Config.from_settings()
     key = (os.getpid(), config)
     with _clients_lock:
