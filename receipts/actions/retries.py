@@ -1,6 +1,6 @@
 """Sending an SMS again: the retry policy, its decisions and its sends.
 
-The policy (DESIGN.md, the suppression and retry issue): an SMS is sent again only when it failed for a reason
+The policy (docs/design.md, "Retries are sent by this app"): an SMS is sent again only when it failed for a reason
 that passes (``RETRY_WHEN``), at most ``RETRY_MAX`` times in a chain, ``RETRY_DELAY`` after the failure, never
 after delivered, a permanent failure or an opt-out, never to a suppressed address, and only when we know what
 was sent (``Message.content``). Email soft bounces are left to the provider. Every decision, yes or no, is a
