@@ -1,17 +1,15 @@
-"""What an operator meets around the pipeline: start-up checks, the first run, health, logs without addresses."""
+"""What an operator meets around the pipeline: start-up checks, the first admin, logs without addresses."""
 
 from __future__ import annotations
 
 import logging
 from io import StringIO
-from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
-from config import first_run
 from receipts.checks import check_secrets
 from receipts.logging import mask
 
@@ -41,22 +39,6 @@ def test_malformed_basic_auth_and_generic_secret_are_errors(settings: Any) -> No
     assert {"receipts.E002", "receipts.E003"} <= ids(check_secrets(None))
 
 
-def test_first_run_writes_env_once_with_fresh_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    target = tmp_path / ".env"
-    monkeypatch.setattr(first_run, "ENV_FILE", target)
-
-    first_run.main()
-    written = target.read_text()
-    first_run.main()
-
-    assert target.read_text() == written
-    assert target.stat().st_mode & 0o777 == 0o600
-    values = dict(line.split("=", 1) for line in written.splitlines() if "=" in line and not line.startswith("#"))
-    assert len(values["SECRET_KEY"]) > 40
-    assert values["WEBHOOK_SECRET_GENERIC"].startswith("whsec_")
-    assert ":" in values["WEBHOOK_BASIC_AUTH"]
-
-
 @pytest.mark.django_db
 def test_bootstrap_admin_creates_one_admin_and_prints_its_password_once() -> None:
     first, second = StringIO(), StringIO()
@@ -68,13 +50,6 @@ def test_bootstrap_admin_creates_one_admin_and_prints_its_password_once() -> Non
     assert admin.is_superuser
     assert admin.check_password(password)
     assert second.getvalue() == ""
-
-
-@pytest.mark.django_db
-def test_healthz_and_readyz(client: Any) -> None:
-    assert client.get("/healthz").json() == {"status": "ok"}
-    ready = client.get("/readyz")
-    assert ready.json()["checks"]["database"] == "ok"
 
 
 @pytest.mark.parametrize(
