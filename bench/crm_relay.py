@@ -7,8 +7,8 @@ What it does (see bench/README.md, "crm_relay.py"):
    ``CRM_BACKEND=generic`` (or ``salesforce``) pointing at it, and the messages the changes are about.
 2. The run: this process makes status changes at ``--rate`` a second for ``--seconds``. With ``--source
    pipeline`` (the default) each change is a real receipt: an inbox row (as a webhook would store it) processed
-   by ``receipts.actions.process.process_due``, whose status change the crm_sync receiver writes to the outbox in the same
-   transaction. With ``--source events`` the changes are published directly (the outbox and relay alone).
+   by ``receipts.actions.process.process_due``, whose status change the crm_sync receiver writes to the outbox in
+   the same transaction. With ``--source events`` the changes are published directly (the outbox and relay alone).
    The relay is the deployed one: the beat entry ``crm-relay`` running ``crm_sync.relay_outbox``.
 3. After the run: waits until every outbox row is sent, then reads what the fake CRM received and joins it
    with the outbox: changes/s delivered, lag from the change (outbox ``created_at``, inside the writing

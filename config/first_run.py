@@ -13,7 +13,7 @@ def main() -> None:
         return
     webhook_password = secrets.token_urlsafe(18)
     ENV_FILE.write_text(
-        "# Written by `make run` on first start. Every setting is documented in README.md.\n"
+        "# Written by `make run` on first start. Every setting is documented in docs/configuration.md.\n"
         f"SECRET_KEY={secrets.token_urlsafe(48)}\n"
         f"WEBHOOK_BASIC_AUTH=receipts:{webhook_password}\n"
         f"WEBHOOK_SECRET_GENESYS_CLOUD={secrets.token_hex(24)}\n"

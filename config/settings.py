@@ -2,7 +2,7 @@
 
 With nothing set it runs embedded: SQLite (WAL) under ``var/`` and Celery's filesystem broker. With
 ``DATABASE_URL`` and ``CELERY_BROKER_URL``/``REDIS_URL`` it runs on PostgreSQL and Redis. Every setting is
-listed in the README.
+listed in docs/configuration.md.
 """
 
 import os
@@ -242,7 +242,7 @@ CRM_RELAY_INTERVAL = env.float("CRM_RELAY_INTERVAL", default=2.0)
 CRM_RELAY_SECONDS = env.float("CRM_RELAY_SECONDS", default=20.0)
 CRM_RELAY_LEASE = timedelta(seconds=env.float("CRM_RELAY_LEASE", default=60.0))
 CRM_OUTBOX_RETENTION_DAYS = env.int("CRM_OUTBOX_RETENTION_DAYS", default=30)
-# JSON: CRM field -> rule(s); unset means crm_sync.mapping.DEFAULT_FIELD_MAP (README, "CRM sync").
+# JSON: CRM field -> rule(s); unset means crm_sync.adapters.field_map.DEFAULT_FIELD_MAP (docs/crm-sync.md).
 CRM_FIELD_MAP = env.json("CRM_FIELD_MAP", default=None)
 SALESFORCE_TOKEN_URL = env.str("SALESFORCE_TOKEN_URL", default="")
 SALESFORCE_CLIENT_ID = env.str("SALESFORCE_CLIENT_ID", default="")
@@ -330,7 +330,8 @@ LOGGING = {
 }
 
 # --- Celery beat: every periodic task, each interval set in its block above --------------------------------
-# A tick that waits in the queue past its interval (a busy worker) is dropped: the next one does the same work.
+# Entries with "expires": a tick that waits in the queue past it (a busy worker) is dropped, the next one does
+# the same work.
 CELERY_BEAT_SCHEDULE = {
     "sweep-inbox": {"task": "receipts.sweep_inbox", "schedule": SWEEP_INTERVAL},
     "expire-receipts": {"task": "receipts.expire_receipts", "schedule": RECEIPT_TIMEOUT_CHECK_INTERVAL},

@@ -68,7 +68,7 @@ def already_e164(value: str) -> bool:
 
     Conservative: only ``+<country code><national number>`` where the national number has a possible length
     for the country, does not start with 0 and has nothing phonenumbers would strip as a national prefix.
-    Anything else goes through phonenumbers. tests/receipts/test_addresses.py checks it agrees with
+    Anything else goes through phonenumbers. tests/receipts/actions/test_suppression_list.py checks it agrees with
     phonenumbers on random numbers of every country code.
     """
     if not E164.fullmatch(value):

@@ -1,6 +1,6 @@
 """A provider's send endpoint on 127.0.0.1, and a sender that talks to it: the network edge of the retry tests.
 
-``HttpSender`` is what the real provider clients will look like to ``receipts.sending``: it takes an unsaved
+``HttpSender`` is a provider sender as ``receipts.providers.senders`` hands it to the retry policy: it takes an unsaved
 message, makes one HTTP call, and returns the provider's id or raises SendError. The end-to-end tests name it in
 the ``SENDERS`` setting (it then reads the URL from ``E2E_SENDER_URL``).
 """

@@ -341,6 +341,3 @@ def csv_response(queryset: QuerySet[Suppression]) -> StreamingHttpResponse:
     )
     response["Content-Disposition"] = f'attachment; filename="suppressions-{stamp}.csv"'
     return response
-
-
-# --- retries and escalations -------------------------------------------------------------------------------

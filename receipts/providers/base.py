@@ -111,7 +111,7 @@ def text(value: Any) -> str:
 
 # --- sending --------------------------------------------------------------------------------------------
 
-SEND_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
+HTTP_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 
 
 class SendError(Exception):

@@ -22,7 +22,7 @@ from django.http import HttpRequest
 from receipts.logging import mask
 from receipts.models import Message
 from receipts.normalized import MalformedReceipt, NormalizedReceipt, Outcome
-from receipts.providers.base import SEND_TIMEOUT, Provider, SendError, content_of, raise_for, require, text
+from receipts.providers.base import HTTP_TIMEOUT, Provider, SendError, content_of, raise_for, require, text
 from receipts.status import FailureCategory as C
 from receipts.status import Provider as ProviderName
 from receipts.status import ReviewReason, Status
@@ -153,7 +153,7 @@ class GenesysSmsSender:
             "app_id": settings.GENESYS_SMS_APP_ID,
         }
         try:
-            response = httpx.post(settings.GENESYS_SMS_MT_URL, data=form, timeout=SEND_TIMEOUT)
+            response = httpx.post(settings.GENESYS_SMS_MT_URL, data=form, timeout=HTTP_TIMEOUT)
         except httpx.HTTPError as exc:
             raise SendError(f"SMS Aggregation unreachable: {type(exc).__name__}", transient=True) from exc
         raise_for(response, "SMS Aggregation")

@@ -1,4 +1,4 @@
-"""Which ``Sender`` sends for a provider: the retry policy and dispatch call ``sender_for(provider)``.
+"""Which ``Sender`` sends for a provider: the retry policy calls ``sender_for(provider)``.
 
 A sender registered in code (``register_sender``: tests, an integration of your own) wins, then the ``SENDERS``
 setting's (``provider=dotted.path.to.SenderClass``), then the provider's built-in sender when its credentials are

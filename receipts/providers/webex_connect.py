@@ -15,7 +15,7 @@ from django.http import HttpRequest
 from receipts.models import Message
 from receipts.normalized import MalformedReceipt, NormalizedReceipt, Outcome, parse_time
 from receipts.providers.base import (
-    SEND_TIMEOUT,
+    HTTP_TIMEOUT,
     Provider,
     SendError,
     content_of,
@@ -205,7 +205,7 @@ class WebexConnectSender:
         url = settings.WEBEX_CONNECT_URL.rstrip("/") + "/resources/v1/messaging"
         try:
             response = httpx.post(
-                url, json=body, headers={"key": settings.WEBEX_CONNECT_SERVICE_KEY}, timeout=SEND_TIMEOUT
+                url, json=body, headers={"key": settings.WEBEX_CONNECT_SERVICE_KEY}, timeout=HTTP_TIMEOUT
             )
         except httpx.HTTPError as exc:
             raise SendError(f"Webex Connect unreachable: {type(exc).__name__}", transient=True) from exc

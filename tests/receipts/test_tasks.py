@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from config.celery import app as celery_app
+from receipts import kicks
 from tests.conftest import post_webhook, register, sample
 
 RENAMED = {
@@ -43,6 +44,11 @@ def test_every_task_of_ours_is_named_explicitly_or_is_a_former_name(registry: An
     ours = {name for name in registry if name.startswith(("receipts.", "crm_sync."))}
 
     assert ours == set(RENAMED) | set(RENAMED.values())
+
+
+def test_the_kicks_name_current_tasks(registry: Any) -> None:
+    assert {kicks.DRAIN_INBOX, kicks.POLL_MESSAGES} <= set(RENAMED.values())
+    assert {kicks.DRAIN_INBOX, kicks.POLL_MESSAGES} <= set(registry)
 
 
 def test_every_beat_entry_names_a_current_task(registry: Any, settings: Any) -> None:

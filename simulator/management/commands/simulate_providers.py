@@ -25,7 +25,7 @@ class Command(BaseCommand):
     help = (
         "Run the provider simulator (Genesys Cloud CX, Genesys SMS Aggregation, Webex Connect) on 127.0.0.1: "
         "send APIs, status, bulk and analytics jobs, receipts pushed to the app's webhooks, injected faults. "
-        "Ctrl-C stops it. Control endpoints are under /_sim/ (see README, 'Provider simulator')."
+        "Ctrl-C stops it. Control endpoints are under /_sim/ (see docs/simulator.md)."
     )
     # A development tool: it needs neither the database nor the app's production checks.
     requires_system_checks: list[str] = []
