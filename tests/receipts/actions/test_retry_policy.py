@@ -286,7 +286,7 @@ def test_no_sender_for_the_provider_fails_the_retry_saying_so(client: Any, at_no
 
 
 def test_senders_can_come_from_the_senders_setting(settings: Any) -> None:
-    settings.SENDERS = {"generic": "tests.receipts.test_retry_policy.FixedSender"}
+    settings.SENDERS = {"generic": "tests.receipts.actions.test_retry_policy.FixedSender"}
     try:
         assert senders.sender_for("generic").send(Message()) == "fixed-1"
     finally:
