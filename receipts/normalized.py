@@ -78,14 +78,19 @@ def parse_time(value: Any) -> datetime | None:
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = value / 1000 if value > 10**11 else value
-        return datetime.fromtimestamp(seconds, tz=UTC)
+        try:
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        except (OverflowError, OSError, ValueError) as exc:  # NaN, or outside the years a datetime holds
+            raise MalformedReceipt(f"timestamp {str(value)[:40]} is out of range") from exc
     if not isinstance(value, str):
-        raise MalformedReceipt(f"timestamp {value!r} is not a string")
+        raise MalformedReceipt(f"timestamp {str(value)[:40]!r} is not a string")
     text = value.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
+        if len(text) > 20:
+            raise MalformedReceipt(f"timestamp {text[:40]}... is out of range")
         return parse_time(int(text))
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise MalformedReceipt(f"timestamp {value!r} is not ISO 8601") from exc
+        raise MalformedReceipt(f"timestamp {value[:60]!r} is not ISO 8601") from exc
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

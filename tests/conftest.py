@@ -4,18 +4,25 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.db import connection
+from hypothesis import settings as hypothesis_settings
 from rest_framework.test import APIClient
 
 from receipts.actions import messages, process
 from receipts.models import ApiClient, Message
 
 SAMPLES = Path(__file__).parent / "samples"
+
+# Property-based tests: a quick look in `make test`, a longer one in CI (.ci/run sets HYPOTHESIS_PROFILE=ci).
+hypothesis_settings.register_profile("dev", max_examples=30)
+hypothesis_settings.register_profile("ci", max_examples=150)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 BASIC = "receipts:s3cret-pass"
 GENESYS_CLOUD_SECRET = "gc-secret"

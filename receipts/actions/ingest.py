@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from receipts.db import insert_unless_conflict
 from receipts.kicks import request_drain
+from receipts.logging import mask
 from receipts.models import InboxState, Message, ReceiptEvent
 from receipts.normalized import MalformedReceipt, dedupe_key
 from receipts.providers.registry import PROVIDERS
@@ -30,22 +31,32 @@ class IngestResult:
     event_id: int | None
 
 
+CONTENT_TYPE_MAX = 200  # ReceiptEvent.content_type
+
+
 def ingest(provider_name: str, body: bytes, content_type: str, remote_addr: str | None) -> IngestResult:
-    """Check the body is this provider's format and store it. Raises MalformedReceipt after keeping it."""
+    """Check the body is this provider's format and that processing can store all it says, then store it.
+
+    Raises MalformedReceipt after keeping the body as a rejected row (made safe to store: NUL and bytes that are
+    not UTF-8 replaced), so that operators see what came.
+    """
     provider = PROVIDERS[provider_name]
-    text = body.decode("utf-8", errors="replace")
     try:
-        receipts = provider.parse(body, content_type)
-    except MalformedReceipt as exc:
+        if len(content_type) > CONTENT_TYPE_MAX:
+            raise MalformedReceipt(f"the Content-Type header is over {CONTENT_TYPE_MAX} characters")
+        receipts = provider.read(body, content_type)
+        text = body.decode("utf-8")  # what processing parses again must be these very bytes
+    except (MalformedReceipt, UnicodeDecodeError) as exc:
+        problem = exc if isinstance(exc, MalformedReceipt) else MalformedReceipt("body is not UTF-8")
         ReceiptEvent.objects.create(
             provider=provider_name,
             state=InboxState.REJECTED,
-            body=text,
-            content_type=content_type,
+            body=printable(body.decode("utf-8", errors="replace")),
+            content_type=printable(content_type)[:CONTENT_TYPE_MAX],
             remote_addr=remote_addr,
-            error=str(exc),
+            error=printable(mask(str(problem))),
         )
-        raise
+        raise problem from exc
     event = ReceiptEvent(
         provider=provider_name,
         dedupe_key=dedupe_key(receipts),
@@ -69,7 +80,7 @@ def ingest_poll(provider_name: str, bodies: list[str], content_type: str = "appl
     rejected = []
     for text in bodies:
         try:
-            keyed.setdefault(dedupe_key(provider.parse(text.encode(), content_type)), text)
+            keyed.setdefault(dedupe_key(provider.read(text.encode(), content_type)), text)
         except MalformedReceipt as exc:
             rejected.append(
                 ReceiptEvent(
@@ -97,6 +108,11 @@ def ingest_poll(provider_name: str, bodies: list[str], content_type: str = "appl
         if fresh:
             transaction.on_commit(request_drain)
     return IngestResult(accepted=len(fresh), duplicates=len(bodies) - len(fresh) - len(rejected), event_id=None)
+
+
+def printable(text: str) -> str:
+    """Text any database column takes: NUL (which PostgreSQL refuses) shown as U+FFFD."""
+    return text.replace("\x00", "\ufffd")
 
 
 def requeue_orphans(events: QuerySet[ReceiptEvent]) -> int:

@@ -23,6 +23,7 @@ from receipts.actions import effects, transitions
 from receipts.addresses import normalize_address
 from receipts.db import for_update, update_rows
 from receipts.events import DomainEvent, publish
+from receipts.logging import mask
 from receipts.models import InboxState, Message, MessageEvent, ReceiptEvent
 from receipts.normalized import MalformedReceipt, NormalizedReceipt
 from receipts.providers.registry import PROVIDERS
@@ -80,17 +81,37 @@ def process_due(now: datetime | None = None, limit: int | None = None) -> int:
 
 
 def record_failure(event: ReceiptEvent, exc: Exception, now: datetime) -> None:
-    event.attempts += 1
-    event.error = f"{type(exc).__name__}: {exc}"[:2000]
-    if event.attempts >= settings.INBOX_MAX_ATTEMPTS:
-        event.state = InboxState.DEAD
-        log.error("event %s is dead after %d attempts: %s", event.pk, event.attempts, event.error)
+    """Count a failed attempt: back off, or ``dead`` after ``INBOX_MAX_ATTEMPTS``.
+
+    Writes only the failure's own columns, from values that always store (the error masked, cut, made plain
+    text), never the row's other fields: they may be what failed. In a savepoint of its own, so that even a
+    failure here leaves the rest of the batch to be claimed and processed.
+    """
+    attempts = event.attempts + 1
+    error = storable_error(exc)
+    dead = attempts >= settings.INBOX_MAX_ATTEMPTS
+    retry_at = now + min(settings.INBOX_RETRY_BASE * 2 ** (attempts - 1), settings.INBOX_RETRY_MAX)
+    try:
+        with transaction.atomic():
+            ReceiptEvent.objects.filter(pk=event.pk).update(
+                attempts=attempts,
+                error=error,
+                state=InboxState.DEAD if dead else InboxState.RECEIVED,
+                next_attempt_at=event.next_attempt_at if dead else retry_at,
+            )
+    except Exception:
+        log.exception("event %s: could not record its failure", event.pk)
+        return
+    if dead:
+        log.error("event %s is dead after %d attempts: %s", event.pk, attempts, error)
     else:
-        backoff = settings.INBOX_RETRY_BASE * 2 ** (event.attempts - 1)
-        event.state = InboxState.RECEIVED
-        event.next_attempt_at = now + min(backoff, settings.INBOX_RETRY_MAX)
-        log.warning("event %s failed (attempt %d), retry at %s", event.pk, event.attempts, event.next_attempt_at)
-    event.save(update_fields=EVENT_STATE_FIELDS)
+        log.warning("event %s failed (attempt %d), retry at %s", event.pk, attempts, retry_at)
+
+
+def storable_error(exc: BaseException) -> str:
+    """The error as operators read it: addresses masked, no NUL or lone surrogate, at most 2,000 characters."""
+    text = mask(f"{type(exc).__name__}: {exc}")[:2000]
+    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
 
 
 @dataclass
@@ -110,7 +131,7 @@ def apply_events(events: list[ReceiptEvent], now: datetime) -> None:
     parsed: list[tuple[ReceiptEvent, list[NormalizedReceipt]]] = []
     for event in events:
         try:
-            receipts = PROVIDERS[event.provider].parse(event.body.encode(), event.content_type)
+            receipts = PROVIDERS[event.provider].read(event.body.encode(), event.content_type)
         except MalformedReceipt as exc:  # a replayed rejected body that still does not parse
             event.state, event.error, event.processed_at = InboxState.REJECTED, str(exc), now
             continue

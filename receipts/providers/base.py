@@ -8,6 +8,8 @@ import binascii
 import hashlib
 import hmac
 import json
+import logging
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -17,6 +19,13 @@ from django.http import HttpRequest
 
 from receipts.models import Message
 from receipts.normalized import MalformedReceipt, NormalizedReceipt
+
+log = logging.getLogger(__name__)
+
+# Column sizes a receipt's fields end up in (ReceiptEvent.ref, Message.provider_message_id, Message.to).
+MAX_ID = 255
+MAX_ADDRESS = 320
+MAX_JSON_DEPTH = 32
 
 
 class Unauthorized(Exception):
@@ -38,6 +47,23 @@ class Provider:
 
     def parse(self, body: bytes, content_type: str) -> list[NormalizedReceipt]:
         raise NotImplementedError
+
+    def read(self, body: bytes, content_type: str) -> list[NormalizedReceipt]:
+        """``parse``, answering MalformedReceipt for anything this body cannot be, whatever the bytes: the webhook
+        answers 400 and keeps the body, and never accepts a receipt that processing could not store."""
+        try:
+            receipts = self.parse(body, content_type)
+        except MalformedReceipt:
+            raise
+        except RecursionError as exc:
+            raise MalformedReceipt("body is nested too deeply") from exc
+        except (ValueError, TypeError, ArithmeticError, LookupError) as exc:
+            # A shape the parser did not foresee: still the body's fault, and an operator should see it.
+            log.warning("%s parser: %s on an unforeseen body", self.name, type(exc).__name__)
+            raise MalformedReceipt(f"body could not be read: {type(exc).__name__}: {exc}"[:300]) from exc
+        for receipt in receipts:
+            check_storable(receipt)
+        return receipts
 
     def authenticate(self, request: HttpRequest, body: bytes) -> None:
         secrets = self.secrets()
@@ -73,17 +99,89 @@ def hmac_hex_ok(header: str, body: bytes, secrets: list[str]) -> bool:
     digest = {"sha256": hashlib.sha256, "sha512": hashlib.sha512}.get(algorithm.lower())
     if digest is None or not given:
         return False
-    expected = [hmac.new(s.encode(), body, digest).hexdigest() for s in secrets]
-    return any([hmac.compare_digest(given.strip().lower(), e) for e in expected])
+    expected = [hmac.new(s.encode(), body, digest).hexdigest().encode() for s in secrets]
+    # As bytes: compare_digest refuses a str with non-ASCII characters, and a header can carry any.
+    offered = given.strip().lower().encode("utf-8", "replace")
+    return any([hmac.compare_digest(offered, e) for e in expected])
 
 
 def load_json(body: bytes) -> Any:
+    """The body as JSON: UTF-8 only (what we store is what we parse again), finite numbers only (NaN and Infinity
+    are not JSON, and no JSON column takes them), at most ``MAX_JSON_DEPTH`` levels deep."""
+    if b"\x00" in body:
+        raise MalformedReceipt("body holds NUL bytes: not UTF-8 JSON (UTF-16?)")
     try:
-        return json.loads(body)
+        text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise MalformedReceipt("body is not UTF-8") from exc
+    try:
+        data = json.loads(text, parse_constant=refuse_constant, parse_float=finite_float)
     except json.JSONDecodeError as exc:
         raise MalformedReceipt(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    except RecursionError as exc:
+        raise MalformedReceipt(f"body is nested deeper than {MAX_JSON_DEPTH} levels") from exc
+    except ValueError as exc:  # an integer over Python's 4,300-digit limit, NaN, Infinity
+        raise MalformedReceipt(f"body is not valid JSON: {exc}") from exc
+    if depth(data) > MAX_JSON_DEPTH:
+        raise MalformedReceipt(f"body is nested deeper than {MAX_JSON_DEPTH} levels")
+    return data
+
+
+def refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise ValueError(f"number {literal[:40]} is out of range")
+    return value
+
+
+def depth(value: Any, limit: int = MAX_JSON_DEPTH + 1) -> int:
+    """How deep ``value`` nests, counted no further than ``limit``."""
+    if limit <= 0 or not isinstance(value, dict | list):
+        return 0
+    children = value.values() if isinstance(value, dict) else value
+    return 1 + max((depth(child, limit - 1) for child in children), default=0)
+
+
+def storable_text(value: str, where: str, limit: int | None = None) -> None:
+    if "\x00" in value:
+        raise MalformedReceipt(f"{where} holds a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise MalformedReceipt(f"{where} holds a lone surrogate (not Unicode text)") from exc
+    if limit is not None and len(value) > limit:
+        raise MalformedReceipt(f"{where} is over {limit} characters")
+
+
+def storable_json(value: Any, where: str) -> None:
+    if isinstance(value, str):
+        storable_text(value, where)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise MalformedReceipt(f"{where} holds a number that is not finite")
+    elif isinstance(value, dict):
+        for key, child in value.items():
+            storable_text(str(key), f"a key in {where}")
+            storable_json(child, where)
+    elif isinstance(value, list | tuple):
+        for child in value:
+            storable_json(child, where)
+
+
+def check_storable(receipt: NormalizedReceipt) -> None:
+    """What processing writes of a receipt fits its columns: PostgreSQL takes no NUL in text or JSON, no lone
+    surrogate, no NaN in JSON, and no id longer than its column."""
+    storable_text(receipt.provider_message_id, "the message id", MAX_ID)
+    storable_text(receipt.to, "the recipient", MAX_ADDRESS)
+    storable_text(receipt.address, "the address", MAX_ADDRESS)
+    storable_text(receipt.provider_code, "the provider code")
+    storable_text(receipt.description, "the description")
+    storable_text(receipt.channel, "the channel")
+    storable_json(receipt.details, "the receipt's details")
+    storable_json(receipt.raw, "the receipt")
 
 
 def require(obj: dict[str, Any], field: str, where: str = "body") -> Any:

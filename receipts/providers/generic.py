@@ -104,10 +104,9 @@ def parse_one(obj: Any) -> NormalizedReceipt:
 
 
 def standard_webhooks_ok(msg_id: str, timestamp: str, signatures: str, body: bytes, secrets: list[str]) -> bool:
-    try:
-        sent_at = int(timestamp)
-    except ValueError:
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 20):
         return False
+    sent_at = int(timestamp)
     if abs(time.time() - sent_at) > settings.WEBHOOK_TIMESTAMP_TOLERANCE:
         return False
     signed = f"{msg_id}.{timestamp}.".encode() + body
@@ -117,8 +116,9 @@ def standard_webhooks_ok(msg_id: str, timestamp: str, signatures: str, body: byt
             key = base64.b64decode(secret.removeprefix("whsec_"))
         except binascii.Error:
             continue
-        expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
-        if any([hmac.compare_digest(expected, g) for g in given]):
+        expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest())
+        # As bytes: compare_digest refuses a str with non-ASCII characters, and a header can carry any.
+        if any([hmac.compare_digest(expected, g.encode("utf-8", "replace")) for g in given]):
             return True
     return False
 

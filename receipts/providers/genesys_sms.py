@@ -8,7 +8,6 @@ of their own: the time we received them stands in.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -22,7 +21,16 @@ from django.http import HttpRequest
 from receipts.logging import mask
 from receipts.models import Message
 from receipts.normalized import MalformedReceipt, NormalizedReceipt, Outcome
-from receipts.providers.base import HTTP_TIMEOUT, Provider, SendError, content_of, raise_for, require, text
+from receipts.providers.base import (
+    HTTP_TIMEOUT,
+    Provider,
+    SendError,
+    content_of,
+    load_json,
+    raise_for,
+    require,
+    text,
+)
 from receipts.status import FailureCategory as C
 from receipts.status import Provider as ProviderName
 from receipts.status import ReviewReason, Status
@@ -73,6 +81,8 @@ def as_int(fields: dict[str, str], name: str, required: bool) -> int | None:
             raise MalformedReceipt(f"body has no '{name}'")
         return None
     try:
+        if not value.isascii():
+            raise ValueError(value)
         return int(value)
     except ValueError as exc:
         raise MalformedReceipt(f"'{name}' must be an integer, got {value!r}") from exc
@@ -84,10 +94,7 @@ def read_fields(body: bytes, content_type: str) -> dict[str, str]:
     except UnicodeDecodeError as exc:
         raise MalformedReceipt("body is not UTF-8") from exc
     if "json" in content_type:
-        try:
-            data: Any = json.loads(decoded)
-        except json.JSONDecodeError as exc:
-            raise MalformedReceipt(f"body is not valid JSON: {exc.msg}") from exc
+        data: Any = load_json(body)
         if not isinstance(data, dict):
             raise MalformedReceipt("expected a JSON object")
         return {k: text(v) for k, v in data.items()}
