@@ -23,6 +23,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from crm_sync.models import OutboxMessage
+from receipts.db import BIGINT_MAX, check_text
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -94,9 +95,22 @@ FEED_EXAMPLE = OpenApiExample(
 
 def parse_cursor(value: str) -> tuple[int, int]:
     match = CURSOR.match(value.strip())
-    if not match:
+    if not match or len(match.group(1)) > 19 or len(match.group(2)) > 19:
         raise ValidationError({"after": ["not a cursor from this feed (expected the `next` or a `cursor` value)"]})
-    return int(match.group(1)), int(match.group(2))
+    txid, pk = int(match.group(1)), int(match.group(2))
+    if max(txid, pk) > BIGINT_MAX:
+        raise ValidationError({"after": ["not a cursor from this feed (expected the `next` or a `cursor` value)"]})
+    return txid, pk
+
+
+def plain_text(name: str, values: list[str]) -> list[str]:
+    """Query values a text column can be compared with: no NUL, no lone surrogate."""
+    try:
+        for value in values:
+            check_text(value, f"`{name}`")
+    except ValueError as exc:
+        raise ValidationError({name: [str(exc)]}) from exc
+    return values
 
 
 def page_size(value: str | None) -> int:
@@ -156,9 +170,9 @@ class ChangeFeedView(GenericAPIView):
         size = page_size(request.query_params.get("page_size"))
         changes = feed(after)
         if record := request.query_params.get("crm_record_id"):
-            changes = changes.filter(crm_record_id=record)
+            changes = changes.filter(crm_record_id=plain_text("crm_record_id", [record])[0])
         if kinds := request.query_params.getlist("kind"):
-            changes = changes.filter(kind__in=kinds)
+            changes = changes.filter(kind__in=plain_text("kind", kinds))
         page = list(changes[: size + 1])
         has_more = len(page) > size
         page = page[:size]

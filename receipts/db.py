@@ -1,7 +1,8 @@
-"""Database helpers for the hot path."""
+"""Database helpers: row locks, the hot path's statements, read snapshots, and what a column can store."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar, cast
@@ -113,3 +114,39 @@ def snapshot() -> Iterator[None]:
         finally:
             with connection.cursor() as cursor:
                 cursor.execute("COMMIT")
+
+
+# --- what a column can store ------------------------------------------------------------------------------
+# PostgreSQL takes no NUL in text or JSON, no lone surrogate (psycopg cannot even encode one), no NaN or Infinity
+# in JSON, a time zone offset only up to 15:59, and 64-bit integers. Input is refused with these before it is
+# acknowledged, rather than failing later, or on one backend only.
+
+BIGINT_MAX = 2**63 - 1
+MAX_UTC_OFFSET = 14 * 3600  # the widest offset in use (Kiribati); PostgreSQL itself stops at 15:59
+
+
+def check_text(value: str, where: str, limit: int | None = None) -> None:
+    """Raise ValueError naming ``where`` unless ``value`` stores as text."""
+    if "\x00" in value:
+        raise ValueError(f"{where} holds a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{where} holds a lone surrogate (not Unicode text)") from exc
+    if limit is not None and len(value) > limit:
+        raise ValueError(f"{where} is over {limit} characters")
+
+
+def check_json(value: Any, where: str) -> None:
+    """Raise ValueError naming ``where`` unless ``value`` stores in a JSON column."""
+    if isinstance(value, str):
+        check_text(value, where)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} holds a number that is not finite")
+    elif isinstance(value, dict):
+        for key, child in value.items():
+            check_text(str(key), f"a key in {where}")
+            check_json(child, where)
+    elif isinstance(value, list | tuple):
+        for child in value:
+            check_json(child, where)

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 
 from receipts.actions.messages import register_message
 from receipts.addresses import normalize_address
+from receipts.api.support import IsoDateTimeFilter
 from receipts.db import snapshot
 from receipts.models import Message, MessageEvent, Priority
 from receipts.status import Channel, Provider, ReviewReason, Status
@@ -124,7 +125,7 @@ class MessageFilter(django_filters.FilterSet):
     to = django_filters.CharFilter(method="filter_to")
     needs_review = django_filters.BooleanFilter()
     review_reason = django_filters.ChoiceFilter(choices=ReviewReason.choices)
-    updated_after = django_filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="gt")
+    updated_after = IsoDateTimeFilter(field_name="updated_at", lookup_expr="gt")
 
     class Meta:
         model = Message

@@ -1,14 +1,36 @@
-"""Pagination and error shape for the REST API (kept apart from the views DRF settings import them by)."""
+"""What every endpoint of the REST API shares: the error shape, a JSON parser that refuses what no column can
+store, cursor pagination that refuses forged cursors, and date filters that refuse offsets no database takes.
+(Kept apart from the views: DRF's settings import these by name.)"""
 
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
 from typing import Any
 
-from rest_framework import pagination
+import django_filters
+from django import forms
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.utils.dateparse import parse_datetime
+from rest_framework import exceptions, pagination, parsers, status
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from receipts.db import BIGINT_MAX, MAX_UTC_OFFSET, check_json
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "request body too large"
+    default_code = "too_large"
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Errors answer ``{"error": "...", "detail": ...}`` so every failure names its problem the same way."""
+    if isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge(f"request body over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes")
     response = drf_exception_handler(exc, context)
     if response is not None:
         detail = response.data
@@ -17,7 +39,59 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
+def refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+class StrictJSONParser(parsers.JSONParser):
+    """JSON as a column can store it: no NaN or Infinity, no NUL, no lone surrogate (a ``\\u0000`` or ``\\ud800``
+    escape), anywhere in the body. Anything else answers 400 naming the problem."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        try:
+            text = stream.read().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise exceptions.ParseError("JSON body is not UTF-8") from exc
+        try:
+            data = json.loads(text, parse_constant=refuse_constant)
+            check_json(data, "the body")
+        except RecursionError as exc:
+            raise exceptions.ParseError("JSON body is nested too deeply") from exc
+        except ValueError as exc:  # JSONDecodeError, NaN, a NUL, a lone surrogate, an integer over 4,300 digits
+            raise exceptions.ParseError(f"JSON parse error: {exc}") from exc
+        return data
+
+
 class CursorPagination(pagination.CursorPagination):
     ordering = "-id"
     page_size_query_param = "page_size"
     max_page_size = 1000
+
+    def decode_cursor(self, request: Request) -> pagination.Cursor | None:
+        """DRF's cursor, checked: a position must be an id (the only ordering here), else 404 "Invalid cursor"
+        as for any cursor DRF cannot read."""
+        cursor = super().decode_cursor(request)
+        if cursor is not None and cursor.position is not None:
+            position = str(cursor.position)
+            if not (position.isascii() and position.isdigit() and int(position) <= BIGINT_MAX):
+                raise exceptions.NotFound(self.invalid_cursor_message)
+        return cursor
+
+
+class OffsetDateTimeField(forms.DateTimeField):
+    """ISO 8601, with a UTC offset no wider than any zone uses (PostgreSQL refuses +16:00)."""
+
+    def to_python(self, value: Any) -> datetime | None:
+        if isinstance(value, str):
+            parsed = parse_datetime(value.strip()) if value.strip() else None
+            if parsed is None and value.strip():
+                raise forms.ValidationError("Enter an ISO 8601 date and time, such as 2026-11-20T10:00:00Z.")
+            if parsed is not None and parsed.utcoffset() is not None:
+                offset = parsed.utcoffset() or timedelta(0)
+                if abs(offset.total_seconds()) > MAX_UTC_OFFSET:
+                    raise forms.ValidationError("The UTC offset is out of range (at most 14:00 either way).")
+        return super().to_python(value)
+
+
+class IsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = OffsetDateTimeField

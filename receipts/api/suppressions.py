@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from receipts.actions import suppression
 from receipts.addresses import normalize_address
 from receipts.api.auth import HasScope
+from receipts.api.support import IsoDateTimeFilter
 from receipts.models import ApiClient, Suppression, SuppressionChange, SuppressionReason, SuppressionSource
 from receipts.status import Channel
 
@@ -120,7 +121,7 @@ class SuppressionFilter(django_filters.FilterSet):
     source = django_filters.ChoiceFilter(choices=SuppressionSource.choices)
     active = django_filters.BooleanFilter(method="filter_active")
     address = django_filters.CharFilter(method="filter_address")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gt")
+    created_after = IsoDateTimeFilter(field_name="created_at", lookup_expr="gt")
 
     class Meta:
         model = Suppression

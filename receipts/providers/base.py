@@ -17,6 +17,7 @@ import httpx
 from django.conf import settings
 from django.http import HttpRequest
 
+from receipts.db import check_json, check_text
 from receipts.models import Message
 from receipts.normalized import MalformedReceipt, NormalizedReceipt
 
@@ -146,42 +147,20 @@ def depth(value: Any, limit: int = MAX_JSON_DEPTH + 1) -> int:
     return 1 + max((depth(child, limit - 1) for child in children), default=0)
 
 
-def storable_text(value: str, where: str, limit: int | None = None) -> None:
-    if "\x00" in value:
-        raise MalformedReceipt(f"{where} holds a NUL character")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise MalformedReceipt(f"{where} holds a lone surrogate (not Unicode text)") from exc
-    if limit is not None and len(value) > limit:
-        raise MalformedReceipt(f"{where} is over {limit} characters")
-
-
-def storable_json(value: Any, where: str) -> None:
-    if isinstance(value, str):
-        storable_text(value, where)
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise MalformedReceipt(f"{where} holds a number that is not finite")
-    elif isinstance(value, dict):
-        for key, child in value.items():
-            storable_text(str(key), f"a key in {where}")
-            storable_json(child, where)
-    elif isinstance(value, list | tuple):
-        for child in value:
-            storable_json(child, where)
-
-
 def check_storable(receipt: NormalizedReceipt) -> None:
     """What processing writes of a receipt fits its columns: PostgreSQL takes no NUL in text or JSON, no lone
     surrogate, no NaN in JSON, and no id longer than its column."""
-    storable_text(receipt.provider_message_id, "the message id", MAX_ID)
-    storable_text(receipt.to, "the recipient", MAX_ADDRESS)
-    storable_text(receipt.address, "the address", MAX_ADDRESS)
-    storable_text(receipt.provider_code, "the provider code")
-    storable_text(receipt.description, "the description")
-    storable_text(receipt.channel, "the channel")
-    storable_json(receipt.details, "the receipt's details")
-    storable_json(receipt.raw, "the receipt")
+    try:
+        check_text(receipt.provider_message_id, "the message id", MAX_ID)
+        check_text(receipt.to, "the recipient", MAX_ADDRESS)
+        check_text(receipt.address, "the address", MAX_ADDRESS)
+        check_text(receipt.provider_code, "the provider code")
+        check_text(receipt.description, "the description")
+        check_text(receipt.channel, "the channel")
+        check_json(receipt.details, "the receipt's details")
+        check_json(receipt.raw, "the receipt")
+    except ValueError as exc:
+        raise MalformedReceipt(str(exc)) from exc
 
 
 def require(obj: dict[str, Any], field: str, where: str = "body") -> Any:
