@@ -278,11 +278,9 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": [
-        "receipts.api.support.StrictJSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
-    ],
+    # The API speaks JSON only (the webhooks parse their own bodies).
+    "DEFAULT_PARSER_CLASSES": ["receipts.api.support.StrictJSONParser"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "EXCEPTION_HANDLER": "receipts.api.support.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
@@ -297,6 +295,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     # A suppression's source and lift source share one choice set, apart from a timeline entry's source.
     "ENUM_NAME_OVERRIDES": {"SuppressionSourceEnum": "receipts.models.SuppressionSource"},
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "receipts.api.schema.add_error_responses",
+    ],
 }
 
 # --- the rest of Django ----------------------------------------------------------------------------------

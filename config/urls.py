@@ -1,10 +1,22 @@
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import include, path
+from django.views.defaults import page_not_found
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config import health
 from receipts import metrics
 from receipts.admin import provider_limits
+
+# Under /api/ and /webhooks/ a missing page answers in the API's error shape, elsewhere with Django's page.
+handler404 = "config.urls.not_found"
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if request.path.startswith(("/api/", "/webhooks/")):
+        return JsonResponse({"error": "not found", "detail": {"path": request.path}}, status=404)
+    return page_not_found(request, exception)
+
 
 urlpatterns = [
     path("admin/provider-limits/", provider_limits.provider_limits, name="provider-limits"),

@@ -14,13 +14,13 @@ from rest_framework.response import Response
 
 from receipts.actions.messages import register_message
 from receipts.addresses import normalize_address
-from receipts.api.support import IsoDateTimeFilter
+from receipts.api.support import IsoDateTimeFilter, ModelSerializer
 from receipts.db import snapshot
 from receipts.models import Message, MessageEvent, Priority
 from receipts.status import Channel, Provider, ReviewReason, Status
 
 
-class MessageEventSerializer(serializers.ModelSerializer):
+class MessageEventSerializer(ModelSerializer):
     class Meta:
         model = MessageEvent
         fields = [
@@ -41,7 +41,7 @@ class MessageEventSerializer(serializers.ModelSerializer):
         ]
 
 
-class MessageSerializer(serializers.ModelSerializer):
+class MessageSerializer(ModelSerializer):
     campaign: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(slug_field="name", read_only=True)
 
     class Meta:
@@ -168,6 +168,8 @@ class MessageViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
 ):
     filterset_class = MessageFilter
+    # Any path segment reaches the view, which answers 404 in the error shape for an id that is not one.
+    lookup_value_regex = "[^/]+"
 
     def get_queryset(self) -> QuerySet[Message]:
         queryset = Message.objects.select_related("campaign")

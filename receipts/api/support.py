@@ -11,14 +11,37 @@ from typing import Any
 import django_filters
 from django import forms
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import FieldDoesNotExist, RequestDataTooBig
 from django.utils.dateparse import parse_datetime
-from rest_framework import exceptions, pagination, parsers, status
+from rest_framework import exceptions, pagination, parsers, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from receipts.db import BIGINT_MAX, MAX_UTC_OFFSET, check_json
+
+
+class ModelSerializer(serializers.ModelSerializer):
+    """A ModelSerializer whose read-only fields say what they can hold: DRF drops ``allow_blank`` and
+    ``allow_null`` from read-only fields, and the schema would then promise a choice (or an object) where the API
+    sends "" (or null)."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        model: Any = self.Meta.model
+        meta = model._meta
+        for name, field in fields.items():
+            if not field.read_only or not isinstance(field, serializers.ChoiceField | serializers.RelatedField):
+                continue
+            try:
+                model_field = meta.get_field(field.source if field.source and field.source != "*" else name)
+            except FieldDoesNotExist:
+                continue
+            if isinstance(field, serializers.ChoiceField) and getattr(model_field, "blank", False):
+                field.allow_blank = True
+            if getattr(model_field, "null", False):
+                field.allow_null = True
+        return fields
 
 
 class PayloadTooLarge(exceptions.APIException):

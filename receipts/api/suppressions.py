@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from receipts.actions import suppression
 from receipts.addresses import normalize_address
 from receipts.api.auth import HasScope
-from receipts.api.support import IsoDateTimeFilter
+from receipts.api.support import IsoDateTimeFilter, ModelSerializer
 from receipts.models import ApiClient, Suppression, SuppressionChange, SuppressionReason, SuppressionSource
 from receipts.status import Channel
 
@@ -29,13 +29,13 @@ if TYPE_CHECKING:
     from rest_framework.permissions import _SupportsHasPermission
 
 
-class SuppressionChangeSerializer(serializers.ModelSerializer):
+class SuppressionChangeSerializer(ModelSerializer):
     class Meta:
         model = SuppressionChange
         fields = ["action", "at", "source", "actor", "note", "evidence"]
 
 
-class SuppressionSerializer(serializers.ModelSerializer):
+class SuppressionSerializer(ModelSerializer):
     active = serializers.SerializerMethodField()
 
     class Meta:
@@ -188,6 +188,8 @@ class SuppressionViewSet(
     viewsets.GenericViewSet,
 ):
     filterset_class = SuppressionFilter
+    # Any path segment reaches the view, which answers 404 in the error shape for an id that is not one.
+    lookup_value_regex = "[^/]+"
 
     def get_queryset(self) -> QuerySet[Suppression]:
         queryset = Suppression.objects.all()
