@@ -1,5 +1,8 @@
 # Everything a user needs, from a machine with only Python 3.11 and make.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# honcho would load .env itself and let it override the environment; the settings read .env and let the
+# environment win (docs/configuration.md), so honcho is given no env file.
+HONCHO_FLAGS := --env /dev/null
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
@@ -22,7 +25,7 @@ migrate: install
 run: migrate
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py bootstrap_admin
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho -f Procfile start
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho $(HONCHO_FLAGS) -f Procfile start
 
 ## demo: the app plus the provider simulator, and a demo campaign sent through it (receipts, polls, review items)
 demo: migrate
@@ -35,7 +38,7 @@ demo: migrate
 	GENESYS_SMS_SENDER=+15559876543 WEBEX_CONNECT_URL=http://127.0.0.1:8100 WEBEX_CONNECT_SERVICE_KEY=demo \
 	WEBEX_CONNECT_SENDER_ID=DEMO WEBEX_CONNECT_EMAIL_FROM=demo@example.com \
 	RECEIPT_TIMEOUT_HOURS=0.01 RECEIPT_TIMEOUT_CHECK_INTERVAL=10 BULK_RECONCILE_INTERVAL=30 \
-	$(BIN)/honcho -f Procfile.demo start
+	$(BIN)/honcho $(HONCHO_FLAGS) -f Procfile.demo start
 
 ## test: the whole suite (embedded mode unless DATABASE_URL / CELERY_BROKER_URL say otherwise)
 test: install

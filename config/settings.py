@@ -279,7 +279,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # The API speaks JSON only (the webhooks parse their own bodies).
-    "DEFAULT_PARSER_CLASSES": ["receipts.api.support.StrictJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["receipts.api.parsers.StrictJSONParser"],
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "EXCEPTION_HANDLER": "receipts.api.support.exception_handler",
     "UNAUTHENTICATED_USER": None,

@@ -9,8 +9,9 @@ rows. Processing itself is ``receipts.actions.process``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
@@ -120,9 +121,22 @@ def requeue_orphans(events: QuerySet[ReceiptEvent]) -> int:
 
 
 def rematch_orphans() -> int:
-    """Orphans whose message has since appeared (covers a registration racing the orphan's own commit)."""
-    registered = Message.objects.filter(provider=OuterRef("provider"), provider_message_id=OuterRef("ref"))
+    """Orphans whose message has appeared since they were processed (covers a registration racing the orphan's
+    own commit). Only a message new to the orphan counts: one it has already been matched against and could not
+    attach to (an email receipt for another recipient) does not send it round again at every sweep."""
+    registered = Message.objects.filter(
+        provider=OuterRef("provider"),
+        provider_message_id=OuterRef("ref"),
+        created_at__gt=OuterRef("processed_at") - race_margin(),
+    )
     return requeue_orphans(ReceiptEvent.objects.filter(Exists(registered)))
+
+
+def race_margin() -> timedelta:
+    """A registration can commit while the batch that made a receipt an orphan is still open, and miss it: a batch
+    lives no longer than its task (``CELERY_TASK_TIME_LIMIT``), so a message created that long before the orphan
+    was processed may be one it never saw."""
+    return timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
 
 
 def expire_orphans(now: datetime | None = None) -> int:

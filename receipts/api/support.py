@@ -1,10 +1,9 @@
-"""What every endpoint of the REST API shares: the error shape, a JSON parser that refuses what no column can
-store, cursor pagination that refuses forged cursors, and date filters that refuse offsets no database takes.
-(Kept apart from the views: DRF's settings import these by name.)"""
+"""What every endpoint of the REST API shares: the error shape, cursor pagination that refuses forged cursors,
+date filters that refuse offsets no database takes, and a ModelSerializer whose schema says "" and null where the
+API sends them. (The JSON parser is ``receipts.api.parsers``.)"""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,12 +12,12 @@ from django import forms
 from django.conf import settings
 from django.core.exceptions import FieldDoesNotExist, RequestDataTooBig
 from django.utils.dateparse import parse_datetime
-from rest_framework import exceptions, pagination, parsers, serializers, status
+from rest_framework import exceptions, pagination, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from receipts.db import BIGINT_MAX, MAX_UTC_OFFSET, check_json
+from receipts.db import BIGINT_MAX, MAX_UTC_OFFSET
 
 
 class ModelSerializer(serializers.ModelSerializer):
@@ -60,29 +59,6 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         message = detail.get("detail") if isinstance(detail, dict) and "detail" in detail else "invalid request"
         response.data = {"error": str(message), "detail": detail}
     return response
-
-
-def refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-class StrictJSONParser(parsers.JSONParser):
-    """JSON as a column can store it: no NaN or Infinity, no NUL, no lone surrogate (a ``\\u0000`` or ``\\ud800``
-    escape), anywhere in the body. Anything else answers 400 naming the problem."""
-
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
-        try:
-            text = stream.read().decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise exceptions.ParseError("JSON body is not UTF-8") from exc
-        try:
-            data = json.loads(text, parse_constant=refuse_constant)
-            check_json(data, "the body")
-        except RecursionError as exc:
-            raise exceptions.ParseError("JSON body is nested too deeply") from exc
-        except ValueError as exc:  # JSONDecodeError, NaN, a NUL, a lone surrogate, an integer over 4,300 digits
-            raise exceptions.ParseError(f"JSON parse error: {exc}") from exc
-        return data
 
 
 class CursorPagination(pagination.CursorPagination):

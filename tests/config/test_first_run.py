@@ -23,3 +23,13 @@ def test_first_run_writes_env_once_with_fresh_secrets(tmp_path: Path, monkeypatc
     assert len(values["SECRET_KEY"]) > 40
     assert values["WEBHOOK_SECRET_GENERIC"].startswith("whsec_")
     assert ":" in values["WEBHOOK_BASIC_AUTH"]
+
+
+def test_first_run_protects_metrics_with_a_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / ".env"
+    monkeypatch.setattr(first_run, "ENV_FILE", target)
+
+    first_run.main()
+
+    values = dict(line.split("=", 1) for line in target.read_text().splitlines() if "=" in line)
+    assert len(values["METRICS_TOKEN"]) >= 32

@@ -59,6 +59,12 @@ def test_bootstrap_admin_creates_one_admin_and_prints_its_password_once() -> Non
         ("to +1 (555) 123-4567.", "to ***67."),
         ("alice.smith@example.com bounced", "a***@example.com bounced"),
         ("msisdn 15551234567", "msisdn ***67"),
+        ("to=%2B15551234567&x=1", "to=***67&x=1"),
+        ("email=alice%40example.com", "email=a***@example.com"),
+        ('{"to": "alice\\u0040example.com"}', '{"to": "a***@example.com"}'),
+        ("call 555-123-4567 now", "call ***67 now"),
+        ("call (555) 123-4567 now", "call ***67 now"),
+        ("call 555.123.4567 now", "call ***67 now"),
     ],
 )
 def test_addresses_are_masked(line: str, masked: str) -> None:
@@ -71,6 +77,8 @@ def test_addresses_are_masked(line: str, masked: str) -> None:
         "task 71be96e0-e6e4-4a50-52e5-cab944130000 done",
         "at 2026-11-22 05:30:52,985",
         "event 12345 of 8c1f5e3a2b7d4c9e",
+        "took 123.456 ms at 10:15:09.480",
+        "version 1.2.3, ids 100-200-300",
     ],
 )
 def test_ids_and_times_are_not_mistaken_for_phone_numbers(line: str) -> None:
@@ -88,3 +96,22 @@ def test_every_log_record_is_masked(caplog: pytest.LogCaptureFixture) -> None:
     finally:
         handler.removeFilter(handler.filters[-1])
     assert caplog.records[-1].getMessage() == "message to ***67 from b***@example.org"
+
+
+def test_a_traceback_is_masked_too(caplog: pytest.LogCaptureFixture) -> None:
+    """A database error quotes the failing row (DETAIL, LINE, CONTEXT): the traceback is masked like the message."""
+    from receipts.logging import MaskAddressesFilter
+
+    logger = logging.getLogger("receipts.test")
+    handler = caplog.handler
+    handler.addFilter(MaskAddressesFilter())
+    try:
+        try:
+            raise ValueError('DETAIL:  Key (to)=(+15551234567) already exists. LINE 1: "alice@example.com"')
+        except ValueError:
+            logger.exception("insert failed")
+    finally:
+        handler.removeFilter(handler.filters[-1])
+    text = caplog.text
+    assert "insert failed" in text and "***67" in text and "a***@example.com" in text
+    assert "+15551234567" not in text and "alice@example.com" not in text

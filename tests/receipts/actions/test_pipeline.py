@@ -369,3 +369,27 @@ def test_a_drain_after_a_small_batch_lingers_for_more_then_ends_on_an_empty_inbo
         assert (processed, sleeps, message.status) == (2, [linger, linger], "delivered")
     else:
         assert (processed, sleeps, message.status) == (1, [], "sent")
+
+
+def test_an_orphan_that_cannot_attach_is_not_sent_round_at_every_sweep(client: Any, time_machine: Any) -> None:
+    """An email receipt for a recipient the message was not sent to stays an orphan; once it has been matched
+    against the message and failed, the sweeper leaves it until something new is registered."""
+    time_machine.move_to("2026-11-22T10:00:00Z", tick=False)
+    register(channel="email", provider="generic", provider_message_id="mail-1", to="a@example.com")
+    body = json.loads(generic("mail-1", "delivered", "2026-11-20T10:00:00Z"))
+    post_webhook(client, "generic", json.dumps({**body, "type": "email", "to": "b@example.com"}))
+    drain()
+    assert ReceiptEvent.objects.get().state == InboxState.ORPHAN
+
+    # Registered just before the orphan was processed: it might have raced the orphan's commit, so one more look.
+    time_machine.shift(timedelta(minutes=3))
+    assert ingest.rematch_orphans() == 1
+    drain()
+    assert ReceiptEvent.objects.get().state == InboxState.ORPHAN
+    for _ in range(3):  # then no more: the sweeper used to send it round every 5 s for a day
+        time_machine.shift(timedelta(seconds=5))
+        assert ingest.rematch_orphans() == 0
+
+    register(channel="email", provider="generic", provider_message_id="mail-1", to="b@example.com")
+    drain()
+    assert ReceiptEvent.objects.get().state == InboxState.PROCESSED
