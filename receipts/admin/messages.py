@@ -203,7 +203,7 @@ class ReceiptEventAdmin(ReadOnlyAdmin):
         "content_type",
         "remote_addr",
         "ref",
-        "error",
+        "masked_error",
         "attempts",
         "received_at",
         "next_attempt_at",
@@ -211,7 +211,7 @@ class ReceiptEventAdmin(ReadOnlyAdmin):
         "processed_at",
         "masked_body",
     ]
-    exclude = ["body"]
+    exclude = ["body", "error"]
     actions = ["replay"]
     show_full_result_count = False
 
@@ -221,7 +221,12 @@ class ReceiptEventAdmin(ReadOnlyAdmin):
 
     @admin.display(description="error")
     def short_error(self, obj: ReceiptEvent) -> str:
-        return obj.error[:80]
+        return mask(obj.error)[:80]
+
+    @admin.display(description="error (addresses masked)")
+    def masked_error(self, obj: ReceiptEvent) -> str:
+        # Rows stored before errors were masked at write time may still quote an address.
+        return mask(obj.error)
 
     @admin.display(description="body (addresses masked)")
     def masked_body(self, obj: ReceiptEvent) -> str:

@@ -87,6 +87,20 @@ def test_receipt_event_page_masks_addresses(admin_client: Client, client: Client
     assert "***67" in html
 
 
+def test_receipt_event_errors_are_masked_in_the_list_and_the_page(admin_client: Client) -> None:
+    """An error stored before errors were masked on write still shows masked."""
+    event = ReceiptEvent.objects.create(
+        provider="generic", state="dead", body="{}", error="DataError: Key (to)=(+15551234567) alice@example.com"
+    )
+
+    page = admin_client.get(f"/admin/receipts/receiptevent/{event.pk}/change/").content.decode()
+    listing = admin_client.get("/admin/receipts/receiptevent/").content.decode()
+
+    for html in (page, listing):
+        assert "+15551234567" not in html and "alice@example.com" not in html
+        assert "***67" in html
+
+
 def test_replay_action_requeues_dead_events_and_says_what_it_skipped(admin_client: Client, client: Client) -> None:
     register(provider_message_id="rp-1")
     post_webhook(client, "generic", b'{"id": "rp-1", "status": "delivered", "timestamp": "2026-11-20T10:00:00Z"}')
