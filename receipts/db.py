@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -150,3 +151,39 @@ def check_json(value: Any, where: str) -> None:
     elif isinstance(value, list | tuple):
         for child in value:
             check_json(child, where)
+
+
+MAX_JSON_DEPTH = 32
+
+
+def load_json(text: str, where: str = "the body") -> Any:
+    """JSON that every JSON column takes: finite numbers only (NaN, Infinity and 1e400 refused), no NUL and no
+    lone surrogate in any string or key, at most ``MAX_JSON_DEPTH`` levels deep. Raises ValueError naming the
+    problem (``json.JSONDecodeError`` for the syntax, an integer over Python's 4,300 digits too)."""
+    try:
+        data = json.loads(text, parse_constant=refuse_constant, parse_float=finite_float)
+    except RecursionError as exc:
+        raise ValueError(f"{where} is nested deeper than {MAX_JSON_DEPTH} levels") from exc
+    if depth(data) > MAX_JSON_DEPTH:
+        raise ValueError(f"{where} is nested deeper than {MAX_JSON_DEPTH} levels")
+    check_json(data, where)
+    return data
+
+
+def refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise ValueError(f"number {literal[:40]} is out of range")
+    return value
+
+
+def depth(value: Any, limit: int = MAX_JSON_DEPTH + 1) -> int:
+    """How deep ``value`` nests, counted no further than ``limit``."""
+    if limit <= 0 or not isinstance(value, dict | list):
+        return 0
+    children = value.values() if isinstance(value, dict) else value
+    return 1 + max((depth(child, limit - 1) for child in children), default=0)

@@ -9,7 +9,6 @@ import hashlib
 import hmac
 import json
 import logging
-import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -18,6 +17,7 @@ from django.conf import settings
 from django.http import HttpRequest
 
 from receipts.db import check_json, check_text
+from receipts.db import load_json as load_storable_json
 from receipts.models import Message
 from receipts.normalized import MalformedReceipt, NormalizedReceipt
 
@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 # Column sizes a receipt's fields end up in (ReceiptEvent.ref, Message.provider_message_id, Message.to).
 MAX_ID = 255
 MAX_ADDRESS = 320
-MAX_JSON_DEPTH = 32
 
 
 class Unauthorized(Exception):
@@ -107,8 +106,8 @@ def hmac_hex_ok(header: str, body: bytes, secrets: list[str]) -> bool:
 
 
 def load_json(body: bytes) -> Any:
-    """The body as JSON: UTF-8 only (what we store is what we parse again), finite numbers only (NaN and Infinity
-    are not JSON, and no JSON column takes them), at most ``MAX_JSON_DEPTH`` levels deep."""
+    """The body as JSON: UTF-8 only (what we store is what we parse again), and only what a JSON column can store
+    (``receipts.db.load_json``: finite numbers, no NUL or lone surrogate, at most 32 levels deep)."""
     if b"\x00" in body:
         raise MalformedReceipt("body holds NUL bytes: not UTF-8 JSON (UTF-16?)")
     try:
@@ -116,35 +115,11 @@ def load_json(body: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise MalformedReceipt("body is not UTF-8") from exc
     try:
-        data = json.loads(text, parse_constant=refuse_constant, parse_float=finite_float)
+        return load_storable_json(text)
     except json.JSONDecodeError as exc:
         raise MalformedReceipt(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
-    except RecursionError as exc:
-        raise MalformedReceipt(f"body is nested deeper than {MAX_JSON_DEPTH} levels") from exc
-    except ValueError as exc:  # an integer over Python's 4,300-digit limit, NaN, Infinity
+    except ValueError as exc:
         raise MalformedReceipt(f"body is not valid JSON: {exc}") from exc
-    if depth(data) > MAX_JSON_DEPTH:
-        raise MalformedReceipt(f"body is nested deeper than {MAX_JSON_DEPTH} levels")
-    return data
-
-
-def refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def finite_float(literal: str) -> float:
-    value = float(literal)
-    if not math.isfinite(value):
-        raise ValueError(f"number {literal[:40]} is out of range")
-    return value
-
-
-def depth(value: Any, limit: int = MAX_JSON_DEPTH + 1) -> int:
-    """How deep ``value`` nests, counted no further than ``limit``."""
-    if limit <= 0 or not isinstance(value, dict | list):
-        return 0
-    children = value.values() if isinstance(value, dict) else value
-    return 1 + max((depth(child, limit - 1) for child in children), default=0)
 
 
 def check_storable(receipt: NormalizedReceipt) -> None:

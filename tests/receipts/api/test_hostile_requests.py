@@ -60,7 +60,7 @@ MESSAGE = {"channel": "sms", "provider": "generic", "provider_message_id": "x-1"
         ("/api/v1/messages/", json.dumps({**MESSAGE, "provider_message_id": "x\ud800"}), "lone surrogate"),
         ("/api/v1/messages/", json.dumps({**MESSAGE, "metadata": {"a": float("nan")}}), "NaN is not a JSON number"),
         ("/api/v1/messages/", '{"metadata": ' + "9" * 5000 + "}", "JSON parse error"),
-        ("/api/v1/messages/", "[" * 5000 + "]" * 5000, "nested too deeply"),
+        ("/api/v1/messages/", "[" * 5000 + "]" * 5000, "nested deeper than 32 levels"),
         ("/api/v1/suppressions/check/", json.dumps({"channel": "sms", "addresses": ["\u0000"]}), "NUL"),
         ("/api/v1/suppressions/check/", json.dumps({"channel": "sms", "addresses": ["\ud800"]}), "lone surrogate"),
         ("/api/v1/suppressions/", json.dumps({"channel": "email", "address": "a@b.c", "note": "\ud800"}), "surrogate"),
