@@ -68,4 +68,4 @@ check-samples:
 	diff -r tests/samples $(SAMPLES_FROM) && echo "tests/samples matches $(SAMPLES_FROM)"
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .test-var .pytest_cache .hypothesis

@@ -52,3 +52,15 @@ def test_with_the_simulator_installed_its_commands_are_there(tmp_path: Path) -> 
     done = run(["manage.py", "simulate_providers", "--help"], tmp_path)
 
     assert done.returncode == 0, done.stderr
+
+
+def test_the_tests_keep_their_runtime_files_out_of_the_var_that_make_run_uses() -> None:
+    """A developer's `make run` must not meet the drain tasks and limits the tests left behind."""
+    from django.conf import settings
+
+    assert Path(settings.VAR_DIR).resolve() != (ROOT / "var").resolve()
+    assert (
+        Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("data_folder_in", settings.VAR_DIR))
+        .resolve()
+        .is_relative_to(Path(settings.VAR_DIR).resolve())
+    )
