@@ -40,7 +40,13 @@ def receive(request: HttpRequest, provider_name: str) -> JsonResponse:
     JSON). ``WebhookView`` below only documents the endpoint in the OpenAPI schema.
     """
     request.get_host()  # DisallowedHost (400) unless ALLOWED_HOSTS has it
-    length = request.META.get("CONTENT_LENGTH") or "0"
+    provider = PROVIDERS[provider_name]
+    if not provider.offers_credentials(request):
+        return refused(request, provider_name, Unauthorized("missing credentials"))
+    length = request.META.get("CONTENT_LENGTH") or ""
+    if not length and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+        error = "send the body with a Content-Length header; chunked bodies are not read"
+        return JsonResponse({"error": error}, status=411)
     if length.isdigit() and int(length) > settings.WEBHOOK_MAX_BODY:
         return JsonResponse({"error": f"body over {settings.WEBHOOK_MAX_BODY} bytes"}, status=413)
     try:
@@ -48,12 +54,9 @@ def receive(request: HttpRequest, provider_name: str) -> JsonResponse:
     except RequestDataTooBig:
         return JsonResponse({"error": f"body over {settings.WEBHOOK_MAX_BODY} bytes"}, status=413)
     try:
-        PROVIDERS[provider_name].authenticate(request, body)
+        provider.authenticate(request, body)
     except Unauthorized as exc:
-        log.warning("webhook %s refused from %s: %s", provider_name, request.META.get("REMOTE_ADDR"), exc)
-        response = JsonResponse({"error": str(exc)}, status=401)
-        response["WWW-Authenticate"] = 'Basic realm="webhooks"'
-        return response
+        return refused(request, provider_name, exc)
     content_type = request.META.get("CONTENT_TYPE", "")
     try:
         result = ingest_once_more_on_a_dead_connection(provider_name, body, content_type, request)
@@ -62,6 +65,13 @@ def receive(request: HttpRequest, provider_name: str) -> JsonResponse:
     if result.accepted:
         request_drain()
     return JsonResponse({"accepted": result.accepted, "duplicates": result.duplicates})
+
+
+def refused(request: HttpRequest, provider_name: str, problem: Unauthorized) -> JsonResponse:
+    log.warning("webhook %s refused from %s: %s", provider_name, request.META.get("REMOTE_ADDR"), problem)
+    response = JsonResponse({"error": str(problem)}, status=401)
+    response["WWW-Authenticate"] = 'Basic realm="webhooks"'
+    return response
 
 
 def ingest_once_more_on_a_dead_connection(

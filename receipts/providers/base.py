@@ -10,7 +10,7 @@ import hmac
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import httpx
 from django.conf import settings
@@ -37,6 +37,8 @@ class Provider:
     """One provider's webhook: how callers prove who they are, and how its bodies read."""
 
     name: str
+    # The headers that carry this provider's own credentials (a signature, a token).
+    credential_headers: ClassVar[tuple[str, ...]] = ()
 
     def secrets(self) -> list[str]:
         raise NotImplementedError
@@ -64,6 +66,16 @@ class Provider:
         for receipt in receipts:
             check_storable(receipt)
         return receipts
+
+    def offers_credentials(self, request: HttpRequest) -> bool:
+        """Whether the request carries anything that could prove its caller, judged before its body is read: a
+        caller offering nothing is refused at once, so one that announces a body and never sends it holds no
+        thread. (With nothing configured, ``authenticate`` decides, as DEBUG allows.)"""
+        if not self.secrets() and not settings.WEBHOOK_BASIC_AUTH:
+            return True
+        if request.headers.get("Authorization", "").lower().startswith("basic "):
+            return True
+        return any(request.headers.get(header) for header in self.credential_headers)
 
     def authenticate(self, request: HttpRequest, body: bytes) -> None:
         secrets = self.secrets()

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -126,6 +126,8 @@ def standard_webhooks_ok(msg_id: str, timestamp: str, signatures: str, body: byt
 @dataclass(frozen=True)
 class Generic(Provider):
     name: str = ProviderName.GENERIC
+
+    credential_headers: ClassVar[tuple[str, ...]] = ("webhook-signature",)
 
     def secrets(self) -> list[str]:
         return settings.WEBHOOK_SECRET_GENERIC

@@ -11,7 +11,7 @@ import hmac
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl
 
 import httpx
@@ -108,8 +108,13 @@ def read_fields(body: bytes, content_type: str) -> dict[str, str]:
 class GenesysSms(Provider):
     name: str = ProviderName.GENESYS_SMS
 
+    credential_headers: ClassVar[tuple[str, ...]] = ("X-Webhook-Token",)
+
     def secrets(self) -> list[str]:
         return settings.WEBHOOK_SECRET_GENESYS_SMS
+
+    def offers_credentials(self, request: HttpRequest) -> bool:
+        return super().offers_credentials(request) or bool(request.GET.get("token"))
 
     def verify_signature(self, request: HttpRequest, body: bytes, secrets: list[str]) -> bool | None:
         token = request.headers.get("X-Webhook-Token") or request.GET.get("token")

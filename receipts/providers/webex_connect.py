@@ -6,7 +6,7 @@ messaging API, whose answer's ``transid`` is the message id receipts carry.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from django.conf import settings
@@ -152,6 +152,8 @@ def parse_inbound(data: dict[str, Any]) -> NormalizedReceipt:
 @dataclass(frozen=True)
 class WebexConnect(Provider):
     name: str = ProviderName.WEBEX_CONNECT
+
+    credential_headers: ClassVar[tuple[str, ...]] = ("X-Hub-Signature",)
 
     def secrets(self) -> list[str]:
         return settings.WEBHOOK_SECRET_WEBEX_CONNECT

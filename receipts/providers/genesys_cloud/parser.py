@@ -8,7 +8,7 @@ Field names follow the platform SDK (purecloudplatformclientv2): MessageData has
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -163,6 +163,8 @@ def parse_object(obj: Any) -> list[NormalizedReceipt]:
 @dataclass(frozen=True)
 class GenesysCloud(Provider):
     name: str = ProviderName.GENESYS_CLOUD
+
+    credential_headers: ClassVar[tuple[str, ...]] = ("X-Hub-Signature-256",)
 
     def secrets(self) -> list[str]:
         return settings.WEBHOOK_SECRET_GENESYS_CLOUD

@@ -1,0 +1,89 @@
+"""Clients that announce a body and never send it cannot starve the web server: without credentials they are
+answered 401 before any body is read, so /healthz and valid webhooks keep answering (granian, as deployed)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.apprunner import AppEnv
+from tests.e2e.conftest import basic_auth
+
+pytestmark = pytest.mark.e2e
+
+STALLED = 24  # twice the web server's blocking threads (2 workers x 4 here, 3 x 4 under make run)
+
+
+@pytest.fixture
+def web(tmp_path: Path) -> Iterator[str]:
+    env = AppEnv(tmp_path).create()
+    try:
+        env.manage("migrate", "--noinput")
+        yield env.start_web(workers=2, threads=4)
+    finally:
+        env.stop_all()
+        env.destroy()
+
+
+def stalled_request(url: str, path: str, extra_headers: str = "") -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.sendall(
+        (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: 1000\r\n{extra_headers}\r\n"
+        ).encode()
+        + b'{"id": "sta'
+    )
+    return sock
+
+
+def test_stalled_unauthenticated_bodies_do_not_starve_the_server(web: str) -> None:
+    sockets = [stalled_request(web, "/webhooks/generic/") for _ in range(STALLED)]
+    try:
+        time.sleep(1)
+        started = time.monotonic()
+        health = httpx.get(f"{web}/healthz", timeout=10)
+        webhook = httpx.post(
+            f"{web}/webhooks/generic/",
+            content=b'{"id": "m-1", "status": "delivered", "timestamp": "2026-11-20T10:00:00Z"}',
+            headers={"Content-Type": "application/json"},
+            auth=basic_auth(),
+            timeout=10,
+        )
+        took = time.monotonic() - started
+
+        assert health.status_code == 200
+        assert webhook.status_code == 200, webhook.text
+        assert took < 5, f"the server took {took:.1f} s to answer with {STALLED} stalled clients"
+        # Each stalled client was answered at once, without its body.
+        answers = []
+        for sock in sockets:
+            sock.settimeout(5)
+            answers.append(sock.recv(200).split(b"\r\n", 1)[0])
+        assert set(answers) == {b"HTTP/1.1 401 Unauthorized"}
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def test_a_chunked_webhook_body_is_refused_with_411_not_read_as_empty(web: str) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"id": "m-2", "status": "delivered", '
+        yield b'"timestamp": "2026-11-20T10:00:00Z"}'
+
+    response = httpx.post(
+        f"{web}/webhooks/generic/",
+        content=chunks(),
+        headers={"Content-Type": "application/json"},
+        auth=basic_auth(),
+        timeout=10,
+    )
+
+    assert response.status_code == 411, response.text
+    assert "Content-Length" in response.json()["error"]
