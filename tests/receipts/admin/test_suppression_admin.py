@@ -205,3 +205,13 @@ def test_the_list_links_to_import_and_to_an_export_of_what_is_filtered(admin_cli
     html = admin_client.get(f"{LIST}?channel__exact=sms").content.decode()
     assert 'href="/admin/receipts/suppression/import/"' in html
     assert 'href="/admin/receipts/suppression/export/?channel__exact=sms"' in html
+
+
+@pytest.mark.parametrize("note", ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1"])
+def test_csv_export_neutralises_cells_a_spreadsheet_would_run(admin_client: Client, note: str) -> None:
+    suppression.suppress("email", "x@example.com", "manual", note=note, source="operator", actor="ops")
+
+    body = b"".join(admin_client.get(f"{LIST}export/").streaming_content).decode()
+
+    row = next(csv.DictReader(io.StringIO(body)))
+    assert row["note"] == "'" + note
