@@ -138,6 +138,12 @@ def check_text(value: str, where: str, limit: int | None = None) -> None:
         raise ValueError(f"{where} is over {limit} characters")
 
 
+def plain_text(text: str) -> str:
+    """``text`` made storable, for what must be kept whatever it holds (a rejected body, an error): NUL shown as
+    U+FFFD, a lone surrogate as "?"."""
+    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+
+
 def check_json(value: Any, where: str) -> None:
     """Raise ValueError naming ``where`` unless ``value`` stores in a JSON column."""
     if isinstance(value, str):

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
-from receipts.db import insert_unless_conflict
+from receipts.db import insert_unless_conflict, plain_text
 from receipts.kicks import request_drain
 from receipts.logging import mask
 from receipts.models import InboxState, Message, ReceiptEvent
@@ -52,10 +52,10 @@ def ingest(provider_name: str, body: bytes, content_type: str, remote_addr: str 
         ReceiptEvent.objects.create(
             provider=provider_name,
             state=InboxState.REJECTED,
-            body=printable(body.decode("utf-8", errors="replace")),
-            content_type=printable(content_type)[:CONTENT_TYPE_MAX],
+            body=plain_text(body.decode("utf-8", errors="replace")),
+            content_type=plain_text(content_type)[:CONTENT_TYPE_MAX],
             remote_addr=remote_addr,
-            error=printable(mask(str(problem))),
+            error=plain_text(mask(str(problem))),
         )
         raise problem from exc
     event = ReceiptEvent(
@@ -109,11 +109,6 @@ def ingest_poll(provider_name: str, bodies: list[str], content_type: str = "appl
         if fresh:
             transaction.on_commit(request_drain)
     return IngestResult(accepted=len(fresh), duplicates=len(bodies) - len(fresh) - len(rejected), event_id=None)
-
-
-def printable(text: str) -> str:
-    """Text any database column takes: NUL (which PostgreSQL refuses) shown as U+FFFD."""
-    return text.replace("\x00", "\ufffd")
 
 
 def requeue_orphans(events: QuerySet[ReceiptEvent]) -> int:

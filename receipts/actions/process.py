@@ -21,7 +21,7 @@ from django.utils import timezone
 from receipts import machine
 from receipts.actions import effects, transitions
 from receipts.addresses import normalize_address
-from receipts.db import for_update, update_rows
+from receipts.db import for_update, plain_text, update_rows
 from receipts.events import DomainEvent, publish
 from receipts.logging import mask
 from receipts.models import InboxState, Message, MessageEvent, ReceiptEvent
@@ -110,8 +110,7 @@ def record_failure(event: ReceiptEvent, exc: Exception, now: datetime) -> None:
 
 def storable_error(exc: BaseException) -> str:
     """The error as operators read it: addresses masked, no NUL or lone surrogate, at most 2,000 characters."""
-    text = mask(f"{type(exc).__name__}: {exc}")[:2000]
-    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+    return plain_text(mask(f"{type(exc).__name__}: {exc}")[:2000])
 
 
 @dataclass

@@ -254,3 +254,19 @@ def test_any_form_body_is_answered_and_anything_accepted_is_processed(client: An
 )
 def test_any_bytes_are_answered(client: Any, body: bytes, provider: str) -> None:
     assert_answered_and_processable(client, provider, body, FORM if provider == "genesys_sms" else JSON)
+
+
+def test_whatever_a_rejected_row_holds_is_stored() -> None:
+    """The rejected row keeps what came, made storable: NUL as U+FFFD, a lone surrogate as "?"."""
+    from receipts.actions import ingest
+    from receipts.normalized import MalformedReceipt
+
+    with pytest.raises(MalformedReceipt):
+        ingest.ingest("generic", b'{"a": "\x00"}', "application/json; x=\ud800", "127.0.0.1")
+
+    kept = ReceiptEvent.objects.get()
+    assert (kept.state, kept.body, kept.content_type) == (
+        InboxState.REJECTED,
+        '{"a": "\ufffd"}',
+        "application/json; x=?",
+    )
