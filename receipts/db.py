@@ -144,22 +144,26 @@ def plain_text(text: str) -> str:
     return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
 
 
-def check_json(value: Any, where: str) -> None:
-    """Raise ValueError naming ``where`` unless ``value`` stores in a JSON column."""
+MAX_JSON_DEPTH = 32
+
+
+def check_json(value: Any, where: str, levels: int = MAX_JSON_DEPTH) -> None:
+    """Raise ValueError naming ``where`` unless ``value`` stores in a JSON column, nested at most ``levels``
+    deep. One walk checks it all: this runs on every webhook body."""
     if isinstance(value, str):
         check_text(value, where)
     elif isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{where} holds a number that is not finite")
-    elif isinstance(value, dict):
-        for key, child in value.items():
-            check_text(str(key), f"a key in {where}")
-            check_json(child, where)
-    elif isinstance(value, list | tuple):
-        for child in value:
-            check_json(child, where)
-
-
-MAX_JSON_DEPTH = 32
+    elif isinstance(value, dict | list | tuple):
+        if levels <= 0:
+            raise ValueError(f"{where} is nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(value, dict):
+            for key, child in value.items():
+                check_text(str(key), f"a key in {where}")
+                check_json(child, where, levels - 1)
+        else:
+            for child in value:
+                check_json(child, where, levels - 1)
 
 
 def load_json(text: str, where: str = "the body") -> Any:
@@ -170,8 +174,6 @@ def load_json(text: str, where: str = "the body") -> Any:
         data = json.loads(text, parse_constant=refuse_constant, parse_float=finite_float)
     except RecursionError as exc:
         raise ValueError(f"{where} is nested deeper than {MAX_JSON_DEPTH} levels") from exc
-    if depth(data) > MAX_JSON_DEPTH:
-        raise ValueError(f"{where} is nested deeper than {MAX_JSON_DEPTH} levels")
     check_json(data, where)
     return data
 
@@ -185,11 +187,3 @@ def finite_float(literal: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"number {literal[:40]} is out of range")
     return value
-
-
-def depth(value: Any, limit: int = MAX_JSON_DEPTH + 1) -> int:
-    """How deep ``value`` nests, counted no further than ``limit``."""
-    if limit <= 0 or not isinstance(value, dict | list):
-        return 0
-    children = value.values() if isinstance(value, dict) else value
-    return 1 + max((depth(child, limit - 1) for child in children), default=0)
