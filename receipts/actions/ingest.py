@@ -49,14 +49,8 @@ def ingest(provider_name: str, body: bytes, content_type: str, remote_addr: str 
         text = body.decode("utf-8")  # what processing parses again must be these very bytes
     except (MalformedReceipt, UnicodeDecodeError) as exc:
         problem = exc if isinstance(exc, MalformedReceipt) else MalformedReceipt("body is not UTF-8")
-        ReceiptEvent.objects.create(
-            provider=provider_name,
-            state=InboxState.REJECTED,
-            body=plain_text(body.decode("utf-8", errors="replace")),
-            content_type=plain_text(content_type)[:CONTENT_TYPE_MAX],
-            remote_addr=remote_addr,
-            error=plain_text(mask(str(problem))),
-        )
+        text = body.decode("utf-8", errors="replace")
+        rejected(provider_name, Source.WEBHOOK, text, content_type, problem, remote_addr).save()
         raise problem from exc
     event = ReceiptEvent(
         provider=provider_name,
@@ -78,21 +72,12 @@ def ingest_poll(provider_name: str, bodies: list[str], content_type: str = "appl
     """
     provider = PROVIDERS[provider_name]
     keyed: dict[str, str] = {}
-    rejected = []
+    refused: list[ReceiptEvent] = []
     for text in bodies:
         try:
             keyed.setdefault(dedupe_key(provider.read(text.encode(), content_type)), text)
         except MalformedReceipt as exc:
-            rejected.append(
-                ReceiptEvent(
-                    provider=provider_name,
-                    source=Source.POLL,
-                    state=InboxState.REJECTED,
-                    body=text,
-                    content_type=content_type,
-                    error=str(exc),
-                )
-            )
+            refused.append(rejected(provider_name, Source.POLL, text, content_type, exc))
     known: set[str | None] = set()  # dedupe_key is nullable, though the IN filter returns no NULL
     keys = list(keyed)
     for start in range(0, len(keys), 500):
@@ -105,10 +90,31 @@ def ingest_poll(provider_name: str, bodies: list[str], content_type: str = "appl
     ]
     with transaction.atomic():
         # A concurrent poll or webhook may have stored the same facts since the check: conflicts are skipped.
-        ReceiptEvent.objects.bulk_create(fresh + rejected, ignore_conflicts=True, batch_size=500)
+        ReceiptEvent.objects.bulk_create(fresh + refused, ignore_conflicts=True, batch_size=500)
         if fresh:
             transaction.on_commit(request_drain)
-    return IngestResult(accepted=len(fresh), duplicates=len(bodies) - len(fresh) - len(rejected), event_id=None)
+    return IngestResult(accepted=len(fresh), duplicates=len(bodies) - len(fresh) - len(refused), event_id=None)
+
+
+def rejected(
+    provider_name: str,
+    source: str,
+    text: str,
+    content_type: str,
+    problem: MalformedReceipt,
+    remote_addr: str | None = None,
+) -> ReceiptEvent:
+    """An unsaved ``rejected`` inbox row keeping what came, made storable (NUL, lone surrogates, the column's
+    length), with the problem's text, addresses masked."""
+    return ReceiptEvent(
+        provider=provider_name,
+        source=source,
+        state=InboxState.REJECTED,
+        body=plain_text(text),
+        content_type=plain_text(content_type)[:CONTENT_TYPE_MAX],
+        remote_addr=remote_addr,
+        error=plain_text(mask(str(problem))),
+    )
 
 
 def requeue_orphans(events: QuerySet[ReceiptEvent]) -> int:
