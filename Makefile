@@ -1,8 +1,5 @@
 # Everything a user needs, from a machine with only Python 3.11 and make.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
-# honcho would load .env itself and let it override the environment; the settings read .env and let the
-# environment win (docs/configuration.md), so honcho is given no env file.
-HONCHO_FLAGS := --env /dev/null
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
@@ -21,11 +18,13 @@ migrate: install
 	$(BIN)/python config/first_run.py
 	$(BIN)/python manage.py migrate --noinput
 
-## run: the web server (granian, :8000), a Celery worker and Celery beat, from one command; Ctrl-C stops all
+## run: the web server (the front on :8000, granian behind it), a Celery worker and Celery beat, kept running by
+## supervisord (config/supervisord/); Ctrl-C stops them all cleanly
 run: migrate
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py bootstrap_admin
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho $(HONCHO_FLAGS) -f Procfile start
+	PATH="$(CURDIR)/$(BIN):$$PATH" SUPERVISOR_PIDFILE="$${VAR_DIR:-var}/supervisord.pid" \
+	$(BIN)/supervisord -c config/supervisord/run.conf
 
 ## demo: the app plus the provider simulator, and a demo campaign sent through it (receipts, polls, review items)
 demo: migrate
@@ -38,7 +37,7 @@ demo: migrate
 	GENESYS_SMS_SENDER=+15559876543 WEBEX_CONNECT_URL=http://127.0.0.1:8100 WEBEX_CONNECT_SERVICE_KEY=demo \
 	WEBEX_CONNECT_SENDER_ID=DEMO WEBEX_CONNECT_EMAIL_FROM=demo@example.com \
 	RECEIPT_TIMEOUT_HOURS=0.01 RECEIPT_TIMEOUT_CHECK_INTERVAL=10 BULK_RECONCILE_INTERVAL=30 \
-	$(BIN)/honcho $(HONCHO_FLAGS) -f Procfile.demo start
+	SUPERVISOR_PIDFILE="$${VAR_DIR:-var}/supervisord.pid" $(BIN)/supervisord -c config/supervisord/demo.conf
 
 ## test: the whole suite (embedded mode unless DATABASE_URL / CELERY_BROKER_URL say otherwise)
 test: install

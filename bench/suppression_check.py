@@ -216,7 +216,7 @@ def main() -> int:
         print(f"database: {backend}, fresh ({env.name}); loading {args.rows:,} suppressions ...", flush=True)
         active, listed, seconds = load(env, args.rows, args.email_share, args.seed)
         print(f"loaded in {seconds:.1f} s ({args.rows / seconds:,.0f} rows/s); {len(active):,} active SMS entries")
-        url = env.start_web(workers=1, threads=1)
+        url = env.start_web(workers=1, threads=1, front=False)
         token = env.api_token("bench")
         rng = random.Random(args.seed + 1)
         bodies = [

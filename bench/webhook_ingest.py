@@ -994,7 +994,7 @@ def main() -> int:
         print(f"setup: database {env.name} on {os.environ['DATABASE_URL'].rsplit('/', 1)[0]}, broker queue {env.name}")
         t = time.perf_counter()
         env.create()
-        base = env.start_web(workers=args.web_workers, threads=args.web_threads, server=args.server)
+        base = env.start_web(workers=args.web_workers, threads=args.web_threads, server=args.server, front=False)
         worker = env.start_worker(concurrency=args.worker_concurrency)
         if args.worker_nice:
             # The worker runs in a session (process group) of its own; its pool children inherit or get it here.

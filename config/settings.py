@@ -338,6 +338,10 @@ AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.float("ADMIN_LOGIN_COOLOFF_MINUTES", default=15.0))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+# The address a login came from (config/client_address.py): the peer, or behind the front its X-Forwarded-For
+# entry; PROXY_HOPS proxies of your own in front of the app (a TLS load balancer) each add one entry to skip.
+PROXY_HOPS = env.int("PROXY_HOPS", default=0)
+AXES_CLIENT_IP_CALLABLE = "config.client_address.client_ip"
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

@@ -1,4 +1,4 @@
-"""The real app as a user runs it: granian (as in the Procfile), a Celery worker and Celery beat, as processes.
+"""The real app as a user runs it: the front and granian (as `make run` starts them), a Celery worker and beat.
 
 Used by the end-to-end tests and the benchmarks. Each ``AppEnv`` is an isolated deployment with its own
 database (a fresh SQLite file, or a fresh PostgreSQL database when ``DATABASE_URL`` points at PostgreSQL), its
@@ -117,11 +117,25 @@ class AppEnv:
         return proc
 
     def start_web(
-        self, workers: int = 2, threads: int = 4, port: int | None = None, server: str = "granian", **env: str
+        self,
+        workers: int = 2,
+        threads: int = 4,
+        port: int | None = None,
+        server: str = "granian",
+        front: bool = True,
+        **env: str,
     ) -> str:
+        """The web server; by default as `make run` deploys it: the front (config/front.py) on ``port`` and
+        granian behind it on a Unix socket. ``front=False`` puts granian (or gunicorn) on the port itself."""
         port = port or free_port()
+        bind = ["--host", "127.0.0.1", "--port", str(port)]
+        if front and server == "granian":
+            socket_path = self.workdir / f"web-{port}.sock"
+            bind = ["--uds", str(socket_path)]
+            front_argv = [sys.executable, "-m", "config.front", "--listen", f"127.0.0.1:{port}"]
+            self._spawn(f"front-{port}", [*front_argv, "--upstream", str(socket_path)], **env)
         if server == "granian":
-            argv = [str(BIN / "granian"), "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port)]
+            argv = [str(BIN / "granian"), "--interface", "wsgi", *bind]
             argv += ["--workers", str(workers), "--blocking-threads", str(threads), "--backlog", "2048"]
             argv += ["--no-ws", "--http", "1", "config.wsgi:application"]
         else:

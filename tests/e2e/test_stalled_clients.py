@@ -1,8 +1,11 @@
-"""Clients that announce a body and never send it cannot starve the web server: without credentials they are
-answered 401 before any body is read, so /healthz and valid webhooks keep answering (granian, as deployed)."""
+"""Clients that announce a body and never send it cannot starve the web server. As `make run` deploys it, the
+front reads each request whole before granian sees it, and answers 408 to one that does not arrive within
+FRONT_READ_TIMEOUT, credentials or not. granian on its own still answers a caller without credentials 401
+before reading its body, and refuses a chunked body with 411."""
 
 from __future__ import annotations
 
+import base64
 import socket
 import time
 from collections.abc import Iterator
@@ -19,15 +22,29 @@ pytestmark = pytest.mark.e2e
 STALLED = 24  # twice the web server's blocking threads (2 workers x 4 here, 3 x 4 under make run)
 
 
+READ_TIMEOUT = 3
+
+
 @pytest.fixture
-def web(tmp_path: Path) -> Iterator[str]:
+def app_env(tmp_path: Path) -> Iterator[AppEnv]:
     env = AppEnv(tmp_path).create()
     try:
-        env.manage("migrate", "--noinput")
-        yield env.start_web(workers=2, threads=4)
+        yield env
     finally:
         env.stop_all()
         env.destroy()
+
+
+@pytest.fixture
+def web(app_env: AppEnv) -> str:
+    """granian alone on the port."""
+    return app_env.start_web(workers=2, threads=4, front=False)
+
+
+@pytest.fixture
+def deployed(app_env: AppEnv) -> str:
+    """The front on the port, granian behind it, as `make run` starts them."""
+    return app_env.start_web(workers=2, threads=4, FRONT_READ_TIMEOUT=str(READ_TIMEOUT))
 
 
 def stalled_request(url: str, path: str, extra_headers: str = "") -> socket.socket:
@@ -87,3 +104,52 @@ def test_a_chunked_webhook_body_is_refused_with_411_not_read_as_empty(web: str) 
 
     assert response.status_code == 411, response.text
     assert "Content-Length" in response.json()["error"]
+
+
+def test_stalled_bodies_with_credentials_do_not_starve_the_deployed_server(deployed: str, app_env: AppEnv) -> None:
+    token = base64.b64encode(":".join(basic_auth()).encode()).decode()
+    credentials = f"Authorization: Basic {token}\r\n"
+    sockets = [stalled_request(deployed, "/webhooks/generic/", credentials) for _ in range(STALLED)]
+    try:
+        time.sleep(1)
+        started = time.monotonic()
+        health = httpx.get(f"{deployed}/healthz", timeout=10)
+        webhook = httpx.post(
+            f"{deployed}/webhooks/generic/",
+            content=b'{"id": "m-3", "status": "delivered", "timestamp": "2026-11-20T10:00:00Z"}',
+            headers={"Content-Type": "application/json"},
+            auth=basic_auth(),
+            timeout=10,
+        )
+        took = time.monotonic() - started
+
+        assert health.status_code == 200
+        assert webhook.status_code == 200, webhook.text
+        assert took < READ_TIMEOUT, f"the server took {took:.1f} s to answer with {STALLED} stalled clients"
+        answers = []
+        for sock in sockets:
+            sock.settimeout(READ_TIMEOUT + 5)
+            answers.append(sock.recv(200).split(b"\r\n", 1)[0])
+        assert set(answers) == {b"HTTP/1.1 408 Request Timeout"}
+    finally:
+        for sock in sockets:
+            sock.close()
+    # None of the stalled requests reached the app: the inbox holds the one whole webhook only.
+    assert sum(app_env.inbox_states().values()) == 1
+
+
+def test_a_chunked_webhook_body_is_read_by_the_front_and_accepted(deployed: str, app_env: AppEnv) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"id": "m-4", "status": "delivered", '
+        yield b'"timestamp": "2026-11-20T10:00:00Z"}'
+
+    response = httpx.post(
+        f"{deployed}/webhooks/generic/",
+        content=chunks(),
+        headers={"Content-Type": "application/json"},
+        auth=basic_auth(),
+        timeout=10,
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"accepted": 1, "duplicates": 0}

@@ -1,0 +1,117 @@
+"""`make run`'s processes under supervisord, started with the Makefile's own command line: the exported environment
+is what the processes run with; a worker that crashes is started again while the web keeps answering; Ctrl-C
+stops every process cleanly, with exit status 0 and none left behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.apprunner import BIN, ROOT, AppEnv, free_port, wait_until
+from tests.e2e.conftest import basic_auth
+
+pytestmark = pytest.mark.e2e
+
+
+def make_run_command() -> list[str]:
+    """The last command of the Makefile's `run` recipe, with its variables as make would expand them."""
+    recipe = re.search(r"^run: .*?\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), re.MULTILINE)
+    assert recipe, "the Makefile has a run target"
+    lines = recipe.group(1).replace("\\\n", " ").strip().splitlines()
+    command = lines[-1].replace("$(BIN)", str(BIN)).replace("$(CURDIR)", str(ROOT)).replace("$$", "$")
+    words = shlex.split(command)
+    return [word for word in words if "=" not in word.split("/")[0]]
+
+
+def descendants(pid: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def program_pid(log: Path, name: str, after: int = 0) -> int:
+    pids = [int(pid) for pid in re.findall(rf"spawned: '{name}' with pid (\d+)", log.read_text())]
+    return pids[-1] if len(pids) > after else 0
+
+
+@pytest.fixture
+def supervised(tmp_path: Path) -> Iterator[tuple[AppEnv, subprocess.Popen, str, Path]]:
+    env = AppEnv(tmp_path).create()
+    port = free_port()
+    log = tmp_path / "supervisord.log"
+    command = make_run_command()
+    assert command[-2:] == ["-c", "config/supervisord/run.conf"], command
+    process_env = env.env(
+        WEB_PORT=str(port),
+        WEB_WORKERS="1",
+        LOG_LEVEL="INFO",
+        PATH=f"{BIN}:{os.environ['PATH']}",
+        SUPERVISOR_PIDFILE=str(tmp_path / "supervisord.pid"),
+    )
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            command, cwd=ROOT, env=process_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: httpx.get(f"{url}/healthz", timeout=1).status_code == 200, 60, "make run's web")
+        yield env, proc, url, log
+    finally:
+        if proc.poll() is None:
+            for pid in descendants(proc.pid):
+                os.kill(pid, signal.SIGKILL)
+            proc.kill()
+            proc.wait(timeout=10)
+        env.destroy()
+
+
+def test_a_crashed_worker_is_started_again_and_ctrl_c_stops_everything_cleanly(
+    supervised: tuple[AppEnv, subprocess.Popen, str, Path],
+) -> None:
+    env, supervisor, url, log = supervised
+    wait_until(lambda: program_pid(log, "worker"), 30, "the worker")
+    worker = program_pid(log, "worker")
+
+    os.killpg(worker, signal.SIGKILL)  # the worker and its pool, as an OOM kill would
+    answers = []
+    for _ in range(10):
+        answers.append(httpx.get(f"{url}/healthz", timeout=5).status_code)
+        time.sleep(0.2)
+    wait_until(lambda: program_pid(log, "worker", after=1), 30, "the worker, started again")
+
+    # The exported credentials are the ones the web checks, and the new worker processes what it accepts.
+    body = b'{"id": "m-1", "status": "delivered", "timestamp": "2026-11-20T10:00:00Z"}'
+    webhook = httpx.post(
+        f"{url}/webhooks/generic/", content=body, headers={"Content-Type": "application/json"}, auth=basic_auth()
+    )
+    assert webhook.status_code == 200, webhook.text
+    wait_until(lambda: env.inbox_states().get("orphan") or env.inbox_states().get("processed"), 60, "processing")
+    assert answers == [200] * 10, "the web stopped answering while the worker was down"
+
+    processes = descendants(supervisor.pid)
+    supervisor.send_signal(signal.SIGINT)  # what Ctrl-C delivers: the programs have process groups of their own
+    assert supervisor.wait(timeout=90) == 0
+    output = log.read_text()
+    left = {pid for pid in processes if Path(f"/proc/{pid}").exists()}
+    assert not left, f"processes left running after the stop: {left}"
+    for name in ("web", "front", "worker", "beat"):
+        assert re.search(rf"stopped: {name} \(exit status 0\)", output), f"{name} did not stop cleanly:\n{output}"
+    assert "SIGKILL" not in output.split("received SIGINT")[1], output
