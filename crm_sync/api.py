@@ -14,7 +14,6 @@ from typing import Any
 from django.db import connection
 from django.db.models import Q, QuerySet
 from django.db.models.expressions import RawSQL
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
@@ -23,11 +22,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from crm_sync.models import OutboxMessage
-from receipts.db import BIGINT_MAX, check_text
+from receipts.db import check_text
+from receipts.events import Kind
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
-CURSOR = re.compile(r"^(\d+)\.(\d+)$")
+# `<txid>.<id>`: 18 digits each fit a bigint (and outlast any real transaction counter).
+CURSOR_PATTERN = r"^([0-9]{1,18})\.([0-9]{1,18})$"
+CURSOR = re.compile(CURSOR_PATTERN)
+NO_NUL = "^[^\\u0000]*$"  # text columns cannot hold NUL; the API answers 400 to one
+KINDS = [Kind.STATUS_CHANGED, Kind.REVIEW_RESOLVED, Kind.ESCALATION, Kind.SUPPRESSION_ADDED, Kind.SUPPRESSION_LIFTED]
 # Transactions with an id below this have all finished; anything that commits later has an id at or above it.
 SAFE_HORIZON = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
 
@@ -94,13 +98,10 @@ FEED_EXAMPLE = OpenApiExample(
 
 
 def parse_cursor(value: str) -> tuple[int, int]:
-    match = CURSOR.match(value.strip())
-    if not match or len(match.group(1)) > 19 or len(match.group(2)) > 19:
+    match = CURSOR.fullmatch(value)
+    if not match:
         raise ValidationError({"after": ["not a cursor from this feed (expected the `next` or a `cursor` value)"]})
-    txid, pk = int(match.group(1)), int(match.group(2))
-    if max(txid, pk) > BIGINT_MAX:
-        raise ValidationError({"after": ["not a cursor from this feed (expected the `next` or a `cursor` value)"]})
-    return txid, pk
+    return int(match.group(1)), int(match.group(2))
 
 
 def plain_text(name: str, values: list[str]) -> list[str]:
@@ -150,15 +151,26 @@ class ChangeFeedView(GenericAPIView):
             "everything the outbox keeps (`CRM_OUTBOX_RETENTION_DAYS`), whatever the push relay did with it."
         ),
         parameters=[
-            OpenApiParameter("after", OpenApiTypes.STR, description="A cursor from a previous answer."),
-            OpenApiParameter("page_size", OpenApiTypes.INT, description=f"1 to {MAX_PAGE_SIZE}, default 100."),
-            OpenApiParameter("crm_record_id", OpenApiTypes.STR, description="Only this CRM record's changes."),
+            OpenApiParameter(
+                "after",
+                {"type": "string", "pattern": r"^([0-9]{1,18}\.[0-9]{1,18})?$"},
+                description="A cursor from a previous answer; none (or empty) starts at the beginning.",
+            ),
+            OpenApiParameter(
+                "page_size",
+                {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
+                description=f"1 to {MAX_PAGE_SIZE}, default 100.",
+            ),
+            OpenApiParameter(
+                "crm_record_id",
+                {"type": "string", "pattern": NO_NUL},
+                description="Only this CRM record's changes.",
+            ),
             OpenApiParameter(
                 "kind",
-                OpenApiTypes.STR,
+                {"type": "string", "enum": KINDS},
                 many=True,
-                description="Only these kinds (repeatable): status_changed, review_resolved, escalation, "
-                "suppression_added, suppression_lifted.",
+                description="Only these kinds (repeatable).",
             ),
         ],
         responses=ChangePageSerializer,
@@ -176,6 +188,6 @@ class ChangeFeedView(GenericAPIView):
         page = list(changes[: size + 1])
         has_more = len(page) > size
         page = page[:size]
-        next_cursor = page[-1].cursor if page else (after_text.strip() if after else "0.0")
+        next_cursor = page[-1].cursor if page else (after_text if after else "0.0")
         body = {"results": ChangeSerializer(page, many=True).data, "next": next_cursor, "has_more": has_more}
         return Response(body)
