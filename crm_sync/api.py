@@ -168,8 +168,8 @@ class ChangeFeedView(GenericAPIView):
             ),
             OpenApiParameter(
                 "kind",
-                {"type": "string", "enum": KINDS},
-                many=True,
+                {"type": "array", "items": {"type": "string", "enum": KINDS}},
+                explode=True,
                 description="Only these kinds (repeatable).",
             ),
         ],
