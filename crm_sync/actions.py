@@ -190,7 +190,17 @@ def relay_batch(adapter: Adapter, now: datetime | None = None) -> BatchReport:
     if not rows:
         return report
     changes = [
-        Change(r.pk, r.idempotency_key, r.kind, r.crm_record_id, r.message_id, r.stream, r.occurred_at, r.payload)
+        Change(
+            r.pk,
+            r.sequence,
+            r.idempotency_key,
+            r.kind,
+            r.crm_record_id,
+            r.message_id,
+            r.stream,
+            r.occurred_at,
+            r.payload,
+        )
         for r in rows
     ]
     entries = coalesce(changes)
@@ -206,21 +216,26 @@ def relay_batch(adapter: Adapter, now: datetime | None = None) -> BatchReport:
 def claim(now: datetime, report: BatchReport) -> list[OutboxMessage]:
     """Due rows that may go now, marked in flight. Rows behind an unfinished change of their stream wait."""
     with transaction.atomic():
-        rows = list(
-            for_update(OutboxMessage.objects.due(now).order_by("id"), skip_locked=True)[: settings.CRM_BATCH_SIZE]
-        )
+        # Rows claimed before (backing off, due again) keep their place; new ones follow in the order they became
+        # visible, which is the order they get their sequence numbers in.
+        due = OutboxMessage.objects.due(now).order_by(F("sequence").asc(nulls_last=True), "id")
+        rows = list(for_update(due, skip_locked=True)[: settings.CRM_BATCH_SIZE])
         if not rows:
             return []
         report.due = len(rows)
+        number(rows)
         streams = {r.stream for r in rows}
+        # Every unfinished row was claimed before (only claimed rows back off or die): it has a sequence number,
+        # and rows of its stream with a higher one wait behind it.
         unfinished = Q(state=OutboxState.DEAD) | Q(state=OutboxState.PENDING, next_attempt_at__gt=now)
         blockers = {
             b["stream"]: b
-            for b in OutboxMessage.objects.filter(unfinished, stream__in=streams, id__lt=rows[-1].pk)
+            for b in OutboxMessage.objects.filter(unfinished, stream__in=streams, sequence__lt=rows[-1].sequence)
             .values("stream")
             .annotate(
-                first=Min("id"),
-                dead=Min("id", filter=Q(state=OutboxState.DEAD)),
+                first=Min("sequence"),
+                dead=Min("sequence", filter=Q(state=OutboxState.DEAD)),
+                dead_id=Min("id", filter=Q(state=OutboxState.DEAD)),
                 until=Max("next_attempt_at", filter=Q(state=OutboxState.PENDING)),
             )
         }
@@ -229,10 +244,10 @@ def claim(now: datetime, report: BatchReport) -> list[OutboxMessage]:
         held: dict[int, list[int]] = defaultdict(list)
         for row in rows:
             blocker = blockers.get(row.stream)
-            if blocker is None or row.pk < blocker["first"]:
+            if blocker is None or row.sequence < blocker["first"]:
                 ready.append(row)
-            elif blocker["dead"] is not None and row.pk > blocker["dead"]:
-                held[blocker["dead"]].append(row.pk)
+            elif blocker["dead"] is not None and row.sequence > blocker["dead"]:
+                held[blocker["dead_id"]].append(row.pk)
             else:
                 wait[blocker["until"]].append(row.pk)
         for until, ids in wait.items():
@@ -251,6 +266,18 @@ def claim(now: datetime, report: BatchReport) -> list[OutboxMessage]:
             for row in ready:
                 row.attempts += 1
     return ready
+
+
+def number(rows: list[OutboxMessage]) -> None:
+    """Give the rows claimed for the first time their sequence numbers, in claim order, after every number given
+    so far. The caller holds the rows locked, and one relay at a time claims (the lease)."""
+    new = [row for row in rows if row.sequence is None]
+    if not new:
+        return
+    last = OutboxMessage.objects.aggregate(last=Max("sequence"))["last"] or 0
+    for offset, row in enumerate(new, start=1):
+        row.sequence = last + offset
+    OutboxMessage.objects.bulk_update(new, ["sequence"])
 
 
 def backoff(attempts: int) -> timedelta:

@@ -21,7 +21,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from crm_sync.models import OutboxMessage
+from crm_sync.models import SAFE_HORIZON, OutboxMessage
 from receipts.db import check_text
 from receipts.events import Kind
 
@@ -33,7 +33,6 @@ CURSOR = re.compile(CURSOR_PATTERN)
 NO_NUL = "^[^\\u0000]*$"  # text columns cannot hold NUL; the API answers 400 to one
 KINDS = [Kind.STATUS_CHANGED, Kind.REVIEW_RESOLVED, Kind.ESCALATION, Kind.SUPPRESSION_ADDED, Kind.SUPPRESSION_LIFTED]
 # Transactions with an id below this have all finished; anything that commits later has an id at or above it.
-SAFE_HORIZON = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
 
 
 class ChangeSerializer(serializers.ModelSerializer):

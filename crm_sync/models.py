@@ -19,14 +19,20 @@ def new_idempotency_key() -> str:
     return f"chg_{uuid.uuid4().hex}"
 
 
-class CurrentTxid(models.Func):
-    """The id of the writing transaction on PostgreSQL (``xid8`` as a bigint); 0 on SQLite.
+# The oldest transaction still running anywhere on the server (PostgreSQL): every transaction below it has
+# finished, so no row written by one of them can still appear.
+SAFE_HORIZON = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+
+
+class PostgresOnly(models.Func):
+    """A transaction id from PostgreSQL as a bigint; 0 on SQLite.
 
     SQLite has one writer at a time and ids are handed out under its lock, so id order there is commit order
     and a constant is enough.
     """
 
     output_field = models.BigIntegerField()
+    postgres_sql = ""
 
     def __init__(self) -> None:
         super().__init__()
@@ -44,7 +50,13 @@ class CurrentTxid(models.Func):
         return "0", []
 
     def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list]:
-        return "(pg_current_xact_id()::text::bigint)", []
+        return self.postgres_sql, []
+
+
+class CurrentTxid(PostgresOnly):
+    """The id of the writing transaction."""
+
+    postgres_sql = "(pg_current_xact_id()::text::bigint)"
 
 
 class OutboxState(models.TextChoices):
@@ -81,6 +93,10 @@ class OutboxMessage(models.Model):
     # The writing transaction (PostgreSQL): the change feed serves a row only once every transaction that
     # could still commit a row before it in (txid, id) order has finished.
     txid = models.BigIntegerField(db_default=CurrentTxid(), editable=False)
+    # Given when the relay first claims the row, in the order it claims them: the order changes became visible
+    # (committed), not the order their ids were handed out. The CRM gets it as `sequence`, so a record's
+    # sequence numbers rise in the order it receives them, whatever order the writers committed in.
+    sequence = models.BigIntegerField(null=True, blank=True, unique=True, editable=False)
 
     state = models.CharField(max_length=10, choices=OutboxState.choices, default=OutboxState.PENDING)
     attempts = models.PositiveIntegerField(default=0)

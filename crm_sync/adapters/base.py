@@ -25,6 +25,7 @@ class Change:
     """One outbox row as the CRM sees it."""
 
     row_id: int
+    sequence: int
     idempotency_key: str
     kind: str
     crm_record_id: str
@@ -36,7 +37,7 @@ class Change:
     def as_json(self) -> dict[str, Any]:
         return {
             "idempotency_key": self.idempotency_key,
-            "sequence": self.row_id,
+            "sequence": self.sequence,
             "kind": self.kind,
             "occurred_at": self.occurred_at.isoformat(),
             "payload": self.payload,
@@ -121,13 +122,13 @@ def coalesce(changes: list[Change]) -> list[Entry]:
     they happened; the older changes of a message ride along inside its entry as history.
     """
     entries: dict[tuple[str, str], Entry] = {}
-    for change in sorted(changes, key=lambda c: c.row_id):
+    for change in sorted(changes, key=lambda c: c.sequence):
         subject = f"message:{change.message_id}" if change.message_id is not None else change.stream
         entry = entries.get((change.stream, subject))
         if entry is None:
             entry = entries[(change.stream, subject)] = Entry(change.stream, subject)
         entry.changes.append(change)
-    return sorted(entries.values(), key=lambda e: e.latest.row_id)
+    return sorted(entries.values(), key=lambda e: e.latest.sequence)
 
 
 def retry_after_seconds(response: httpx.Response, now: datetime | None = None) -> float | None:

@@ -10,7 +10,8 @@ same key), ``X-Signature-256: sha256=<hex HMAC-SHA256 of the raw body with CRM_S
     ]}
 
 A 2xx answer accepts the whole batch. The CRM should apply each change key once (a change can come again after
-a relay crash, always with the same key) and may use ``sequence`` to drop a state older than one it has.
+a relay crash, always with the same key) and may use ``sequence`` (rising per record in the order sent, whatever
+the commit order) to drop a state older than one it has.
 """
 
 from __future__ import annotations

@@ -91,7 +91,7 @@ class SalesforceAdapter:
 
         payloads: list[tuple[list[int], dict[str, Any]]] = []
         for record_id, indexes in records.items():
-            changes = sorted((c for i in indexes for c in entries[i].changes), key=lambda c: c.row_id)
+            changes = sorted((c for i in indexes for c in entries[i].changes), key=lambda c: c.sequence)
             fields = fields_for(changes, self.field_map)
             if not fields:
                 for i in indexes:

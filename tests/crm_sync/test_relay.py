@@ -5,20 +5,22 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import threading
 from collections import Counter
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
 from crm_sync import actions
 from crm_sync.adapters.generic import GenericAdapter
 from crm_sync.models import OutboxMessage, OutboxState
-from receipts.events import Kind
+from receipts.events import Kind, publish
 from simulator.fake_crm import FakeCrm
-from tests.conftest import drain, post_webhook, register
+from tests.conftest import drain, is_postgres, post_webhook, register
 from tests.crm_sync.conftest import change, publish_changes, relay_until_idle, states
 
 pytestmark = pytest.mark.django_db
@@ -47,9 +49,10 @@ def test_a_relay_batch_costs_a_fixed_number_of_queries(
 ) -> None:
     publish_changes(*[change(record=f"R-{i % 40}", message_id=i) for i in range(changes)])
     adapter = GenericAdapter()
-    # claim (select for update), streams' unfinished rows, mark in flight; mark sent: 4 queries, and a savepoint
-    # and its release around each of the two transactions (BEGIN/COMMIT outside a test). The same for 300 as for 3.
-    with django_assert_num_queries(8):
+    # claim (select for update), the last sequence number, number the new rows, streams' unfinished rows, mark in
+    # flight; mark sent: 6 queries, and a savepoint and its release around each of the two transactions (BEGIN and
+    # COMMIT outside a test). The same for 300 as for 3.
+    with django_assert_num_queries(10):
         report = actions.relay_batch(adapter)
     adapter.close()
     assert report.sent == changes
@@ -107,9 +110,9 @@ def test_the_entry_state_is_every_payload_laid_over_the_one_before() -> None:
 
     changes = [
         Change(
-            1, "k1", "status_changed", "R", 7, "record:R", timezone.now(), {"status": "sent", "needs_review": False}
+            1, 1, "k1", "status_changed", "R", 7, "record:R", timezone.now(), {"status": "sent", "needs_review": False}
         ),
-        Change(2, "k2", "review_resolved", "R", 7, "record:R", timezone.now(), {"action": "confirm_delivered"}),
+        Change(2, 2, "k2", "review_resolved", "R", 7, "record:R", timezone.now(), {"action": "confirm_delivered"}),
     ]
     [entry] = coalesce(changes)
     assert entry.state() == {"status": "sent", "needs_review": False, "action": "confirm_delivered"}
@@ -303,3 +306,100 @@ def test_the_crm_down_for_an_hour_then_back_gets_every_change_once_in_order(
         )
         assert [c.key for c in generic_crm.changes() if c.message_id == m.pk] == list(expected)
         assert len(expected) == 3
+
+
+class HeldTransaction:
+    """A writer on a connection of its own: it runs ``steps`` inside one transaction, each when told to, and
+    commits when told to."""
+
+    def __init__(self, *steps: Any) -> None:
+        self.steps = steps
+        self.go = [threading.Event() for _ in (*steps, "commit")]
+        self.done = [threading.Event() for _ in (*steps, "commit")]
+        self.thread = threading.Thread(target=self.run)
+        self.thread.start()
+
+    def run(self) -> None:
+        try:
+            with transaction.atomic():
+                for i, step in enumerate(self.steps):
+                    assert self.go[i].wait(30)
+                    step()
+                    self.done[i].set()
+                assert self.go[-1].wait(30)
+        finally:
+            connection.close()
+            self.done[-1].set()
+
+    def step(self, i: int) -> None:
+        self.go[i].set()
+        assert self.done[i].wait(30)
+
+    def commit(self) -> None:
+        self.step(len(self.steps))
+        self.thread.join(30)
+
+
+def who_in_order(crm: FakeCrm) -> list[str]:
+    by_key = dict(OutboxMessage.objects.values_list("idempotency_key", "payload__who"))
+    return [by_key[c.key] for c in crm.changes()]
+
+
+@pytest.mark.django_db(transaction=True)  # two writers on connections of their own
+def test_a_change_committed_after_a_later_one_of_its_record_still_reaches_the_crm_in_sequence(
+    generic_crm: FakeCrm,
+) -> None:
+    """A writes first (the lower id) and commits last; the relay runs in between. B goes out first, A after it,
+    and the sequence numbers the CRM sees rise in that order: a CRM that drops what is older than the sequence it
+    holds applies both (with sequence = id it would have dropped A, an opt-out, for good)."""
+    if not is_postgres():
+        pytest.skip("SQLite has one writer at a time: ids are handed out in commit order there")
+    a = HeldTransaction(lambda: publish([change(Kind.SUPPRESSION_ADDED, record="R-1", message_id=None, who="A")]))
+    try:
+        a.step(0)
+        publish_changes(change(record="R-1", message_id=7, who="B"))
+        assert actions.relay().sent == 1  # B: committed; A is not
+    finally:
+        a.commit()
+    assert actions.relay().sent == 1
+
+    assert who_in_order(generic_crm) == ["B", "A"]
+    assert [c.sequence for c in generic_crm.changes()] == [1, 2]
+    assert generic_crm.in_order_per_record() == {}
+    a_row, b_row = OutboxMessage.objects.get(payload__who="A"), OutboxMessage.objects.get(payload__who="B")
+    assert a_row.pk < b_row.pk  # A really did take the lower id
+
+
+@pytest.mark.django_db(transaction=True)  # two writers on connections of their own
+def test_a_change_with_the_higher_id_committed_first_goes_first_and_numbers_stay_rising(generic_crm: FakeCrm) -> None:
+    """B takes the lower outbox id and commits last: it reaches the CRM after A, with the higher sequence."""
+    if not is_postgres():
+        pytest.skip("SQLite has one writer at a time: ids are handed out in commit order there")
+    b = HeldTransaction(lambda: publish([change(Kind.SUPPRESSION_ADDED, record="R-1", message_id=None, who="B")]))
+    try:
+        b.step(0)
+        publish_changes(change(record="R-1", message_id=8, who="A"))
+        assert actions.relay().sent == 1
+    finally:
+        b.commit()
+    assert actions.relay().sent == 1
+
+    assert who_in_order(generic_crm) == ["A", "B"]
+    assert generic_crm.in_order_per_record() == {}
+
+
+def test_changes_held_behind_a_backing_off_one_keep_their_place_once_numbered(generic_crm: FakeCrm) -> None:
+    """A change that had to wait behind a failing one of its record goes out before changes of that record that
+    became visible after it."""
+    publish_changes(change(record="R-1", message_id=1, who="first"))
+    generic_crm.fail_next(1)
+    assert actions.relay().failed == 1
+    publish_changes(change(record="R-1", message_id=2, who="second"))
+    assert actions.relay().sent == 0  # held behind the first, and numbered now
+    publish_changes(change(record="R-1", message_id=3, who="third"))
+    OutboxMessage.objects.update(next_attempt_at=timezone.now())
+
+    relay_until_idle()
+
+    assert who_in_order(generic_crm) == ["first", "second", "third"]
+    assert generic_crm.in_order_per_record() == {}

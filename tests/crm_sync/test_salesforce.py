@@ -176,7 +176,7 @@ def test_suppression_changes_set_the_opt_out_and_bounce_fields(salesforce_crm: F
 
 
 def mk(kind: str, row_id: int, **payload: Any) -> Change:
-    return Change(row_id, f"k{row_id}", kind, "003A", 1, "record:003A", T0, payload)
+    return Change(row_id, row_id, f"k{row_id}", kind, "003A", 1, "record:003A", T0, payload)
 
 
 def test_later_changes_win_and_fields_no_change_speaks_to_are_left_out() -> None:
