@@ -27,7 +27,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import transaction
@@ -192,7 +192,7 @@ def relay_batch(adapter: Adapter, now: datetime | None = None) -> BatchReport:
     changes = [
         Change(
             r.pk,
-            r.sequence,
+            cast(int, r.sequence),  # claim numbered every row it returns
             r.idempotency_key,
             r.kind,
             r.crm_record_id,
