@@ -4,8 +4,7 @@ from django.urls import include, path
 from django.views.defaults import page_not_found
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from config import health
-from receipts import metrics
+from config import health, metrics
 from receipts.admin import provider_limits
 
 # Under /api/ and /webhooks/ a missing page answers in the API's error shape, elsewhere with Django's page.

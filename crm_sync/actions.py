@@ -124,10 +124,13 @@ class BatchReport:
     failed: int = 0
     dead: int = 0
     held: int = 0  # due, but behind an unfinished earlier change of their stream
+    refused: int = 0  # of the claimed rows, those the CRM did not take (backing off or dead now)
+    retry_after: float | None = None  # the longest Retry-After among the failures
+    error: str = ""  # the first failure's error
 
     @property
     def all_failed(self) -> bool:
-        return self.claimed > 0 and self.failed + self.dead == self.claimed
+        return self.claimed > 0 and self.refused == self.claimed
 
 
 @dataclass
@@ -138,6 +141,7 @@ class RelayReport:
     failed: int = 0
     dead: int = 0
     busy: bool = False  # another relay holds the lease
+    paused_until: datetime | None = None  # the CRM refused a whole batch: nothing goes to it before then
     errors: list[str] = field(default_factory=list)
 
     def add(self, batch: BatchReport) -> None:
@@ -166,15 +170,25 @@ def relay(
         if not take_lease(owner, now or timezone.now()):
             report.busy = True
             return report
+        lease = RelayLease.objects.get(name=RELAY_LEASE)
+        if lease.paused_until is not None and lease.paused_until > (now or timezone.now()):
+            report.paused_until = lease.paused_until
+            return report
         first = True
         while True:
             if not first and not take_lease(owner, now or timezone.now()):
                 log.warning("relay lease lost to another relay; stopping")
                 break
             first = False
-            batch = relay_batch(adapter, now)
+            # After a pause one change goes alone: one probe at a time, not a full batch into a CRM still down.
+            batch = relay_batch(adapter, now, limit=1 if lease.probing else None)
             report.add(batch)
-            if batch.due == 0 or batch.all_failed or time.monotonic() >= deadline:
+            if batch.all_failed:
+                report.paused_until = pause(lease, batch, now or timezone.now())
+                break
+            if lease.probing and batch.claimed:
+                resume(lease)
+            if batch.due == 0 or time.monotonic() >= deadline:
                 break
     finally:
         release_lease(owner)
@@ -183,10 +197,35 @@ def relay(
     return report
 
 
-def relay_batch(adapter: Adapter, now: datetime | None = None) -> BatchReport:
-    """Claim, send and settle one batch. ``now`` fixes the clock (tests); otherwise it is read at each step."""
+def pause(lease: RelayLease, batch: BatchReport, now: datetime) -> datetime:
+    """The CRM refused a whole batch: send it nothing until its Retry-After, or a backoff that doubles with each
+    refusal in a row (``CRM_RETRY_BASE`` up to ``CRM_RETRY_MAX``), whichever is later."""
+    lease.failures += 1
+    delay = backoff(lease.failures)
+    if batch.retry_after is not None:
+        delay = max(delay, timedelta(seconds=min(batch.retry_after, 86400)))
+    lease.paused_until = now + delay
+    lease.pause_reason = batch.error[:500]
+    lease.save(update_fields=["failures", "paused_until", "pause_reason"])
+    log.warning(
+        "CRM refused a whole batch (%s); sending paused for %.0f s, then one change as a probe",
+        lease.pause_reason[:200],
+        delay.total_seconds(),
+    )
+    return lease.paused_until
+
+
+def resume(lease: RelayLease) -> None:
+    log.info("CRM answered the probe; sending resumes after %d refused batches", lease.failures)
+    lease.failures, lease.paused_until, lease.pause_reason = 0, None, ""
+    lease.save(update_fields=["failures", "paused_until", "pause_reason"])
+
+
+def relay_batch(adapter: Adapter, now: datetime | None = None, limit: int | None = None) -> BatchReport:
+    """Claim, send and settle one batch (of ``limit`` changes at most, else ``CRM_BATCH_SIZE``). ``now`` fixes the
+    clock (tests); otherwise it is read at each step."""
     report = BatchReport()
-    rows = claim(now or timezone.now(), report)
+    rows = claim(now or timezone.now(), report, limit or settings.CRM_BATCH_SIZE)
     if not rows:
         return report
     changes = [
@@ -213,13 +252,13 @@ def relay_batch(adapter: Adapter, now: datetime | None = None) -> BatchReport:
     return report
 
 
-def claim(now: datetime, report: BatchReport) -> list[OutboxMessage]:
+def claim(now: datetime, report: BatchReport, limit: int) -> list[OutboxMessage]:
     """Due rows that may go now, marked in flight. Rows behind an unfinished change of their stream wait."""
     with transaction.atomic():
         # Rows claimed before (backing off, due again) keep their place; new ones follow in the order they became
         # visible, which is the order they get their sequence numbers in.
         due = OutboxMessage.objects.due(now).order_by(F("sequence").asc(nulls_last=True), "id")
-        rows = list(for_update(due, skip_locked=True)[: settings.CRM_BATCH_SIZE])
+        rows = list(for_update(due, skip_locked=True)[:limit])
         if not rows:
             return []
         report.due = len(rows)
@@ -323,6 +362,12 @@ def settle(
     report.skipped = sum(len(ids) for ids in skipped.values())
     report.dead += sum(len(ids) for (state, _, _), ids in failed.items() if state == OutboxState.DEAD)
     report.failed = sum(len(ids) for (state, _, _), ids in failed.items() if state == OutboxState.PENDING)
+    report.refused = sum(len(ids) for ids in failed.values())
+    refusals = [result for result in results if not result.ok]
+    if refusals:
+        report.error = refusals[0].error
+        waits = [result.retry_after for result in refusals if result.retry_after is not None]
+        report.retry_after = max(waits) if waits else None
     if report.failed:
         log.warning("CRM batch: %d changes failed and back off: %s", report.failed, next(iter(failed))[2][:200])
 
@@ -359,6 +404,17 @@ class OutboxSummary:
     oldest_pending_at: datetime | None
     oldest_due_at: datetime | None
     now: datetime
+    paused_until: datetime | None = None  # the CRM refused a whole batch: nothing is sent before then
+    pause_reason: str = ""
+    refused_batches: int = 0  # whole batches refused in a row; the next one is a single change (a probe)
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_until is not None and self.paused_until > self.now
+
+    @property
+    def pause_left(self) -> timedelta:
+        return self.paused_until - self.now if self.paused_until and self.paused else timedelta(0)
 
     @property
     def lag(self) -> timedelta | None:
@@ -375,6 +431,7 @@ def summary(now: datetime | None = None) -> OutboxSummary:
     pending = OutboxMessage.objects.pending()
     totals = pending.aggregate(backlog=Count("id"), oldest=Min("created_at"))
     due = OutboxMessage.objects.due(now).aggregate(count=Count("id"), oldest=Min("created_at"))
+    lease = RelayLease.objects.filter(name=RELAY_LEASE).first()
     return OutboxSummary(
         backend=settings.CRM_BACKEND,
         backlog=totals["backlog"],
@@ -383,6 +440,9 @@ def summary(now: datetime | None = None) -> OutboxSummary:
         oldest_pending_at=totals["oldest"],
         oldest_due_at=due["oldest"],
         now=now,
+        paused_until=lease.paused_until if lease else None,
+        pause_reason=lease.pause_reason if lease else "",
+        refused_batches=lease.failures if lease else 0,
     )
 
 

@@ -79,6 +79,7 @@ class OutboxMessageAdmin(admin.ModelAdmin):
             "outbox": summary,
             "outbox_lag": humanize(summary.lag),
             "outbox_due_lag": humanize(summary.due_lag),
+            "outbox_pause_left": humanize(summary.pause_left),
         }
         return super().changelist_view(request, extra_context)
 

@@ -125,11 +125,23 @@ class OutboxMessage(models.Model):
 
 
 class RelayLease(models.Model):
-    """Who relays now. One relay at a time keeps each stream in order; a dead relay's lease runs out."""
+    """Who relays now. One relay at a time keeps each stream in order; a dead relay's lease runs out.
+
+    It also holds the CRM's pause: after a batch the CRM refused as a whole (429, 5xx, unreachable), nothing is
+    sent to it until ``paused_until``; then one change goes alone as a probe, and only its success resumes.
+    """
 
     name = models.CharField(max_length=40, primary_key=True)
     owner = models.CharField(max_length=100, blank=True)
     expires_at = models.DateTimeField()
+    paused_until = models.DateTimeField(null=True, blank=True)
+    pause_reason = models.TextField(blank=True)
+    failures = models.PositiveIntegerField(default=0, help_text="Whole batches refused in a row.")
 
     def __str__(self) -> str:
         return f"{self.name}: {self.owner or '-'} until {self.expires_at:%H:%M:%S}"
+
+    @property
+    def probing(self) -> bool:
+        """The CRM refused the last batch: the next one is a single change."""
+        return self.failures > 0

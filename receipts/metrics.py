@@ -14,11 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count
-from django.http import HttpRequest, HttpResponse
+from django.db.models import Count, Min
+from django.http import HttpRequest
 from django.utils import timezone
-from django.views.decorators.http import require_GET
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -162,8 +160,22 @@ class PollingCollector(Collector):
         for row in ReceiptEvent.objects.order_by().values("state").annotate(n=Count("id")):
             inbox.add_metric([row["state"]], row["n"])
         yield inbox
-        due = Message.objects.due_for_poll(timezone.now()).count()
-        yield GaugeMetricFamily("receipts_messages_due_for_poll", "Messages whose next poll time has come", value=due)
+        now = timezone.now()
+        due = Message.objects.due_for_poll(now).aggregate(n=Count("id"), oldest=Min("next_poll_at"))
+        yield GaugeMetricFamily(
+            "receipts_messages_due_for_poll", "Messages whose next poll time has come", value=due["n"]
+        )
+        yield GaugeMetricFamily(
+            "receipts_poll_lag_seconds",
+            "How late the most overdue poll is (0: none overdue)",
+            value=(now - due["oldest"]).total_seconds() if due["oldest"] else 0.0,
+        )
+        waiting = ReceiptEvent.objects.due(now).aggregate(oldest=Min("received_at"))["oldest"]
+        yield GaugeMetricFamily(
+            "receipts_inbox_lag_seconds",
+            "Age of the oldest receipt waiting to be processed (0: none waiting)",
+            value=(now - waiting).total_seconds() if waiting else 0.0,
+        )
 
 
 def gauge(name: str, help_text: str, value: Any) -> GaugeMetricFamily:
@@ -178,13 +190,3 @@ def metrics_allowed(request: HttpRequest) -> bool:
         return True
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
-
-
-@require_GET
-def metrics(request: HttpRequest) -> HttpResponse:
-    """``GET /metrics``: Prometheus text format (``Authorization: Bearer <METRICS_TOKEN>`` when one is set)."""
-    if not metrics_allowed(request):
-        return HttpResponse("metrics need the bearer token\n", status=401, content_type="text/plain")
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(PollingCollector())
-    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

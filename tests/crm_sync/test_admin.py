@@ -11,7 +11,8 @@ from django.test import Client
 from django.utils import timezone
 
 from crm_sync import actions
-from crm_sync.models import OutboxMessage, OutboxState
+from crm_sync.models import OutboxMessage, OutboxState, RelayLease
+from simulator.fake_crm import FakeCrm
 from tests.crm_sync.conftest import change, publish_changes
 
 pytestmark = pytest.mark.django_db
@@ -70,3 +71,35 @@ def test_summary_reads_the_backend(settings: Any) -> None:
     settings.CRM_BACKEND = "generic"
     assert actions.summary().backend == "generic"
     assert actions.summary().lag is None
+
+
+def test_a_paused_crm_shows_in_the_admin_and_in_metrics(
+    admin_client: Client, client: Client, generic_crm: FakeCrm, settings: Any
+) -> None:
+    settings.METRICS_TOKEN = ""
+    publish_changes(change(record="A"), change(record="B"))
+    generic_crm.fail_next(1, status=429, retry_after=120)
+    actions.relay()
+
+    page = admin_client.get(URL).content.decode()
+    metrics = client.get("/metrics").content.decode()
+
+    banner = re.sub(r"\s+", " ", page[page.index('id="crm-paused"') :].split("</li>")[0])
+    assert "Sending to the CRM is paused until" in banner and "HTTP 429" in banner
+    assert re.search(r"\(1[01][0-9] s from now\)", banner), banner
+    assert 'crm_relay_paused{backend="generic"} 1.0' in metrics
+    left = float(re.search(r'crm_relay_pause_remaining_seconds\{backend="generic"\} (\S+)', metrics)[1])
+    assert 100 < left <= 120
+    assert 'crm_relay_refused_batches{backend="generic"} 1.0' in metrics
+    assert 'crm_outbox_backlog{backend="generic"} 2.0' in metrics
+
+    # Two minutes on: the pause and the changes' own backoff are over.
+    RelayLease.objects.update(paused_until=timezone.now() - timedelta(seconds=1))
+    OutboxMessage.objects.update(next_attempt_at=timezone.now())
+    generic_crm.come_back()
+    actions.relay()  # the probe is answered: sending resumes
+
+    assert 'id="crm-paused"' not in admin_client.get(URL).content.decode()
+    metrics = client.get("/metrics").content.decode()
+    assert 'crm_relay_paused{backend="generic"} 0.0' in metrics
+    assert 'crm_relay_lag_seconds{backend="generic"} 0.0' in metrics

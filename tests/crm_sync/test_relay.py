@@ -17,13 +17,19 @@ from django.utils import timezone
 
 from crm_sync import actions
 from crm_sync.adapters.generic import GenericAdapter
-from crm_sync.models import OutboxMessage, OutboxState
+from crm_sync.models import OutboxMessage, OutboxState, RelayLease
 from receipts.events import Kind, publish
 from simulator.fake_crm import FakeCrm
 from tests.conftest import drain, is_postgres, post_webhook, register
 from tests.crm_sync.conftest import change, publish_changes, relay_until_idle, states
 
 pytestmark = pytest.mark.django_db
+
+
+def end_pause() -> None:
+    """As if the probe after a refused batch had been answered: these tests are about single records, and the
+    pause of the CRM as a whole has tests of its own."""
+    RelayLease.objects.update(paused_until=None, failures=0, pause_reason="")
 
 
 def keys_in_order() -> list[str]:
@@ -190,6 +196,7 @@ def test_a_record_backing_off_holds_its_later_changes_while_other_records_go(gen
     generic_crm.fail_next(1)
     start = timezone.now()
     actions.relay(start)  # A's first change fails and backs off 10 s
+    end_pause()
 
     publish_changes(change(record="A", message_id=2, status="delivered"), change(record="B", message_id=3))
     actions.relay(start + timedelta(seconds=1))
@@ -220,6 +227,7 @@ def test_after_the_last_attempt_a_change_is_dead_and_holds_its_record_until_retr
     assert "HTTP 500" in row.last_error
 
     generic_crm.come_back()
+    end_pause()
     publish_changes(change(record="A", message_id=1, n=2), change(record="B", message_id=5))
     actions.relay(now + timedelta(seconds=11))
     # B goes; A's new change must not overtake the dead one, so it is held (dead too, saying why).
@@ -394,6 +402,7 @@ def test_changes_held_behind_a_backing_off_one_keep_their_place_once_numbered(ge
     publish_changes(change(record="R-1", message_id=1, who="first"))
     generic_crm.fail_next(1)
     assert actions.relay().failed == 1
+    end_pause()
     publish_changes(change(record="R-1", message_id=2, who="second"))
     assert actions.relay().sent == 0  # held behind the first, and numbered now
     publish_changes(change(record="R-1", message_id=3, who="third"))
@@ -403,3 +412,50 @@ def test_changes_held_behind_a_backing_off_one_keep_their_place_once_numbered(ge
 
     assert who_in_order(generic_crm) == ["first", "second", "third"]
     assert generic_crm.in_order_per_record() == {}
+
+
+def test_a_429_pauses_all_sending_to_the_crm_until_its_retry_after_then_one_change_probes(
+    generic_crm: FakeCrm,
+) -> None:
+    publish_changes(*[change(record=f"R-{i}", message_id=i) for i in range(5)])
+    generic_crm.fail_next(1, status=429, retry_after=20)
+    start = timezone.now()
+
+    report = actions.relay(start)
+    assert report.paused_until == start + timedelta(seconds=20)
+    publish_changes(*[change(record=f"S-{i}", message_id=10 + i) for i in range(3)])
+    for second in (1, 5, 19):  # every record waits, the new ones too: not one request
+        assert actions.relay(start + timedelta(seconds=second)).paused_until == start + timedelta(seconds=20)
+    assert len(generic_crm.requests) == 1
+    lease = RelayLease.objects.get()
+    assert "HTTP 429" in lease.pause_reason and lease.failures == 1
+
+    report = actions.relay(start + timedelta(seconds=20))
+
+    # The refused batch, then the probe alone, then the rest.
+    assert [(r.status, r.changes) for r in generic_crm.requests] == [(429, 0), (200, 1), (200, 7)]
+    assert report.sent == 8 and report.paused_until is None
+    lease.refresh_from_db()
+    assert (lease.failures, lease.paused_until, lease.pause_reason) == (0, None, "")
+
+
+def test_an_outage_without_retry_after_pauses_longer_after_each_failed_probe(generic_crm: FakeCrm) -> None:
+    publish_changes(*[change(record=f"R-{i}", message_id=i) for i in range(4)])
+    generic_crm.go_down(503, retry_after=None)
+    start = timezone.now()
+
+    pauses = []
+    for second in range(0, 75):
+        report = actions.relay(start + timedelta(seconds=second))
+        if report.paused_until and report.paused_until not in pauses:
+            pauses.append(report.paused_until)
+
+    # 10 s, then 20 s, then 40 s (CRM_RETRY_BASE doubling): a request at 0, 10 and 30 s, and one at 70 s.
+    assert [(p - start).total_seconds() for p in pauses] == [10, 30, 70, 150]
+    assert [r.status for r in generic_crm.requests] == [503] * 4
+    # The first batch carried all four; each probe one change (the first in line, due again each time).
+    assert sorted(OutboxMessage.objects.values_list("attempts", flat=True)) == [1, 1, 1, 4]
+
+    generic_crm.come_back()
+    actions.relay(start + timedelta(seconds=150))
+    assert states() == {"sent": 4}

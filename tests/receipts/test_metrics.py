@@ -4,17 +4,20 @@ made the calls (they read the shared store and the database, not process memory)
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+from django.utils import timezone
 
 from receipts import polling
+from receipts.models import Message, ReceiptEvent
 from receipts.providers.genesys_cloud.client import client as configured_client
 from simulator import SimulatorServer
-from tests.conftest import register
+from tests.conftest import post_webhook, register
 from tests.receipts.conftest import preload
 
 pytestmark = pytest.mark.django_db
@@ -105,3 +108,19 @@ def test_admin_page_is_for_staff_only(client: Client) -> None:
     response = client.get("/admin/provider-limits/")
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]
+
+
+def test_metrics_show_how_late_the_inbox_and_the_polls_are(client: Client, settings: Any) -> None:
+    settings.METRICS_TOKEN = ""
+    text = client.get("/metrics").content.decode()
+    assert sample(text, "receipts_inbox_lag_seconds") == 0
+    assert sample(text, "receipts_poll_lag_seconds") == 0
+
+    message = register(provider="genesys_cloud", provider_message_id="lag-1", to="+15551230001", priority="high")
+    Message.objects.filter(pk=message.pk).update(next_poll_at=timezone.now() - timedelta(seconds=90))
+    post_webhook(client, "generic", '{"id": "lag-2", "status": "delivered", "timestamp": "2026-11-20T10:00:00Z"}')
+    ReceiptEvent.objects.update(received_at=timezone.now() - timedelta(seconds=30))
+
+    text = client.get("/metrics").content.decode()
+    assert 30 <= sample(text, "receipts_inbox_lag_seconds") < 60
+    assert 90 <= sample(text, "receipts_poll_lag_seconds") < 120

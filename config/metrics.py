@@ -1,0 +1,21 @@
+"""``GET /metrics``: the pipeline, polling and provider limits (receipts) and the CRM relay (crm_sync), in one
+Prometheus answer (``Authorization: Bearer <METRICS_TOKEN>`` when one is set)."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from crm_sync.metrics import RelayCollector
+from receipts.metrics import PollingCollector, metrics_allowed
+
+
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    if not metrics_allowed(request):
+        return HttpResponse("metrics need the bearer token\n", status=401, content_type="text/plain")
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PollingCollector())
+    registry.register(RelayCollector())
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
