@@ -10,6 +10,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -131,8 +133,30 @@ elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
         "socket_connect_timeout": 1,
         "socket_timeout": 5,
     }
-# Several deployments can share one Redis: each reads its own queue.
-CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="receipts")
+# Several deployments can share one Redis: each reads its own queues. Three of them, so that no kind of work
+# waits behind another: the inbox (drains, sweeps and the other upkeep) on CELERY_QUEUE, the CRM relay on
+# CELERY_QUEUE.crm, the per-message and high-priority polls on CELERY_QUEUE.poll. A worker consumes the ones
+# WORKER_QUEUES names (all three by default); `make run` gives the inbox a worker of its own (docs/operating.md).
+CELERY_QUEUE = env.str("CELERY_QUEUE", default="receipts")
+CELERY_TASK_DEFAULT_QUEUE = CELERY_QUEUE
+WORK_QUEUES = {"inbox": CELERY_QUEUE, "crm": f"{CELERY_QUEUE}.crm", "poll": f"{CELERY_QUEUE}.poll"}
+WORKER_QUEUES = env.list("WORKER_QUEUES", default=list(WORK_QUEUES))
+if unknown_queues := set(WORKER_QUEUES) - set(WORK_QUEUES):
+    raise ImproperlyConfigured(f"WORKER_QUEUES: unknown {sorted(unknown_queues)}; use inbox, crm, poll")
+# One direct exchange named after CELERY_QUEUE (Celery's own default), each queue bound by its own name.
+CELERY_TASK_DEFAULT_EXCHANGE = CELERY_QUEUE
+CELERY_TASK_DEFAULT_ROUTING_KEY = CELERY_QUEUE
+# Every process declares all three (a publisher routes to any of them); a worker consumes only its WORKER_QUEUES
+# (config/celery.py narrows it as `celery worker -Q` would).
+CELERY_TASK_QUEUES = [
+    Queue(name, Exchange(CELERY_QUEUE, type="direct"), routing_key=name) for name in WORK_QUEUES.values()
+]
+CELERY_TASK_ROUTES = {
+    "crm_sync.relay_outbox": {"queue": WORK_QUEUES["crm"], "routing_key": WORK_QUEUES["crm"]},
+    "crm_sync.prune_outbox": {"queue": WORK_QUEUES["crm"], "routing_key": WORK_QUEUES["crm"]},
+    "receipts.poll_high_priority": {"queue": WORK_QUEUES["poll"], "routing_key": WORK_QUEUES["poll"]},
+    "receipts.poll_messages": {"queue": WORK_QUEUES["poll"], "routing_key": WORK_QUEUES["poll"]},
+}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

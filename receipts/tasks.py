@@ -18,7 +18,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from receipts import polling
+from receipts import kicks, polling
 from receipts.actions import escalation, ingest, process, retries, review, suppression
 from receipts.models import ReceiptEvent
 from receipts.providers.genesys_cloud.client import Config, GenesysCloudClient, client
@@ -44,6 +44,7 @@ def task(name: str, *, formerly: str, **options: Any) -> Callable[[Callable[...,
 @task("receipts.drain_inbox", formerly="receipts.tasks.drain_inbox")
 def drain_inbox() -> int:
     """Process due inbox rows in batches until none are left or the time budget is spent."""
+    kicks.drain_started()
     deadline = time.monotonic() + settings.INBOX_DRAIN_SECONDS
     total = 0
     while time.monotonic() < deadline:
@@ -55,8 +56,9 @@ def drain_inbox() -> int:
             # Receipts are arriving a few at a time: let them gather. A batch's fixed cost (claim, lock the
             # messages, write, commit) then spreads over more rows.
             time.sleep(settings.INBOX_LINGER)
-    # More is waiting: hand over to a fresh task rather than hold this worker past its limit.
-    drain_inbox.apply_async()
+    # More is waiting: hand over to a fresh task (unless one is already queued) rather than hold this worker past
+    # its limit, and let what waits in the other queues have the worker in between.
+    kicks.kick_now()
     return total
 
 
