@@ -12,8 +12,10 @@ Relaying (``relay``): one relay at a time holds a lease and works in batches. A 
 4. marks them sent, or backs them off (``CRM_RETRY_BASE`` doubling up to ``CRM_RETRY_MAX``, never sooner than a
    ``Retry-After``), or, after ``CRM_MAX_ATTEMPTS``, dead.
 
-A relay killed between 3 and 4 leaves its rows pending; they are due again when the lease runs out and go out
-again with the same idempotency keys: a duplicate, never a loss.
+While the CRM holds a batch, a heartbeat renews the lease and the rows' in-flight time every quarter lease, so
+the lease can be short whatever the CRM's latency. A relay killed between 3 and 4 leaves its rows pending; they
+are due again when the lease runs out (``CRM_RELAY_LEASE``, 10 s) and go out again with the same idempotency keys:
+a duplicate of one batch at most, never a loss.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import hashlib
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -30,7 +33,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, F, Max, Min, Q
 from django.utils import timezone
 
@@ -181,7 +184,7 @@ def relay(
                 break
             first = False
             # After a pause one change goes alone: one probe at a time, not a full batch into a CRM still down.
-            batch = relay_batch(adapter, now, limit=1 if lease.probing else None)
+            batch = relay_batch(adapter, now, limit=1 if lease.probing else None, owner=owner)
             report.add(batch)
             if batch.all_failed:
                 report.paused_until = pause(lease, batch, now or timezone.now())
@@ -195,6 +198,34 @@ def relay(
         if own_adapter:
             adapter.close()
     return report
+
+
+class Heartbeat(threading.Thread):
+    """While the CRM holds a batch: renews the relay's lease and the batch's in-flight time every quarter lease.
+
+    So both can be short: a relay that dies mid-send frees its lease and its rows within ``CRM_RELAY_LEASE``, and
+    a CRM slower than that never sees a second relay send the same rows while the first still waits."""
+
+    def __init__(self, owner: str, row_ids: list[int]) -> None:
+        super().__init__(name="crm-relay-heartbeat", daemon=True)
+        self.owner, self.row_ids = owner, row_ids
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        interval = max(settings.CRM_RELAY_LEASE.total_seconds() / 4, 0.25)
+        try:
+            while not self.done.wait(interval):
+                until = timezone.now() + settings.CRM_RELAY_LEASE
+                RelayLease.objects.filter(name=RELAY_LEASE, owner=self.owner).update(expires_at=until)
+                OutboxMessage.objects.pending().filter(pk__in=self.row_ids).update(next_attempt_at=until)
+        except Exception as exc:  # the database away: the lease runs out, and the rows go again after it
+            log.warning("relay heartbeat stopped: %s", type(exc).__name__)
+        finally:
+            connection.close()
+
+    def finish(self) -> None:
+        self.done.set()
+        self.join(timeout=30)
 
 
 def pause(lease: RelayLease, batch: BatchReport, now: datetime) -> datetime:
@@ -221,9 +252,11 @@ def resume(lease: RelayLease) -> None:
     lease.save(update_fields=["failures", "paused_until", "pause_reason"])
 
 
-def relay_batch(adapter: Adapter, now: datetime | None = None, limit: int | None = None) -> BatchReport:
+def relay_batch(
+    adapter: Adapter, now: datetime | None = None, limit: int | None = None, owner: str = ""
+) -> BatchReport:
     """Claim, send and settle one batch (of ``limit`` changes at most, else ``CRM_BATCH_SIZE``). ``now`` fixes the
-    clock (tests); otherwise it is read at each step."""
+    clock (tests); otherwise it is read at each step. The lease ``owner``'s lease is kept alive during the send."""
     report = BatchReport()
     rows = claim(now or timezone.now(), report, limit or settings.CRM_BATCH_SIZE)
     if not rows:
@@ -243,11 +276,17 @@ def relay_batch(adapter: Adapter, now: datetime | None = None, limit: int | None
         for r in rows
     ]
     entries = coalesce(changes)
+    heartbeat = Heartbeat(owner, [r.pk for r in rows]) if owner and now is None else None
+    if heartbeat:
+        heartbeat.start()
     try:
         results = adapter.send(entries)
     except Exception as exc:  # a bug in an adapter must not leave the rows in flight until the lease runs out
         log.exception("CRM adapter %s raised", adapter.name)
         results = [Result.failed(f"{type(exc).__name__}: {exc}")] * len(entries)
+    finally:
+        if heartbeat:
+            heartbeat.finish()
     settle(entries, results, {r.pk: r.attempts for r in rows}, now or timezone.now(), report)
     return report
 

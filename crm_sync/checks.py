@@ -43,11 +43,11 @@ def check_crm_settings(app_configs: Any, **kwargs: Any) -> list:
             problems.append(Error(problem, hint="See docs/crm-sync.md, field mapping.", id="crm_sync.E006"))
     if settings.CRM_MAX_ATTEMPTS < 1 or settings.CRM_BATCH_SIZE < 1:
         problems.append(Error("CRM_MAX_ATTEMPTS and CRM_BATCH_SIZE must be at least 1.", id="crm_sync.E007"))
-    if backend != "none" and settings.CRM_RELAY_LEASE.total_seconds() < 3 * settings.CRM_TIMEOUT:
+    if backend != "none" and settings.CRM_RELAY_LEASE.total_seconds() < 2:
         problems.append(
             Warning(
-                "CRM_RELAY_LEASE is shorter than three CRM_TIMEOUTs: a slow batch can outlive the relay's lease, "
-                "and a second relay could then send a stream's later changes first.",
+                "CRM_RELAY_LEASE is under 2 s: the relay's heartbeat (every quarter lease) may not renew it in time "
+                "on a busy database, and a second relay could then send a stream's later changes first.",
                 id="crm_sync.W001",
             )
         )

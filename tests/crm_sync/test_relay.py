@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections import Counter
 from datetime import timedelta
 from typing import Any
@@ -459,3 +460,34 @@ def test_an_outage_without_retry_after_pauses_longer_after_each_failed_probe(gen
     generic_crm.come_back()
     actions.relay(start + timedelta(seconds=150))
     assert states() == {"sent": 4}
+
+
+@pytest.mark.django_db(transaction=True)  # the relay runs on a thread (and a connection) of its own
+def test_while_the_crm_holds_a_batch_the_lease_and_the_rows_in_flight_are_renewed(
+    generic_crm: FakeCrm, settings: Any
+) -> None:
+    """The lease can be short (a relay killed mid-send frees the rows within it) and still outlast a slow CRM."""
+    settings.CRM_RELAY_LEASE = timedelta(seconds=1)
+    publish_changes(change(record="R-1", message_id=1))
+    generic_crm.hold()
+
+    def run_relay() -> None:
+        try:
+            actions.relay()
+        finally:
+            connection.close()
+
+    relay = threading.Thread(target=run_relay)
+    relay.start()
+    try:
+        generic_crm.wait_for(lambda: generic_crm.requests)
+        time.sleep(2.5)  # past the lease twice over, while the CRM still holds the answer
+        now = timezone.now()
+        lease, row = RelayLease.objects.get(), OutboxMessage.objects.get()
+        assert lease.expires_at > now, "the lease ran out while its holder waited on the CRM"
+        assert row.state == OutboxState.PENDING and row.next_attempt_at > now
+    finally:
+        generic_crm.release()
+        relay.join(30)
+    assert states() == {"sent": 1}
+    assert len(generic_crm.requests) == 1
