@@ -413,6 +413,9 @@ class Retry(models.Model):
     due_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     claimed_at = models.DateTimeField(null=True, blank=True)
+    # What the provider answered, written the moment the send returns, before the new message is registered: a
+    # send the provider took is never forgotten, even if registering fails (the sweeper finishes it).
+    provider_message_id = models.CharField(max_length=255, blank=True)
     new_message = models.OneToOneField(
         Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="retry_of"
     )

@@ -17,9 +17,11 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from tenacity import retry as retrying
+from tenacity import retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from receipts.actions import suppression as suppressions
 from receipts.actions.messages import register_message
@@ -46,6 +48,13 @@ SEND_ATTEMPTS = 3
 SEND_BACKOFF = timedelta(seconds=30)
 # A retry still "sending" after this long lost its worker mid-call (task time limit 120 s, with margin).
 SEND_TIMEOUT = timedelta(minutes=10)
+# Writing down a provider's answer is tried again over a database hiccup (0.2 s, 0.4 s, ... 5 tries).
+retry_on_database_error = retrying(
+    retry=retry_if_exception_type(DatabaseError),
+    stop=stop_after_attempt(5),
+    wait=wait_exponential(multiplier=0.2, max=2),
+    reraise=True,
+)
 
 
 # --- deciding -------------------------------------------------------------------------------------------
@@ -123,9 +132,16 @@ def due_retries(now: datetime | None = None, limit: int = 500) -> list[int]:
 
 
 def fail_stale_sends(now: datetime | None = None) -> int:
-    """Retries whose worker died during the provider call: we cannot know if it went out, so never again."""
+    """Retries still ``sending`` long after their claim. One the provider took (its id is recorded) is finished:
+    the new message is registered, and the receipts that came for it meanwhile (orphans) attach to it. One with no
+    id lost its worker during the provider call: we cannot know if it went out, so it is never sent again.
+    Answers how many were marked failed."""
     now = now or timezone.now()
-    count = Retry.objects.filter(state=State.SENDING, claimed_at__lt=now - SEND_TIMEOUT).update(
+    stale = Retry.objects.filter(state=State.SENDING, claimed_at__lt=now - SEND_TIMEOUT)
+    for retry in stale.exclude(provider_message_id="").select_related("message", "message__campaign"):
+        finish_sent(retry, retry.message, replacement(retry.message), retry.provider_message_id, now)
+        log.warning("retry %s: the provider took it but it was not recorded; recorded now", retry.pk)
+    count = stale.filter(provider_message_id="").update(
         state=State.FAILED,
         note="the worker stopped during the send; outcome unknown, not sent again to avoid a duplicate",
         updated_at=now,
@@ -167,8 +183,26 @@ def send_retry(retry_id: int, now: datetime | None = None) -> str:
     if not provider_message_id:
         return finish(retry, State.FAILED, "the sender returned no provider message id", now)
 
+    # The provider has it: first write down its id alone (one small statement, tried again over a database
+    # hiccup), then register the new message. Should that fail, the sweeper finishes it from the id.
+    try:
+        remember_sent(retry, str(provider_message_id), now)
+        return finish_sent(retry, original, outgoing, str(provider_message_id), now)
+    except DatabaseError as exc:
+        log.warning("retry %s: sent as %s, not recorded yet (%s); the sweeper will", retry.pk, provider_message_id, exc)
+        return State.SENDING
+
+
+@retry_on_database_error
+def remember_sent(retry: Retry, provider_message_id: str, now: datetime) -> None:
+    Retry.objects.filter(pk=retry.pk, state=State.SENDING).update(
+        provider_message_id=provider_message_id[:255], updated_at=now
+    )
+
+
+def finish_sent(retry: Retry, original: Message, outgoing: Message, provider_message_id: str, now: datetime) -> str:
     with transaction.atomic():
-        new = record_replacement(original, outgoing, str(provider_message_id))
+        new = record_replacement(original, outgoing, provider_message_id)
         Retry.objects.filter(pk=retry.pk).update(state=State.SENT, new_message=new, note="", updated_at=now)
     log.info("message %s sent again as %s (%s)", original.pk, new.pk, mask(original.to))
     return State.SENT

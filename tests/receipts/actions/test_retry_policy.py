@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -314,6 +314,39 @@ def test_a_send_whose_worker_died_is_never_sent_twice(client: Any, provider: Loc
     retry.refresh_from_db()
     assert retry.state == "failed" and "not sent again" in retry.note
     assert provider.requests == []
+
+
+def test_a_send_the_provider_took_is_recorded_even_when_registering_it_fails(
+    client: Any, provider: LocalProvider, at_noon: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The provider accepted the resend, then the database failed registering the new message: its id was
+    written first, the sweeper registers it later, and the receipts that came meanwhile attach to it."""
+    original = sms()
+    deliver(client, "genesys_sms", sms_receipt("m-1", 3))
+    at_noon.shift(timedelta(minutes=2))
+    retry = Retry.objects.get()
+
+    def database_down(*args: Any, **kwargs: Any) -> None:
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(retries, "record_replacement", database_down)
+    assert retries.send_retry(retry.pk) == "sending"
+    retry.refresh_from_db()
+    assert (retry.state, retry.provider_message_id, retry.new_message) == ("sending", "new-1", None)
+    deliver(client, "genesys_sms", sms_receipt("new-1", 2))  # its receipt comes before it is registered
+    assert ReceiptEvent.objects.filter(state=InboxState.ORPHAN).count() == 1
+
+    monkeypatch.undo()
+    at_noon.shift(timedelta(minutes=11))
+    assert retries.fail_stale_sends() == 0  # none failed: it was finished
+
+    retry.refresh_from_db()
+    assert retry.state == "sent" and retry.new_message.provider_message_id == "new-1"
+    assert retry.new_message.replaces == original
+    drain()
+    retry.new_message.refresh_from_db()
+    assert retry.new_message.status == "delivered"
+    assert len(provider.requests) == 1, "sent once"
 
 
 @contextmanager
