@@ -49,6 +49,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--records", type=int, default=2000, help="distinct CRM records (default 2000)")
     parser.add_argument("--clients", type=int, default=32, help="concurrent webhook senders (default 32)")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the backlog to drain")
+    parser.add_argument("--no-front", action="store_true", help="granian on the port itself, without the front")
     parser.add_argument("--keep-logs", action="store_true")
     return parser.parse_args()
 
@@ -181,7 +182,7 @@ def main() -> int:
             "CRM_SIGNING_SECRET": "fake-crm-signing-secret",
             "SWEEP_INTERVAL": "5",
         }
-        web = env.start_web(workers=3, threads=4, **settings)
+        web = env.start_web(workers=3, threads=4, front=not args.no_front, **settings)
         info = ["--loglevel", "INFO"]
         for label, queues in (("worker-inbox", "inbox"), ("worker-sync", "crm,poll")):
             argv = [str(Path(sys.executable).parent / "celery"), "-A", "config", "worker", "--concurrency", "2"]
@@ -210,7 +211,8 @@ def main() -> int:
         messages = setup_messages(math.ceil(total / len(STEPS)), args.records)
         connection.close()
         mode = "SQLite + filesystem broker" if args.embedded else "PostgreSQL + Redis"
-        print(f"setup: {mode}, front + granian 3x4, inbox worker x2, sync worker x2, beat, fake CRM;")
+        server = "granian 3x4 alone" if args.no_front else "front + granian 3x4"
+        print(f"setup: {mode}, {server}, inbox worker x2, sync worker x2, beat, fake CRM;")
         print(f"       {len(messages)} messages on {args.records} CRM records")
         queues = [env.name, f"{env.name}.crm", f"{env.name}.poll"]
         watch = QueueWatch(queues, os.environ.get("CELERY_BROKER_URL", ""), workdir / "var" / "broker")

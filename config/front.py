@@ -23,11 +23,11 @@ import json
 import logging
 import os
 import signal
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from http import HTTPStatus
 
 import h11
-import httpx
 
 log = logging.getLogger("front")
 
@@ -85,14 +85,9 @@ class Arrived:
 
 
 class Front:
-    def __init__(self, transport: httpx.AsyncBaseTransport, base_url: str, limits: Limits) -> None:
+    def __init__(self, app: Upstream, limits: Limits) -> None:
         self.limits = limits
-        self.client = httpx.AsyncClient(
-            transport=transport,
-            base_url=base_url,
-            timeout=httpx.Timeout(limits.upstream_timeout, connect=5.0),
-            follow_redirects=False,
-        )
+        self.app = app
         self.open: set[asyncio.Task] = set()
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -192,31 +187,31 @@ class Front:
         forwarded = [value for name, value in headers if name.lower() == b"x-forwarded-for"]
         headers = [(name, value) for name, value in headers if name.lower() != b"x-forwarded-for"]
         headers.append((b"x-forwarded-for", b", ".join([*forwarded, peer.encode()]) if forwarded else peer.encode()))
-        outgoing = self.client.build_request(
-            request.method.decode(), request.target.decode("latin-1"), headers=headers, content=arrived.body
-        )
+        headers.append((b"content-length", str(len(arrived.body)).encode()))
+        outgoing = h11.Request(method=request.method, target=request.target, headers=headers)
         try:
-            response = await self.client.send(outgoing, stream=True)
-        except httpx.TimeoutException:
-            return await self.refuse(conn, writer, Refusal(504, "the app did not answer in time"), keep_alive=True)
-        except httpx.TransportError:
+            async with asyncio.timeout(self.limits.upstream_timeout):
+                async with self.app.exchange(outgoing, arrived.body) as (head, body):
+                    out = [(n, v) for n, v in head.headers if n not in HOP_BY_HOP or n == b"content-length"]
+                    writer.write(conn.send(h11.Response(status_code=head.status_code, headers=out, reason=head.reason)))
+                    async for chunk in body:
+                        writer.write(conn.send(h11.Data(data=chunk)))
+                        await writer.drain()
+                    writer.write(conn.send(h11.EndOfMessage()))
+                    await writer.drain()
+        except UpstreamDown:
             busy = Refusal(503, "the app is starting or restarting; try again", ((b"retry-after", b"2"),))
-            return await self.refuse(conn, writer, busy, keep_alive=True)
-        try:
-            out = [(name.encode(), value.encode("latin-1")) for name, value in response.headers.multi_items()]
-            out = [(name, value) for name, value in out if name.lower() not in HOP_BY_HOP or name == b"content-length"]
-            head = h11.Response(status_code=response.status_code, headers=out, reason=response.reason_phrase.encode())
-            writer.write(conn.send(head))
-            async for chunk in response.aiter_raw():
-                writer.write(conn.send(h11.Data(data=chunk)))
-                await writer.drain()
-            writer.write(conn.send(h11.EndOfMessage()))
-            await writer.drain()
-        except httpx.HTTPError:
-            # The head is out: the only honest signal left is to close without finishing the body.
+            await self.refuse(conn, writer, busy, keep_alive=True)
+        except TimeoutError:
+            await self.give_up(conn, writer, Refusal(504, "the app did not answer in time"))
+        except UpstreamBroken:
+            await self.give_up(conn, writer, Refusal(502, "the app closed the connection without a whole answer"))
+
+    async def give_up(self, conn: h11.Connection, writer: asyncio.StreamWriter, refusal: Refusal) -> None:
+        if conn.our_state is h11.SEND_RESPONSE:
+            await self.refuse(conn, writer, refusal, keep_alive=True)
+        else:  # the head is out: the only honest signal left is to close without finishing the body
             conn.send_failed()
-        finally:
-            await response.aclose()
 
     async def refuse(
         self, conn: h11.Connection, writer: asyncio.StreamWriter, refusal: Refusal, keep_alive: bool = False
@@ -243,17 +238,112 @@ class Front:
             pass
 
 
-def upstream(address: str) -> tuple[httpx.AsyncBaseTransport, str]:
-    """The app's transport and base URL: ``http://host:port``, or else the path of a Unix socket."""
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
-    if address.startswith("http://"):
-        return httpx.AsyncHTTPTransport(limits=limits), address
-    return httpx.AsyncHTTPTransport(uds=address, limits=limits), "http://app"
+class UpstreamDown(Exception):
+    """The app could not be reached: nothing was sent."""
+
+
+class UpstreamBroken(Exception):
+    """The app's connection failed after the request went out."""
+
+
+class Upstream:
+    """Kept-alive HTTP/1.1 connections to the app (granian) on a Unix socket or TCP, one request at a time each."""
+
+    def __init__(self, address: str, size: int = 64) -> None:
+        self.address = address
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, h11.Connection]] = []
+        self.slots = asyncio.Semaphore(size)
+
+    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, h11.Connection]:
+        try:
+            async with asyncio.timeout(5):
+                if self.address.startswith("http://"):
+                    host, _, port = self.address.removeprefix("http://").rstrip("/").rpartition(":")
+                    reader, writer = await asyncio.open_connection(host, int(port), limit=READ_CHUNK)
+                else:
+                    reader, writer = await asyncio.open_unix_connection(self.address, limit=READ_CHUNK)
+        except (OSError, TimeoutError) as exc:
+            raise UpstreamDown(str(exc)) from exc
+        return reader, writer, h11.Connection(h11.CLIENT)
+
+    @contextlib.asynccontextmanager
+    async def exchange(
+        self, request: h11.Request, body: bytes
+    ) -> AsyncIterator[tuple[h11.Response, AsyncIterator[bytes]]]:
+        """Send one request; yields the answer's head and an iterator over its body. A kept-alive connection the
+        app had closed meanwhile is replaced once, before any answer came."""
+        async with self.slots:
+            reused = bool(self.idle)
+            reader, writer, conn = self.idle.pop() if self.idle else await self.connect()
+            try:
+                try:
+                    head = await self.send(reader, writer, conn, request, body)
+                except (ConnectionError, h11.RemoteProtocolError, UpstreamBroken):
+                    if not reused:
+                        raise
+                    writer.close()
+                    reader, writer, conn = await self.connect()
+                    head = await self.send(reader, writer, conn, request, body)
+                yield head, self.body(reader, conn)
+            except (ConnectionError, h11.ProtocolError) as exc:
+                writer.close()
+                raise UpstreamBroken(str(exc)) from exc
+            except BaseException:
+                writer.close()
+                raise
+            if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+                conn.start_next_cycle()
+                self.idle.append((reader, writer, conn))
+            else:
+                writer.close()
+
+    @staticmethod
+    async def send(
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        conn: h11.Connection,
+        request: h11.Request,
+        body: bytes,
+    ) -> h11.Response:
+        writer.write(conn.send(request) + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
+        await writer.drain()
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await reader.read(READ_CHUNK)
+                if not data:
+                    raise UpstreamBroken("the app closed the connection without answering")
+                conn.receive_data(data)
+            elif isinstance(event, h11.Response):
+                return event
+            elif isinstance(event, h11.InformationalResponse):
+                continue
+            else:
+                raise UpstreamBroken(f"unexpected {type(event).__name__} from the app")
+
+    @staticmethod
+    async def body(reader: asyncio.StreamReader, conn: h11.Connection) -> AsyncIterator[bytes]:
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(await reader.read(READ_CHUNK))  # b"" at the end: h11 tells a cut answer apart
+            elif isinstance(event, h11.Data):
+                yield bytes(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return
+            else:
+                raise UpstreamBroken("the app closed the connection in the middle of its answer")
+
+    def close(self) -> None:
+        for _, writer, _ in self.idle:
+            writer.close()
+        self.idle.clear()
 
 
 async def run(listen: str, app: str, limits: Limits, ready: asyncio.Event | None = None) -> None:
     host, _, port = listen.rpartition(":")
-    front = Front(*upstream(app), limits)
+    upstream = Upstream(app)
+    front = Front(upstream, limits)
     server = await asyncio.start_server(front.serve, host or "127.0.0.1", int(port), limit=MAX_HEAD, backlog=2048)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -271,7 +361,7 @@ async def run(listen: str, app: str, limits: Limits, ready: asyncio.Event | None
             await asyncio.wait(list(front.open), timeout=10)
         for task in list(front.open):
             task.cancel()
-    await front.client.aclose()
+    upstream.close()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -280,7 +370,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--upstream", required=True, help="the app: a Unix socket path, or http://host:port")
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="[%(levelname)s] %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per forwarded request is granian's access log
     asyncio.run(run(args.listen, args.upstream, Limits.from_environment()))
 
 
