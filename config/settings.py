@@ -266,7 +266,7 @@ CRM_RETRY_BASE = timedelta(seconds=env.float("CRM_RETRY_BASE", default=10.0))
 CRM_RETRY_MAX = timedelta(seconds=env.float("CRM_RETRY_MAX", default=3600.0))
 CRM_RELAY_INTERVAL = env.float("CRM_RELAY_INTERVAL", default=2.0)
 CRM_RELAY_SECONDS = env.float("CRM_RELAY_SECONDS", default=20.0)
-CRM_RELAY_LEASE = timedelta(seconds=env.float("CRM_RELAY_LEASE", default=10.0))
+CRM_RELAY_LEASE = timedelta(seconds=env.float("CRM_RELAY_LEASE", default=8.0))
 CRM_OUTBOX_RETENTION_DAYS = env.int("CRM_OUTBOX_RETENTION_DAYS", default=30)
 # JSON: CRM field -> rule(s); unset means crm_sync.adapters.field_map.DEFAULT_FIELD_MAP (docs/crm-sync.md).
 CRM_FIELD_MAP = env.json("CRM_FIELD_MAP", default=None)

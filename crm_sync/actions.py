@@ -14,7 +14,7 @@ Relaying (``relay``): one relay at a time holds a lease and works in batches. A 
 
 While the CRM holds a batch, a heartbeat renews the lease and the rows' in-flight time every quarter lease, so
 the lease can be short whatever the CRM's latency. A relay killed between 3 and 4 leaves its rows pending; they
-are due again when the lease runs out (``CRM_RELAY_LEASE``, 10 s) and go out again with the same idempotency keys:
+are due again when the lease runs out (``CRM_RELAY_LEASE``, 8 s) and go out again with the same idempotency keys:
 a duplicate of one batch at most, never a loss.
 """
 
