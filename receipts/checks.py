@@ -6,6 +6,8 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
+from receipts.providers.generic import whsec_key
+
 WEBHOOK_SECRETS = [
     "WEBHOOK_SECRET_GENESYS_CLOUD",
     "WEBHOOK_SECRET_GENESYS_SMS",
@@ -43,10 +45,11 @@ def check_secrets(app_configs: Any, **kwargs: Any) -> list:
         if ":" not in entry:
             problems.append(Error("WEBHOOK_BASIC_AUTH entries must read user:password.", id="receipts.E002"))
     for secret in settings.WEBHOOK_SECRET_GENERIC:
-        if not secret.startswith("whsec_"):
+        if not secret.startswith("whsec_") or whsec_key(secret) is None:
+            why = "its key is not base64" if secret.startswith("whsec_") else "it does not start with whsec_"
             problems.append(
                 Error(
-                    "WEBHOOK_SECRET_GENERIC must be a Standard Webhooks secret (whsec_<base64>).",
+                    f"WEBHOOK_SECRET_GENERIC must be a Standard Webhooks secret, whsec_ and a base64 key: {why}.",
                     id="receipts.E003",
                 )
             )

@@ -57,7 +57,7 @@ def receive(request: HttpRequest, provider_name: str) -> JsonResponse:
         provider.authenticate(request, body)
     except Unauthorized as exc:
         return refused(request, provider_name, exc)
-    content_type = request.META.get("CONTENT_TYPE", "")
+    body, content_type = provider.received(request, body)
     try:
         result = ingest_once_more_on_a_dead_connection(provider_name, body, content_type, request)
     except MalformedReceipt as exc:
@@ -134,9 +134,12 @@ class WebhookHandler(WSGIHandler):
 def webhook(provider: str) -> Callable[[HttpRequest], HttpResponse]:
     @csrf_exempt
     def view(request: HttpRequest) -> HttpResponse:
+        if request.method in ("GET", "HEAD"):
+            # Webex Connect saves a webhook only when its URL answers HEAD with 200; nothing is read or stored.
+            return JsonResponse({"status": "ready", "provider": provider, "post": "a receipt body"})
         if request.method != "POST":
             response = JsonResponse({"error": f"method {request.method} not allowed; POST a receipt"}, status=405)
-            response["Allow"] = "POST"
+            response["Allow"] = "POST, GET, HEAD"
             return response
         return receive(request, provider)
 

@@ -86,7 +86,7 @@ Bulk reconciliation: analytics conversation details jobs.
         every session. An expired message is DeliveryFailed with ``extendedDeliveryStatus: MessageExpired``.
 
 Receipts pushed to ``/webhooks/genesys-cloud/`` (open messaging style, one normalized receipt per POST, the same
-object as in ``normalizedReceipts``), signed ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`` with the
+object as in ``normalizedReceipts``), signed ``X-Hub-Signature-256: sha256=<base64 HMAC-SHA256 of the body>`` with the
 Genesys Cloud webhook secret: ``Sent`` when sent, then ``Delivered`` or ``Failed`` with ``reasons``.
 """
 
@@ -646,7 +646,9 @@ def receipt_push(message: SimMessage, event: str, config: SimConfig) -> tuple[st
     headers = {"Content-Type": "application/json"}
     secret = config.secrets.get(PROVIDER)
     if secret:
-        digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        # As Genesys documents it (developer.genesys.cloud, open messaging, "Validate webhook notifications"):
+        # the HMAC-SHA256 of the body, base64.
+        digest = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
         headers["X-Hub-Signature-256"] = f"sha256={digest}"
     elif config.basic_auth:
         headers["Authorization"] = "Basic " + base64.b64encode(config.basic_auth.encode()).decode()

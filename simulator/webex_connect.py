@@ -201,7 +201,8 @@ def receipt_push(message: SimMessage, event: str, config: SimConfig) -> tuple[st
     headers = {"Content-Type": "application/json"}
     secret = config.secrets.get(PROVIDER)
     if secret:
-        headers["X-Hub-Signature"] = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        # As Webex Connect documents it: the hex HMAC, no prefix (developers.webexconnect.io, outbound webhooks).
+        headers["X-Hub-Signature"] = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     elif config.basic_auth:
         headers["Authorization"] = "Basic " + base64.b64encode(config.basic_auth.encode()).decode()
     info = payload["deliveryInfoNotification"]["deliveryInfo"]

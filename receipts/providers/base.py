@@ -50,6 +50,10 @@ class Provider:
     def parse(self, body: bytes, content_type: str) -> list[NormalizedReceipt]:
         raise NotImplementedError
 
+    def received(self, request: HttpRequest, body: bytes) -> tuple[bytes, str]:
+        """The body and content type to store and parse: the request's own, unless a provider says otherwise."""
+        return body, request.META.get("CONTENT_TYPE", "")
+
     def read(self, body: bytes, content_type: str) -> list[NormalizedReceipt]:
         """``parse``, answering MalformedReceipt for anything this body cannot be, whatever the bytes: the webhook
         answers 400 and keeps the body, and never accepts a receipt that processing could not store."""
@@ -105,16 +109,45 @@ def basic_auth_ok(request: HttpRequest, accepted: list[str]) -> bool:
     return any([hmac.compare_digest(given.encode(), entry.encode()) for entry in accepted])
 
 
-def hmac_hex_ok(header: str, body: bytes, secrets: list[str]) -> bool:
-    """``sha256=<hex>`` or ``sha512=<hex>`` over the raw body, against any configured secret."""
-    algorithm, _, given = header.strip().partition("=")
-    digest = {"sha256": hashlib.sha256, "sha512": hashlib.sha512}.get(algorithm.lower())
-    if digest is None or not given:
+DIGESTS = {"sha256": hashlib.sha256, "sha512": hashlib.sha512}
+
+
+def hmac_signature_ok(header: str, body: bytes, secrets: list[str], *, bare: bool = False) -> bool:
+    """An HMAC of the raw body against any configured secret: ``sha256=`` or ``sha512=``, then the digest in hex
+    or in base64 (Genesys Cloud documents ``sha256=<base64>``, other senders use hex). With ``bare``, a digest
+    with no prefix is read too, its algorithm told by its length (Webex Connect documents bare hex)."""
+    value = header.strip()
+    algorithm, prefixed, rest = value.partition("=")
+    if prefixed and algorithm.lower() in DIGESTS:
+        candidates = [(DIGESTS[algorithm.lower()], rest)]
+    elif bare:
+        candidates = [(digest, value) for digest in DIGESTS.values()]
+    else:
         return False
-    expected = [hmac.new(s.encode(), body, digest).hexdigest().encode() for s in secrets]
-    # As bytes: compare_digest refuses a str with non-ASCII characters, and a header can carry any.
-    offered = given.strip().lower().encode("utf-8", "replace")
-    return any([hmac.compare_digest(offered, e) for e in expected])
+    for digest, given in candidates:
+        offered = decode_digest(given, digest().digest_size)
+        if offered is None:
+            continue
+        expected = [hmac.new(s.encode(), body, digest).digest() for s in secrets]
+        if any([hmac.compare_digest(offered, e) for e in expected]):
+            return True
+    return False
+
+
+def decode_digest(text: str, size: int) -> bytes | None:
+    """A digest of ``size`` bytes written in hex or in base64 (standard or URL-safe, padded or not), else None."""
+    text = text.strip()
+    if len(text) == 2 * size:
+        try:
+            return bytes.fromhex(text)
+        except ValueError:
+            pass
+    try:
+        padded = text + "=" * (-len(text) % 4)
+        raw = base64.b64decode(padded, altchars=b"-_" if "-" in text or "_" in text else None, validate=True)
+    except ValueError:  # binascii.Error, or a header with characters base64 has no use for
+        return None
+    return raw if len(raw) == size else None
 
 
 def load_json(body: bytes) -> Any:

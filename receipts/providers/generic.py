@@ -8,7 +8,6 @@ For any sender that relays receipts in that shape (one object or a list). Signed
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import time
@@ -103,6 +102,15 @@ def parse_one(obj: Any) -> NormalizedReceipt:
     )
 
 
+def whsec_key(secret: str) -> bytes | None:
+    """A Standard Webhooks secret's key: ``whsec_`` and base64, padded or not (the reference library takes both)."""
+    encoded = secret.removeprefix("whsec_")
+    try:
+        return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True) or None
+    except ValueError:
+        return None
+
+
 def standard_webhooks_ok(msg_id: str, timestamp: str, signatures: str, body: bytes, secrets: list[str]) -> bool:
     if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 20):
         return False
@@ -112,9 +120,8 @@ def standard_webhooks_ok(msg_id: str, timestamp: str, signatures: str, body: byt
     signed = f"{msg_id}.{timestamp}.".encode() + body
     given = [part.partition(",")[2] for part in signatures.split() if part.startswith("v1,")]
     for secret in secrets:
-        try:
-            key = base64.b64decode(secret.removeprefix("whsec_"))
-        except binascii.Error:
+        key = whsec_key(secret)
+        if key is None:
             continue
         expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest())
         # As bytes: compare_digest refuses a str with non-ASCII characters, and a header can carry any.

@@ -12,7 +12,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import httpx
 from django.conf import settings
@@ -121,6 +121,21 @@ class GenesysSms(Provider):
         if not token:
             return None
         return any([hmac.compare_digest(token.encode(), s.encode()) for s in secrets])
+
+    def received(self, request: HttpRequest, body: bytes) -> tuple[bytes, str]:
+        """Receipt parameters may come in the POST's query string (the documentation does not rule it out): they
+        are appended to a form body (the body's own win), never the ``token``, which is a credential."""
+        content_type = request.META.get("CONTENT_TYPE", "")
+        query = [
+            (k, v) for k, v in parse_qsl(request.META.get("QUERY_STRING", ""), keep_blank_values=True) if k != "token"
+        ]
+        if not query or "json" in content_type:
+            return body, content_type
+        present = {k for k, _ in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)}
+        extra = urlencode([(k, v) for k, v in query if k not in present]).encode()
+        if not extra:
+            return body, content_type
+        return (body + b"&" + extra if body.strip() else extra), "application/x-www-form-urlencoded"
 
     def parse(self, body: bytes, content_type: str) -> list[NormalizedReceipt]:
         fields = read_fields(body, content_type)

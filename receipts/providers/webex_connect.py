@@ -19,7 +19,7 @@ from receipts.providers.base import (
     Provider,
     SendError,
     content_of,
-    hmac_hex_ok,
+    hmac_signature_ok,
     identifier,
     load_json,
     raise_for,
@@ -162,7 +162,7 @@ class WebexConnect(Provider):
         header = request.headers.get("X-Hub-Signature")
         if not header:
             return None
-        return hmac_hex_ok(header, body, secrets)
+        return hmac_signature_ok(header, body, secrets, bare=True)
 
     def parse(self, body: bytes, content_type: str) -> list[NormalizedReceipt]:
         data = load_json(body)

@@ -39,6 +39,23 @@ def test_malformed_basic_auth_and_generic_secret_are_errors(settings: Any) -> No
     assert {"receipts.E002", "receipts.E003"} <= ids(check_secrets(None))
 
 
+@pytest.mark.parametrize(
+    ("secret", "problem"),
+    [("whsec_not base64!", "its key is not base64"), ("c2VjcmV0", "it does not start with whsec_")],
+)
+def test_a_generic_secret_that_cannot_be_decoded_is_refused_saying_why(
+    settings: Any, secret: str, problem: str
+) -> None:
+    settings.WEBHOOK_SECRET_GENERIC = [secret]
+    [error] = [p for p in check_secrets(None) if p.id == "receipts.E003"]
+    assert problem in error.msg
+
+
+def test_an_unpadded_generic_secret_is_fine(settings: Any) -> None:
+    settings.WEBHOOK_SECRET_GENERIC = ["whsec_c2VjcmV0IGtleQ"]  # "secret key", its padding left off
+    assert "receipts.E003" not in ids(check_secrets(None))
+
+
 @pytest.mark.django_db
 def test_bootstrap_admin_creates_one_admin_and_prints_its_password_once() -> None:
     first, second = StringIO(), StringIO()

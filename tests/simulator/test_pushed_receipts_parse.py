@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from receipts.providers.base import hmac_hex_ok
+from receipts.providers.base import hmac_signature_ok
 from receipts.providers.registry import PROVIDERS
 from simulator import SimConfig, genesys_cloud, genesys_sms, webex_connect
 from simulator.core import Simulator
@@ -79,9 +79,11 @@ def test_pushed_receipt_parses_and_means_its_outcome(
 def authenticated(provider: str, body: bytes, headers: dict[str, str]) -> bool:
     secret = SECRETS[provider]
     if provider == "genesys_cloud":
-        return hmac_hex_ok(headers["X-Hub-Signature-256"], body, [secret])
+        return hmac_signature_ok(headers["X-Hub-Signature-256"], body, [secret])
     if provider == "webex_connect":
-        return headers["X-Hub-Signature"] == "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        # Webex Connect's documented form: the bare hex HMAC-SHA256 (and the app reads it).
+        bare = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        return headers["X-Hub-Signature"] == bare and hmac_signature_ok(bare, body, [secret], bare=True)
     return headers["X-Webhook-Token"] == secret
 
 

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.http import HttpRequest
 
 from receipts.normalized import MalformedReceipt, NormalizedReceipt, Outcome, parse_time
-from receipts.providers.base import Provider, hmac_hex_ok, identifier, load_json, require, text
+from receipts.providers.base import Provider, hmac_signature_ok, identifier, load_json, require, text
 from receipts.status import Engagement, FailureCategory, Status
 from receipts.status import Provider as ProviderName
 
@@ -173,7 +173,7 @@ class GenesysCloud(Provider):
         header = request.headers.get("X-Hub-Signature-256")
         if not header:
             return None
-        return header.lower().startswith("sha256=") and hmac_hex_ok(header, body, secrets)
+        return header.lower().startswith("sha256=") and hmac_signature_ok(header, body, secrets)
 
     def parse(self, body: bytes, content_type: str) -> list[NormalizedReceipt]:
         data = load_json(body)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import time
 from typing import Any
@@ -37,6 +39,10 @@ from tests.receipts.webhooks.cases import (
 )
 
 pytestmark = pytest.mark.django_db
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
 
 
 # --- valid credentials ----------------------------------------------------------------------------------
@@ -95,6 +101,58 @@ def test_genesys_sms_token_in_the_query_string_is_accepted(client: Any) -> None:
     case = BY_PROVIDER["genesys_sms"]
 
     response = post(client, case.provider, case.body, FORM, query=f"token={GENESYS_SMS_TOKEN}")
+
+    assert_accepted(response, case)
+
+
+def test_genesys_cloud_signature_in_base64_as_documented_is_accepted(client: Any) -> None:
+    """developer.genesys.cloud, open messaging, "Validate webhook notifications": ``sha256=`` and the base64 of
+    ``crypto.createHmac('sha256', secretToken).update(body).digest('base64')``. Hex keeps working too."""
+    case = BY_PROVIDER["genesys_cloud"]
+    digest = hmac.new(GENESYS_CLOUD_SECRET.encode(), case.body, hashlib.sha256).digest()
+
+    response = post(client, case.provider, case.body, JSON, **{"X-Hub-Signature-256": f"sha256={b64(digest)}"})
+
+    assert_accepted(response, case)
+
+
+@pytest.mark.parametrize("algorithm", [hashlib.sha256, hashlib.sha512])
+def test_webex_connect_bare_hex_signature_as_documented_is_accepted(client: Any, algorithm: Any) -> None:
+    """developers.webexconnect.io, outbound webhooks: "the hexadecimal representation of an SHA-256 or SHA-512
+    signature", with no prefix."""
+    case = BY_PROVIDER["webex_connect"]
+    digest = hmac.new(WEBEX_SECRET.encode(), case.body, algorithm).hexdigest()
+
+    assert_accepted(post(client, case.provider, case.body, JSON, **{"X-Hub-Signature": digest}), case)
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["sha256=not-a-digest", "sha256=", "c2hhMjU2", "sha256=" + "0" * 64, "sha256=" + b64(b"\0" * 32)],
+)
+def test_a_signature_that_is_no_digest_of_the_body_is_refused(client: Any, header: str) -> None:
+    case = BY_PROVIDER["webex_connect"]
+    assert_refused(post(client, case.provider, case.body, JSON, **{"X-Hub-Signature": header}))
+
+
+def test_genesys_sms_receipt_fields_in_the_query_string_are_read_and_the_token_not_kept(client: Any) -> None:
+    case = BY_PROVIDER["genesys_sms"]
+    query = f"{SMS_DELIVERED.decode()}&token={GENESYS_SMS_TOKEN}"
+
+    response = post(client, case.provider, b"", FORM, query=query)
+
+    assert_accepted(response, case)
+    stored = ReceiptEvent.objects.get()
+    assert "message_state=2" in stored.body and GENESYS_SMS_TOKEN not in stored.body
+
+
+def test_standard_webhooks_secret_without_base64_padding_works(client: Any, settings: Any) -> None:
+    case = BY_PROVIDER["generic"]
+    unpadded = whsec(b"a key of 31 bytes, no padding.!").rstrip("=")
+    assert not unpadded.endswith("=") and len(unpadded.removeprefix("whsec_")) % 4
+    settings.WEBHOOK_SECRET_GENERIC = [unpadded]
+
+    response = post(client, case.provider, case.body, JSON, **standard_webhooks_headers(case.body, unpadded))
 
     assert_accepted(response, case)
 
