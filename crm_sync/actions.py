@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -186,6 +187,9 @@ def relay(
             # After a pause one change goes alone: one probe at a time, not a full batch into a CRM still down.
             batch = relay_batch(adapter, now, limit=1 if lease.probing else None, owner=owner)
             report.add(batch)
+            if (usage := getattr(adapter, "usage", "")) and usage != lease.usage:
+                lease.usage = usage[:200]  # Salesforce's Sforce-Limit-Info: api-usage=18/15000
+                lease.save(update_fields=["usage"])
             if batch.all_failed:
                 report.paused_until = pause(lease, batch, now or timezone.now())
                 break
@@ -375,6 +379,9 @@ def settle(
             skipped[result.error].extend(ids)
         elif result.ok:
             sent.extend(ids)
+        elif result.permanent:
+            failed[(OutboxState.DEAD, None, result.error)].extend(ids)
+            log.error("CRM refused changes %s for good: %s", ids, result.error)
         elif max(attempts[i] for i in ids) >= settings.CRM_MAX_ATTEMPTS:
             # The whole entry dies together: its later changes would only be held behind the first.
             failed[(OutboxState.DEAD, None, result.error)].extend(ids)
@@ -401,8 +408,14 @@ def settle(
     report.skipped = sum(len(ids) for ids in skipped.values())
     report.dead += sum(len(ids) for (state, _, _), ids in failed.items() if state == OutboxState.DEAD)
     report.failed = sum(len(ids) for (state, _, _), ids in failed.items() if state == OutboxState.PENDING)
-    report.refused = sum(len(ids) for ids in failed.values())
-    refusals = [result for result in results if not result.ok]
+    # What says the CRM is unwell: changes it did not take for a passing reason (a permanent refusal is about the
+    # change, not the CRM).
+    report.refused = sum(
+        len(entry.row_ids)
+        for entry, result in zip(entries, results, strict=True)
+        if not result.ok and not result.permanent
+    )
+    refusals = [result for result in results if not result.ok and not result.permanent]
     if refusals:
         report.error = refusals[0].error
         waits = [result.retry_after for result in refusals if result.retry_after is not None]
@@ -446,6 +459,13 @@ class OutboxSummary:
     paused_until: datetime | None = None  # the CRM refused a whole batch: nothing is sent before then
     pause_reason: str = ""
     refused_batches: int = 0  # whole batches refused in a row; the next one is a single change (a probe)
+    usage: str = ""  # the CRM's last word on its API limit (Salesforce: api-usage=18/15000)
+
+    @property
+    def api_usage(self) -> tuple[int, int] | None:
+        """(used, limit) from Salesforce's ``api-usage=used/limit``."""
+        match = re.search(r"api-usage=(\d+)/(\d+)", self.usage)
+        return (int(match[1]), int(match[2])) if match else None
 
     @property
     def paused(self) -> bool:
@@ -482,6 +502,7 @@ def summary(now: datetime | None = None) -> OutboxSummary:
         paused_until=lease.paused_until if lease else None,
         pause_reason=lease.pause_reason if lease else "",
         refused_batches=lease.failures if lease else 0,
+        usage=lease.usage if lease else "",
     )
 
 

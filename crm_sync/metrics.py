@@ -29,3 +29,7 @@ class RelayCollector(Collector):
         left = summary.pause_left.total_seconds()
         yield gauge("crm_relay_pause_remaining_seconds", "Seconds until the probe after a pause", left)
         yield gauge("crm_relay_refused_batches", "Whole batches the CRM refused in a row", summary.refused_batches)
+        if summary.api_usage:
+            used, limit = summary.api_usage
+            yield gauge("crm_api_requests_used", "API requests the CRM counts against its limit (Salesforce)", used)
+            yield gauge("crm_api_requests_limit", "The CRM's API request limit (Salesforce: per 24 h)", limit)

@@ -137,6 +137,7 @@ class RelayLease(models.Model):
     paused_until = models.DateTimeField(null=True, blank=True)
     pause_reason = models.TextField(blank=True)
     failures = models.PositiveIntegerField(default=0, help_text="Whole batches refused in a row.")
+    usage = models.CharField(max_length=200, blank=True, help_text="The CRM's last word on its API limit.")
 
     def __str__(self) -> str:
         return f"{self.name}: {self.owner or '-'} until {self.expires_at:%H:%M:%S}"

@@ -79,6 +79,7 @@ class Faults:
     latency: float = 0.0
     holding: bool = False
     rejected_records: dict[str, tuple[str, str]] = field(default_factory=dict)
+    api_limit: int = 15000  # Salesforce's daily API request limit; each API call counts one
 
 
 class FakeCrm:
@@ -149,6 +150,7 @@ class FakeCrm:
             self.records: dict[str, dict[str, Any]] = {}
             self.record_ids: dict[str, str] = {}
             self.upserts: list[Upsert] = []
+            self.api_used = 0
         self.released.set()
 
     # --- faults --------------------------------------------------------------------------------------------
@@ -188,6 +190,19 @@ class FakeCrm:
     def reject_record(self, external_id: str, code: str = "ENTITY_IS_DELETED", message: str = "deleted") -> None:
         with self.lock:
             self.faults.rejected_records[external_id] = (code, message)
+
+    def use_up_api_limit(self) -> None:
+        """Every later API call answers 403 REQUEST_LIMIT_EXCEEDED, as Salesforce does once the org's daily limit is
+        spent, until ``reset``."""
+        with self.lock:
+            self.api_used = self.faults.api_limit
+
+    def count_api_call(self) -> tuple[bool, str]:
+        """One more API call: whether the limit allows it, and the ``Sforce-Limit-Info`` to answer with."""
+        with self.lock:
+            allowed = self.api_used < self.faults.api_limit
+            self.api_used += 1 if allowed else 0
+            return allowed, f"api-usage={self.api_used}/{self.faults.api_limit}"
 
     def expire_tokens(self) -> None:
         with self.lock:
@@ -486,14 +501,22 @@ class Handler(BaseHTTPRequestHandler):
             self.crm.note(ReceivedRequest("PATCH", path, 400, now))
             self.answer(400, [{"message": "records is required", "errorCode": "JSON_PARSER_ERROR"}])
             return
+        allowed, usage = self.crm.count_api_call()
+        limit_info = {"Sforce-Limit-Info": usage}
+        if not allowed:
+            self.crm.note(ReceivedRequest("PATCH", path, 403, now))
+            error = {"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}
+            self.answer(403, [error], limit_info)
+            return
         if len(records) > MAX_RECORDS:
             self.crm.note(ReceivedRequest("PATCH", path, 400, now))
-            self.answer(400, [{"message": f"more than {MAX_RECORDS} records", "errorCode": "EXCEEDED_ID_LIMIT"}])
+            error = {"message": f"more than {MAX_RECORDS} records", "errorCode": "EXCEEDED_ID_LIMIT"}
+            self.answer(400, [error], limit_info)
             return
         results = self.crm.upsert(sobject, external_field, records, now)
         self.crm.note(ReceivedRequest("PATCH", path, 200, now, changes=len(records)))
         self.crm.released.wait()
-        self.answer(200, results)
+        self.answer(200, results, limit_info)
 
     def control(self, path: str, body: bytes) -> None:
         options = json.loads(body or b"{}")

@@ -93,14 +93,16 @@ class Result:
     # Seconds the CRM asked us to wait (Retry-After); the backoff is never shorter than this.
     retry_after: float | None = None
     skipped: bool = False
+    # The CRM refused the change for good (a validation error, a bad field): sending it again cannot help.
+    permanent: bool = False
 
     @classmethod
     def sent(cls) -> Result:
         return cls(ok=True)
 
     @classmethod
-    def failed(cls, error: str, retry_after: float | None = None) -> Result:
-        return cls(ok=False, error=error[:2000], retry_after=retry_after)
+    def failed(cls, error: str, retry_after: float | None = None, permanent: bool = False) -> Result:
+        return cls(ok=False, error=error[:2000], retry_after=retry_after, permanent=permanent)
 
     @classmethod
     def skip(cls, reason: str) -> Result:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -22,8 +23,17 @@ from django.conf import settings
 from crm_sync.adapters.base import Entry, Result, describe, http_client, retry_after_seconds
 from crm_sync.adapters.field_map import field_map, fields_for
 
+log = logging.getLogger(__name__)
+
 MAX_RECORDS = 200  # sObject Collections' limit per request
-RETRYABLE_CODES = {"REQUEST_LIMIT_EXCEEDED", "UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE"}
+# Per-record errors that pass: the record is locked by another transaction, the server is busy. Every other code
+# (INVALID_FIELD, DUPLICATE_VALUE, REQUIRED_FIELD_MISSING, INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST,
+# FIELD_CUSTOM_VALIDATION_EXCEPTION, ENTITY_IS_DELETED, ...) says something about the record or the field map
+# that sending again cannot change: the change is dead at once, its reason shown to the operator.
+RETRYABLE_CODES = {"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "UNKNOWN_EXCEPTION"}
+# The org's daily API limit: 403 REQUEST_LIMIT_EXCEEDED. The limit is a rolling 24 hours; nothing says when it
+# frees up, so the relay pauses at least this long (and longer after each refused probe).
+LIMIT_PAUSE_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -55,9 +65,14 @@ class SalesforceAdapter:
         self.batch_size = min(settings.SALESFORCE_BATCH_SIZE, MAX_RECORDS)
         self.field_map = field_map()
         self.client = http_client()
+        self.usage = ""  # the last Sforce-Limit-Info seen
 
     def close(self) -> None:
         self.client.close()
+
+    def read_usage(self, response: httpx.Response) -> None:
+        """``Sforce-Limit-Info: api-usage=18/15000`` on every API answer: kept for the relay to record."""
+        self.usage = response.headers.get("Sforce-Limit-Info", self.usage)
 
     # --- OAuth ---------------------------------------------------------------------------------------------
 
@@ -119,6 +134,7 @@ class SalesforceAdapter:
                     f"/composite/sobjects/{self.sobject}/{self.external_id}"
                 )
                 response = self.client.patch(url, json=body, headers={"Authorization": f"Bearer {token.access_token}"})
+                self.read_usage(response)
                 if response.status_code != 401:
                     break
         except TokenError as exc:
@@ -126,6 +142,9 @@ class SalesforceAdapter:
         except (httpx.HTTPError, ValueError, KeyError) as exc:
             return [Result.failed(f"{type(exc).__name__}: {exc}")] * len(records)
         assert response is not None
+        if response.status_code == 403 and "REQUEST_LIMIT_EXCEEDED" in response.text:
+            log.error("Salesforce's API limit is used up (%s): CRM sync pauses", self.usage or "no Sforce-Limit-Info")
+            return [Result.failed(describe(response), LIMIT_PAUSE_SECONDS)] * len(records)
         if not response.is_success:
             retry_after = retry_after_seconds(response) if response.status_code in (429, 503) else None
             return [Result.failed(describe(response), retry_after)] * len(records)
@@ -141,6 +160,7 @@ class SalesforceAdapter:
 def record_result(answer: dict[str, Any]) -> Result:
     if answer.get("success"):
         return Result.sent()
-    errors = answer.get("errors") or [{"statusCode": "UNKNOWN", "message": "no error given"}]
+    errors = answer.get("errors") or [{"statusCode": "UNKNOWN_EXCEPTION", "message": "no error given"}]
     text = "; ".join(f"{e.get('statusCode')}: {e.get('message')}" for e in errors)
-    return Result.failed(text)
+    permanent = not any(e.get("statusCode") in RETRYABLE_CODES for e in errors)
+    return Result.failed(("permanent: " if permanent else "") + text, permanent=permanent)

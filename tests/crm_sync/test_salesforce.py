@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
@@ -70,16 +71,92 @@ def test_at_most_200_records_go_in_one_request(salesforce_crm: FakeCrm, settings
 
 
 @pytest.mark.django_db
-def test_a_record_salesforce_refuses_backs_off_alone(salesforce_crm: FakeCrm) -> None:
-    salesforce_crm.reject_record("003GONE", "ENTITY_IS_DELETED", "entity is deleted")
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("ENTITY_IS_DELETED", "entity is deleted"),
+        ("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", "bad value for restricted picklist field: sent"),
+        ("FIELD_CUSTOM_VALIDATION_EXCEPTION", "Status must be set"),
+        ("DUPLICATE_VALUE", "duplicate value found: Delivery_Tracker_Id__c"),
+    ],
+)
+def test_a_record_salesforce_refuses_for_good_is_dead_at_once_with_its_reason(
+    salesforce_crm: FakeCrm, code: str, message: str
+) -> None:
+    salesforce_crm.reject_record("003GONE", code, message)
     publish_changes(status("003GONE", 1, "delivered"), status("003OK", 2, "delivered"))
+
+    report = actions.relay()
+
+    gone = OutboxMessage.objects.get(crm_record_id="003GONE")
+    assert gone.state == OutboxState.DEAD and gone.attempts == 1
+    assert gone.last_error == f"permanent: {code}: {message}"
+    assert OutboxMessage.objects.get(crm_record_id="003OK").state == OutboxState.SENT
+    assert report.paused_until is None  # one record's refusal says nothing about Salesforce
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("code", ["UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE"])
+def test_a_record_salesforce_cannot_take_right_now_backs_off_alone(salesforce_crm: FakeCrm, code: str) -> None:
+    salesforce_crm.reject_record("003BUSY", code, "try again")
+    publish_changes(status("003BUSY", 1, "delivered"), status("003OK", 2, "delivered"))
 
     actions.relay()
 
-    gone = OutboxMessage.objects.get(crm_record_id="003GONE")
-    assert gone.state == OutboxState.PENDING and gone.attempts == 1
-    assert gone.last_error == "ENTITY_IS_DELETED: entity is deleted"
+    busy = OutboxMessage.objects.get(crm_record_id="003BUSY")
+    assert busy.state == OutboxState.PENDING and busy.attempts == 1 and busy.last_error == f"{code}: try again"
     assert OutboxMessage.objects.get(crm_record_id="003OK").state == OutboxState.SENT
+
+
+@pytest.mark.django_db
+def test_the_daily_api_limit_used_up_pauses_sync_for_an_hour_and_shows_the_usage(
+    salesforce_crm: FakeCrm, client: Any, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.METRICS_TOKEN = ""
+    publish_changes(status("003A", 1, "sent"))
+    actions.relay()
+    salesforce_crm.use_up_api_limit()
+    publish_changes(status("003A", 1, "delivered"))
+    start = timezone.now()
+
+    report = actions.relay(start)
+
+    assert report.paused_until == start + timedelta(hours=1)
+    row = OutboxMessage.objects.filter(state=OutboxState.PENDING).get()
+    assert "REQUEST_LIMIT_EXCEEDED" in row.last_error
+    assert any("API limit is used up" in r.getMessage() and r.levelname == "ERROR" for r in caplog.records)
+    metrics = client.get("/metrics").content.decode()
+    assert 'crm_api_requests_used{backend="salesforce"} 15000.0' in metrics
+    assert 'crm_api_requests_limit{backend="salesforce"} 15000.0' in metrics
+    assert 'crm_relay_paused{backend="salesforce"} 1.0' in metrics
+
+
+def test_simple_salesforce_reads_the_fake_crm_as_it_reads_salesforce(fake_crm: FakeCrm) -> None:
+    """Salesforce's own Python client (simple-salesforce) against the fake: the usage header, the results of an
+    sObject Collections upsert, and the limit refusal, as the library parses them."""
+    from simple_salesforce import Salesforce
+    from simple_salesforce.exceptions import SalesforceRefusedRequest
+
+    token = httpx.post(
+        fake_crm.token_url,
+        data={
+            "grant_type": "client_credentials",
+            "client_id": fake_crm.client_id,
+            "client_secret": fake_crm.client_secret,
+        },
+    ).json()
+    sf = Salesforce(instance_url=token["instance_url"], session_id=token["access_token"], version="61.0")
+    sf.base_url = f"{token['instance_url']}/services/data/v61.0/"  # the library assumes https; the fake is plain HTTP
+    records = {"allOrNone": False, "records": [{"attributes": {"type": "Contact"}, "Delivery_Tracker_Id__c": "003S"}]}
+
+    answer = sf.restful("composite/sobjects/Contact/Delivery_Tracker_Id__c", method="PATCH", json=records)
+
+    assert answer[0]["success"] is True and answer[0]["created"] is True
+    assert (sf.api_usage["api-usage"].used, sf.api_usage["api-usage"].total) == (1, 15000)
+    fake_crm.use_up_api_limit()
+    with pytest.raises(SalesforceRefusedRequest) as refused:
+        sf.restful("composite/sobjects/Contact/Delivery_Tracker_Id__c", method="PATCH", json=records)
+    assert refused.value.content[0]["errorCode"] == "REQUEST_LIMIT_EXCEEDED"
 
 
 @pytest.mark.django_db
