@@ -148,12 +148,31 @@ def parse_message_data(obj: dict[str, Any]) -> list[NormalizedReceipt]:
     return receipts
 
 
+# Fields only a MessageData carries: an object with a ``channel`` and none of these is a receipt.
+MESSAGE_DATA_FIELDS = (
+    "messengerType",
+    "toAddress",
+    "fromAddress",
+    "normalizedReceipts",
+    "textBody",
+    "normalizedMessage",
+)
+
+
+def is_receipt(obj: dict[str, Any]) -> bool:
+    """A normalized receipt: ``type: Receipt``, or the documented shape without it (``id``, ``channel``,
+    ``status: "Delivered"``, ``direction``, ``isFinalReceipt``, ``reasons``), which a MessageData never is."""
+    if obj.get("type") == "Receipt" or "isFinalReceipt" in obj:
+        return True
+    return isinstance(obj.get("channel"), dict) and not any(name in obj for name in MESSAGE_DATA_FIELDS)
+
+
 def parse_object(obj: Any) -> list[NormalizedReceipt]:
     if not isinstance(obj, dict):
         raise MalformedReceipt("expected a JSON object (MessageData or receipt)")
     if isinstance(obj.get("entities"), list):
         return [r for entity in obj["entities"] for r in parse_object(entity)]
-    if obj.get("type") == "Receipt":
+    if is_receipt(obj):
         return [parse_receipt(obj)]
     if "status" in obj and "id" in obj:
         return parse_message_data(obj)

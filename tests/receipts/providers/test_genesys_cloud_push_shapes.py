@@ -1,0 +1,73 @@
+"""Genesys Cloud pushes receipts in the shape its documentation shows, with or without ``type: Receipt`` (open
+messaging, "Outbound message receipts": ``id``, ``channel``, ``status``, ``direction``, ``isFinalReceipt``,
+``reasons``). Both read as receipts, never as a MessageData with a status it does not know."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from receipts.providers.registry import PROVIDERS
+from receipts.status import Status
+
+CLOUD = PROVIDERS["genesys_cloud"]
+
+
+def documented_receipt(status: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": "efd2b1e5-1d5c-4b4c-bb2c-0c1d2e3f4a5b",
+        "channel": {
+            "id": "5a6b7c8d-9e0f-4a1b-2c3d-4e5f6a7b8c9d",
+            "platform": "Open",
+            "type": "Private",
+            "to": {"id": "+15551234567"},
+            "from": {"id": "+15559876543"},
+            "time": "2026-11-20T10:00:05.000Z",
+            "messageId": "m-documented-1",
+        },
+        "status": status,
+        "direction": "Outbound",
+        "isFinalReceipt": status in ("Delivered", "Failed"),
+        **extra,
+    }
+
+
+@pytest.mark.parametrize("with_type", [False, True])
+def test_the_documented_delivered_receipt_reads_as_delivered(with_type: bool) -> None:
+    body = documented_receipt("Delivered") | ({"type": "Receipt"} if with_type else {})
+
+    [receipt] = CLOUD.read(json.dumps(body).encode(), "application/json")
+
+    assert receipt.provider_message_id == "m-documented-1"
+    assert receipt.outcome.status == Status.DELIVERED and not receipt.outcome.unmapped
+    assert receipt.to == "+15551234567"
+    assert receipt.occurred_at is not None and receipt.occurred_at.isoformat().startswith("2026-11-20T10:00:05")
+
+
+def test_the_documented_failed_receipt_keeps_its_reason() -> None:
+    reasons = [{"code": "MessageExpired", "message": "The message expired before delivery"}]
+    body = documented_receipt("Failed", reasons=reasons)
+    body.pop("isFinalReceipt")  # the shape is told by its fields, not by this one alone
+
+    [receipt] = CLOUD.read(json.dumps(body).encode(), "application/json")
+
+    assert receipt.outcome.status == Status.EXPIRED and receipt.outcome.retryable
+    assert "expired" in receipt.description
+
+
+def test_a_message_data_is_still_a_message_data() -> None:
+    body = {
+        "id": "m-md-1",
+        "status": "delivery-success",
+        "messengerType": "sms",
+        "toAddress": "+15551234567",
+        "fromAddress": "+15559876543",
+        "timestamp": "2026-11-20T10:00:05.000Z",
+    }
+
+    receipts = CLOUD.read(json.dumps(body).encode(), "application/json")
+
+    assert [r.provider_message_id for r in receipts] == ["m-md-1"]
+    assert receipts[0].outcome.status == Status.DELIVERED
