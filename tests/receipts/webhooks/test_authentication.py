@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any
 from unittest import mock
 
@@ -155,6 +156,29 @@ def test_standard_webhooks_secret_without_base64_padding_works(client: Any, sett
     response = post(client, case.provider, case.body, JSON, **standard_webhooks_headers(case.body, unpadded))
 
     assert_accepted(response, case)
+
+
+@pytest.mark.parametrize("padded", [True, False])
+def test_a_body_signed_by_the_standard_webhooks_reference_library_is_accepted(
+    client: Any, settings: Any, padded: bool
+) -> None:
+    """The Standard Webhooks reference library (PyPI standardwebhooks) signs; the webhook accepts, with the secret
+    written padded or not."""
+    from standardwebhooks import Webhook
+
+    case = BY_PROVIDER["generic"]
+    secret = whsec(b"the reference library's key")
+    secret = secret if padded else secret.rstrip("=")
+    settings.WEBHOOK_SECRET_GENERIC = [secret]
+    now = datetime.now(UTC)
+    signature = Webhook(secret).sign("msg_ref_1", now, case.body.decode())
+    headers = {
+        "webhook-id": "msg_ref_1",
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": signature,
+    }
+
+    assert_accepted(post(client, case.provider, case.body, JSON, **headers), case)
 
 
 def test_standard_webhooks_accepts_any_matching_signature_of_several(client: Any) -> None:
