@@ -39,7 +39,12 @@ from receipts.actions import polls
 from receipts.actions.ingest import IngestResult, ingest_poll
 from receipts.actions.review import flag_provider_unknown
 from receipts.models import Message
-from receipts.providers.genesys_cloud.analytics import analytics_query, delivery_session, message_data_from_session
+from receipts.providers.genesys_cloud.analytics import (
+    analytics_query,
+    delivery_session,
+    message_data_from_session,
+    needs_lookup,
+)
 from receipts.providers.genesys_cloud.client import (
     BULK_LOOKUP_MAX,
     GenesysCloudClient,
@@ -156,6 +161,7 @@ class ReconcileResult:
     duplicates: int = 0
     analytics_conversations: int = 0
     fallback_requests: int = 0
+    handed_on: int = 0  # failures with no reason yet, handed to the per-message tier (no budget left this round)
     stopped: str = ""
 
     def add(self, result: IngestResult) -> None:
@@ -194,6 +200,7 @@ def reconcile(client: GenesysCloudClient, now: datetime | None = None) -> Reconc
         if message.conversation_id:
             by_conversation[message.conversation_id].append(message)
     answered: set[int] = set()
+    lookups: list[InFlight] = []  # failures analytics gives no reason for: looked up first
 
     try:
         if by_conversation:
@@ -214,18 +221,25 @@ def reconcile(client: GenesysCloudClient, now: datetime | None = None) -> Reconc
                     session = delivery_session(conversation, group[0].channel)
                     if session is None:
                         continue
+                    if needs_lookup(group[0], session):
+                        lookups.append(group[0])
+                        continue
                     bodies.append(
                         json.dumps(message_data_from_session(group[0], conversation.conversation_id, session))
                     )
                     answered.add(group[0].id)
                 if bodies:
                     result.add(ingest_poll(GENESYS_CLOUD, bodies))
-        fallback(client, messages, by_conversation, answered, result)
+        first = {m.id for m in lookups}
+        fallback(client, lookups + [m for m in messages if m.id not in first], by_conversation, answered, result)
     except GenesysCloudError as exc:
         result.stopped = str(exc)
         log.warning("bulk reconciliation stopped: %s", exc)
     finally:
         polls.mark_polled(sorted(answered), now)
+        if unlooked := sorted(m.id for m in lookups if m.id not in answered):
+            polls.poll_soon(unlooked, now)
+            result.handed_on = len(unlooked)
         result.answered = len(answered)
         client.limits.count("reconcile_runs")
         client.limits.count("polls_bulk", result.answered)
@@ -240,12 +254,14 @@ def reconcile(client: GenesysCloudClient, now: datetime | None = None) -> Reconc
             }
         )
     log.info(
-        "bulk reconciliation: %d in flight, %d answered (%d new, %d unchanged), %d fallback request(s)%s",
+        "bulk reconciliation: %d in flight, %d answered (%d new, %d unchanged), %d fallback request(s), "
+        "%d failure(s) handed to the per-message tier for their reason%s",
         result.in_flight,
         result.answered,
         result.accepted,
         result.duplicates,
         result.fallback_requests,
+        result.handed_on,
         f"; stopped: {result.stopped}" if result.stopped else "",
     )
     return result
@@ -258,7 +274,8 @@ def fallback(
     answered: set[int],
     result: ReconcileResult,
 ) -> None:
-    """Direct lookups for what analytics left unanswered, oldest first, within a request budget per round."""
+    """Direct lookups for what analytics left unanswered, in the order given (failures that need their reason
+    first, then the oldest), within a request budget per round."""
     budget = settings.POLL_BULK_FALLBACK_REQUESTS
     seen: set[str] = set()
     bodies: list[str] = []

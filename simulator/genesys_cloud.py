@@ -39,7 +39,12 @@ Send email: ``POST /api/v2/conversations/emails/agentless`` (AgentlessEmailSendR
 
 Status of one message: ``GET /api/v2/conversations/messages/{messageId}/details`` -> 200 MessageData
     ``{"id", "providerMessageId", "timestamp" (when accepted), "fromAddress", "toAddress", "direction": "outbound",
-    "messengerType": "sms", "textBody", "status", "normalizedReceipts": [...], "conversationId", "selfUri"}``.
+    "messengerType": "sms", "status", "normalizedMessage", "normalizedReceipts": [...], "conversationId",
+    "selfUri"}``. No ``textBody``: the SDK has none in MessageData from version 269 on, which also dropped the
+    ``useNormalizedMessage`` parameter that used to leave out the deprecated ``textBody``, ``media`` and
+    ``stickers``; the text is in ``normalizedMessage`` (ConversationNormalizedMessage), the message itself:
+    ``{"id", "channel", "type": "Text", "text": <the body>, "direction": "Outbound"}``, ``channel`` as in the
+    receipts below with ``time`` when accepted.
     ``status`` moves queued -> sent -> ``delivery-success`` | ``delivery-failed`` (failed and expired alike); a
     "silent" message stays ``sent``. ``normalizedReceipts`` (ConversationNormalizedMessage) hold a ``Sent`` receipt
     once sent, then a ``Delivered`` or ``Failed`` one: ``{"id", "channel": {"platform": "Sms", "type": "Private",
@@ -47,6 +52,10 @@ Status of one message: ``GET /api/v2/conversations/messages/{messageId}/details`
     "message"}] (Failed only), "isFinalReceipt", "direction": "Outbound"}``. Reason codes are ConversationReason's:
     MessageExpired (the expired outcome), InvalidDestination, RecipientOptedOut, RateLimited, MessageNotAllowed,
     GeneralError, ServerError, UnknownMessage, DataFiltered. Unknown id -> 404 code ``not.found``.
+
+A message through its ``selfUri``: ``GET /api/v2/conversations/messages/{conversationId}/messages/{messageId}``
+    -> 200, the same MessageData as its details. A message id that is unknown or not in that conversation -> 404
+    code ``not.found``.
 
 Status of many: ``POST /api/v2/conversations/messages/{conversationId}/messages/bulk`` with a JSON array of at most
     ``bulk_max`` (1000) message ids -> 200 ``{"entities": [MessageData, ...], "pageSize", "pageNumber": 1, "total",
@@ -80,10 +89,11 @@ Bulk reconciliation: analytics conversation details jobs.
           {"participantId", "purpose": "customer", "sessions": [{"sessionId", "mediaType": "message" | "email",
            "messageType": "sms" (messages only), "direction": "outbound", "addressFrom", "addressTo", "remote",
            "deliveryStatus": "Queued" | "Sent" | "DeliverySuccess" | "DeliveryFailed",
-           "deliveryStatusChangeDate", "extendedDeliveryStatus": "<reason code>" (DeliveryFailed only, simulator),
-           "segments": [{"segmentStart", "segmentEnd", "segmentType": "interact", "errorCode": "<reason code>"}]}]}
+           "deliveryStatusChangeDate", "extendedDeliveryStatus": "<reason code>" (failed email only),
+           "segments": [{"segmentStart", "segmentEnd", "segmentType": "interact"}]}]}
         ]}``. The status is on the customer's session (simulator); clients should look for ``deliveryStatus`` in
-        every session. An expired message is DeliveryFailed with ``extendedDeliveryStatus: MessageExpired``.
+        every session. A failed or expired SMS is DeliveryFailed and nothing more: its reason (``MessageExpired``,
+        ``RecipientOptedOut``, ...) is in the message's ``normalizedReceipts``, from the details or the bulk lookup.
 
 Receipts pushed to ``/webhooks/genesys-cloud/`` (open messaging style, one normalized receipt per POST, the same
 object as in ``normalizedReceipts``), signed ``X-Hub-Signature-256: sha256=<base64 HMAC-SHA256 of the body>`` with the
@@ -322,6 +332,29 @@ def self_uri(message: SimMessage) -> str:
     return f"/api/v2/conversations/messages/{message.conversation_id}/messages/{message.id}"
 
 
+def sms_channel(message: SimMessage, at: float) -> dict[str, Any]:
+    """ConversationMessagingChannel of an SMS: the same in the message and in its receipts."""
+    return {
+        "platform": "Sms",
+        "type": "Private",
+        "messageId": message.id,
+        "to": {"id": message.to},
+        "from": {"id": message.from_},
+        "time": iso(at),
+    }
+
+
+def normalized_message(message: SimMessage) -> dict[str, Any]:
+    """The message itself (ConversationNormalizedMessage, type Text), as MessageData's ``normalizedMessage``."""
+    return {
+        "id": message.id,
+        "channel": sms_channel(message, message.created),
+        "type": "Text",
+        "text": message.body,
+        "direction": "Outbound",
+    }
+
+
 def receipt(message: SimMessage, event: str) -> dict[str, Any]:
     """A normalized receipt (ConversationNormalizedMessage, type Receipt): "sent", or the final one."""
     if event == "sent":
@@ -331,14 +364,7 @@ def receipt(message: SimMessage, event: str) -> dict[str, Any]:
         at, final = message.final_at or message.sent_at, True
     body: dict[str, Any] = {
         "id": message.id,
-        "channel": {
-            "platform": "Sms",
-            "type": "Private",
-            "messageId": message.id,
-            "to": {"id": message.to},
-            "from": {"id": message.from_},
-            "time": iso(at),
-        },
+        "channel": sms_channel(message, at),
         "type": "Receipt",
         "status": status,
         "isFinalReceipt": final,
@@ -364,8 +390,8 @@ def message_data(message: SimMessage, now: float) -> dict[str, Any]:
         "toAddress": message.to,
         "direction": "outbound",
         "messengerType": "sms",
-        "textBody": message.body,
         "status": MESSAGE_STATUS[status],
+        "normalizedMessage": normalized_message(message),
         "normalizedReceipts": receipts,
         "conversationId": message.conversation_id,
         "selfUri": self_uri(message),
@@ -381,6 +407,15 @@ def details(sim: Simulator, request: Request) -> Response:
     message = sms_message(sim, request.params["messageId"])
     if message is None:
         return error(404, "not.found", f"Message {request.params['messageId']} was not found.")
+    return Response(200, message_data(message, time.time()))
+
+
+def conversation_message(sim: Simulator, request: Request) -> Response:
+    """A message's ``selfUri``: the same MessageData as its details, found only in its own conversation."""
+    conversation, message_id = request.params["conversationId"], request.params["messageId"]
+    message = sms_message(sim, message_id)
+    if message is None or message.conversation_id != conversation:
+        return error(404, "not.found", f"Message {message_id} was not found in conversation {conversation}.")
     return Response(200, message_data(message, time.time()))
 
 
@@ -615,9 +650,10 @@ def analytics_conversation(message: SimMessage, at: float) -> dict[str, Any]:
         "deliveryStatusChangeDate": ended or iso(message.changed_at(at)),
         "segments": [segment],
     }
-    if status in ("failed", "expired"):
+    if status in ("failed", "expired") and message.channel == "email":
+        # An email matter only: for a failed SMS analytics says DeliveryFailed and no more (its reason is in the
+        # message's own normalizedReceipts, from the details or the bulk lookup).
         customer["extendedDeliveryStatus"] = message.reason
-        customer["segments"] = [{**segment, "errorCode": message.reason}]
     conversation: dict[str, Any] = {
         "conversationId": message.conversation_id,
         "conversationStart": started,
@@ -665,6 +701,12 @@ def routes() -> list[Route]:
         Route("POST", f"{base}/conversations/messages/agentless", PROVIDER, authed(send_sms)),
         Route("POST", f"{base}/conversations/emails/agentless", PROVIDER, authed(send_email)),
         Route("GET", f"{base}/conversations/messages/{{messageId}}/details", PROVIDER, authed(details)),
+        Route(
+            "GET",
+            f"{base}/conversations/messages/{{conversationId}}/messages/{{messageId}}",
+            PROVIDER,
+            authed(conversation_message),
+        ),
         Route("POST", f"{base}/conversations/messages/{{conversationId}}/messages/bulk", PROVIDER, authed(bulk)),
         Route("POST", jobs, PROVIDER, authed(create_job)),
         Route("GET", f"{jobs}/{{jobId}}", PROVIDER, authed(job_status)),

@@ -4,6 +4,13 @@
 status words (``DELIVERY_STATUS``), and the answer is built as a MessageData body, so that the provider module's
 parser and code tables (``receipts.providers.genesys_cloud.parser``) apply to it exactly as to a polled or pushed
 message. The bulk polling tier (``receipts.polling.reconcile``) submits the query and feeds the answers here.
+
+A failure's reason is what gives it its category (expired, opted out, invalid destination) and its effects
+(a retry, a suppression). Analytics does not give it for SMS: ``extendedDeliveryStatus`` is documented only as an
+"extended delivery status" and is an email matter. So a failed SMS session is not answered from analytics at all
+(``needs_lookup``): the bulk tier looks the message up (the bulk message lookup, 1,000 ids a request), whose
+``normalizedReceipts`` carry the reasons. An email session's extended status counts as a reason only when it is
+a code the code tables know.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from typing import Any, Protocol
 
 from receipts.normalized import MalformedReceipt, parse_time
 from receipts.providers.genesys_cloud.client import AnalyticsConversation, AnalyticsSession
+from receipts.providers.genesys_cloud.parser import REASON
 
 # AnalyticsSession.deliveryStatus (platform SDK enum DeliveryStatusEnum) -> MessageData.status, which the
 # Genesys Cloud provider module maps to our statuses. Values not here pass through as they are, and the provider
@@ -79,6 +87,18 @@ def delivery_session(conversation: AnalyticsConversation, channel: str) -> Analy
     return max(preferred, key=_session_time, default=None)
 
 
+def reason_given(message: Addressed, session: AnalyticsSession) -> str:
+    """The failure reason analytics gives, or "": only an email session's extended status, and only a known code."""
+    extended = session.extended_delivery_status
+    return extended if message.channel == "email" and extended in REASON else ""
+
+
+def needs_lookup(message: Addressed, session: AnalyticsSession) -> bool:
+    """A failure analytics gives no reason for: the message itself must be looked up for it."""
+    failed = DELIVERY_STATUS.get(session.delivery_status, session.delivery_status) in FAILED_STATUSES
+    return failed and not reason_given(message, session)
+
+
 def message_data_from_session(message: Addressed, conversation_id: str, session: AnalyticsSession) -> dict[str, Any]:
     """A MessageData-shaped body for the provider module's parser: the message's id, status and time."""
     status = DELIVERY_STATUS.get(session.delivery_status, session.delivery_status)
@@ -97,7 +117,6 @@ def message_data_from_session(message: Addressed, conversation_id: str, session:
             **({"sessionId": session.session_id} if session.session_id else {}),
         },
     }
-    if status in FAILED_STATUSES and session.extended_delivery_status:
-        reason = {"code": session.extended_delivery_status, "message": session.error_code_description}
-        body["reasons"] = [reason]
+    if status in FAILED_STATUSES and (reason := reason_given(message, session)):
+        body["reasons"] = [{"code": reason, "message": session.error_code_description}]
     return body

@@ -684,7 +684,7 @@ class GenesysCloudClient:
         path = f"/api/v2/conversations/messages/{quote(conversation_id, safe='')}/messages/bulk"
         for start in range(0, len(message_ids), self.bulk_max):
             chunk = message_ids[start : start + self.bulk_max]
-            body = self.request("POST", path, json_body=chunk, params={"useNormalizedMessage": "true"})
+            body = self.request("POST", path, json_body=chunk)
             entities = body.get("entities") if isinstance(body, dict) else body
             found += [MessageData.from_json(e) for e in entities or [] if isinstance(e, dict)]
         return found

@@ -139,7 +139,8 @@ def parse_message_data(obj: dict[str, Any]) -> list[NormalizedReceipt]:
         channel=channel_of(obj),
         occurred_at=parse_time(obj.get("timestamp")),
         details={"conversation_id": text(obj.get("conversationId"))} if obj.get("conversationId") else {},
-        raw={k: v for k, v in obj.items() if k not in ("normalizedReceipts", "textBody")},
+        # The message's text (``textBody``, and ``normalizedMessage`` since SDK 269) is not a receipt: not kept.
+        raw={k: v for k, v in obj.items() if k not in ("normalizedReceipts", "textBody", "normalizedMessage")},
     )
     # The top-level status repeats the latest receipt; keep it only when it says something they do not.
     covered = {(r.outcome.status, r.outcome.engagement) for r in receipts}

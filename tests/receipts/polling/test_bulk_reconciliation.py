@@ -64,17 +64,36 @@ def test_delivery_status_maps_through_the_provider_code_tables(
     assert receipt.raw["analytics"]["deliveryStatus"] == delivery_status
 
 
+@pytest.mark.parametrize("extended", ["", "MessageExpired", "whatever analytics says"])
+@pytest.mark.parametrize("delivery_status", ["DeliveryFailed", "Failed"])
+def test_a_failed_sms_session_is_not_answered_from_analytics_but_looked_up(extended: str, delivery_status: str) -> None:
+    """Analytics gives no SMS failure reason (extendedDeliveryStatus is an email matter): the message itself is
+    looked up, so that an expiry, an opt-out or a bad number keeps its category and its effect."""
+    failed = session(delivery_status, extended)
+    assert analytics.needs_lookup(IN_FLIGHT, failed)
+    assert "reasons" not in analytics.message_data_from_session(IN_FLIGHT, "conv-1", failed)
+    assert not analytics.needs_lookup(IN_FLIGHT, session("DeliverySuccess"))
+
+
 @pytest.mark.parametrize(
-    ("extended", "status", "category"),
+    ("extended", "looked_up", "status", "category"),
     [
-        ("MessageExpired", "expired", "temporary_network"),
-        ("InvalidDestination", "failed", "invalid_destination"),
-        ("RecipientOptedOut", "rejected", "opted_out"),
-        ("", "failed", "unknown"),
+        ("MessageExpired", False, "expired", "temporary_network"),
+        ("RecipientOptedOut", False, "rejected", "opted_out"),
+        ("NotAReasonCode", True, "failed", "unknown"),
+        ("", True, "failed", "unknown"),
     ],
 )
-def test_a_failed_session_takes_its_meaning_from_the_extended_status(extended: str, status: str, category: str) -> None:
-    [receipt] = parsed(analytics.message_data_from_session(IN_FLIGHT, "conv-1", session("DeliveryFailed", extended)))
+def test_a_failed_email_session_counts_its_extended_status_only_when_it_is_a_known_reason(
+    extended: str, looked_up: bool, status: str, category: str
+) -> None:
+    email = polling.InFlight(2, "b" * 32, "conv-2", "email", timezone.now())
+    failed = AnalyticsSession(
+        "s-2", "customer", "email", "outbound", "", "DeliveryFailed", "2026-11-20T10:00:05Z", extended, ""
+    )
+
+    assert analytics.needs_lookup(email, failed) is looked_up
+    [receipt] = parsed(analytics.message_data_from_session(email, "conv-2", failed))
     assert (receipt.outcome.status, receipt.outcome.category) == (status, category)
 
 
@@ -150,16 +169,51 @@ def expected_status(sim_message: dict[str, Any]) -> str:
 def test_reconciling_10000_in_flight_messages_takes_at_most_50_requests(
     sim: SimulatorServer, genesys: GenesysCloudClient
 ) -> None:
+    """One job and its pages answer every message analytics can; each SMS failure needs its own lookup (analytics
+    gives no reason, and each agentless send has its conversation): the round looks up what its budget allows,
+    failures first, and hands the rest to the per-message tier, which finds their reasons."""
     sims = preload(sim, count=10_000)
     in_flight(sims)
+    failures = [s for s in sims if s["outcome"] in ("failed", "expired")]
 
     result = polling.reconcile(genesys)
 
     requests = api_requests(sim)
     print(f"\n10,000 in flight: {len(requests)} requests ({len(requests) / 10_000:.4f} per message)")
     assert len(requests) <= 50
-    assert (result.in_flight, result.answered, result.accepted, result.stopped) == (10_000, 10_000, 10_000, "")
-    assert ReceiptEvent.objects.filter(source="poll", state="received").count() == 10_000
+    looked_up = result.fallback_requests
+    assert looked_up == settings_budget() and result.handed_on == len(failures) - looked_up
+    assert (result.in_flight, result.answered, result.stopped) == (10_000, 10_000 - result.handed_on, "")
+    assert ReceiptEvent.objects.filter(source="poll", state="received").count() == result.answered
+
+
+@pytest.mark.django_db
+def test_failures_past_the_rounds_budget_get_their_reason_from_the_per_message_tier(
+    sim: SimulatorServer, genesys: GenesysCloudClient, settings: Any
+) -> None:
+    settings.POLL_BULK_FALLBACK_REQUESTS = 3
+    sims = preload(sim, count=300)
+    in_flight(sims)
+    failures = [s for s in sims if s["outcome"] in ("failed", "expired")]
+    assert len(failures) > 3
+
+    result = polling.reconcile(genesys)
+    assert (result.fallback_requests, result.handed_on) == (3, len(failures) - 3)
+    while polling.poll_due(genesys, now=timezone.now() + timedelta(seconds=1)).polled:
+        pass
+    drain()
+
+    by_id = dict(Message.objects.values_list("provider_message_id", "status"))
+    assert {s["id"]: by_id[s["id"]] for s in sims} == {s["id"]: expected_status(s) for s in sims}
+    categories = dict(Message.objects.values_list("provider_message_id", "failure_category"))
+    expired = [s["id"] for s in failures if s["outcome"] == "expired"]
+    assert expired and {categories[i] for i in expired} == {"temporary_network"}
+
+
+def settings_budget() -> int:
+    from django.conf import settings
+
+    return settings.POLL_BULK_FALLBACK_REQUESTS
 
 
 @pytest.mark.django_db

@@ -71,3 +71,18 @@ def test_a_message_data_is_still_a_message_data() -> None:
 
     assert [r.provider_message_id for r in receipts] == ["m-md-1"]
     assert receipts[0].outcome.status == Status.DELIVERED
+
+
+def test_the_message_text_is_not_kept_with_the_receipt() -> None:
+    """MessageData carries the text (``textBody``, or ``normalizedMessage`` since SDK 269): not a receipt's."""
+    body = {
+        "id": "m-md-2",
+        "status": "delivery-success",
+        "messengerType": "sms",
+        "textBody": "Your appointment is at 10:00",
+        "normalizedMessage": {"type": "Text", "text": "Your appointment is at 10:00", "direction": "Outbound"},
+    }
+
+    [receipt] = CLOUD.read(json.dumps(body).encode(), "application/json")
+
+    assert "appointment" not in json.dumps(receipt.raw)
