@@ -12,6 +12,15 @@ class MalformedReceipt(ValueError):
     """The body is not this provider's format; the message names what is wrong."""
 
 
+class NothingToTrack(Exception):
+    """The body is the provider's, well formed, and carries no receipt (Genesys Cloud's open messaging webhook also
+    posts the outbound messages themselves): answered 200, nothing stored."""
+
+    def __init__(self, what: str, count: int = 1) -> None:
+        super().__init__(what)
+        self.count = count
+
+
 @dataclass(frozen=True)
 class Outcome:
     """One row of a provider code table: what a provider signal means in our model.

@@ -27,7 +27,14 @@ from receipts.providers.registry import PROVIDERS
 log = logging.getLogger(__name__)
 
 Accepted = inline_serializer(
-    "WebhookAccepted", {"accepted": serializers.IntegerField(), "duplicates": serializers.IntegerField()}
+    "WebhookAccepted",
+    {
+        "accepted": serializers.IntegerField(),
+        "duplicates": serializers.IntegerField(),
+        "ignored": serializers.IntegerField(
+            required=False, help_text="Well-formed objects that are no receipt (open messaging messages): not stored."
+        ),
+    },
 )
 Error = inline_serializer("WebhookError", {"error": serializers.CharField()})
 
@@ -64,7 +71,10 @@ def receive(request: HttpRequest, provider_name: str) -> JsonResponse:
         return JsonResponse({"error": str(exc)}, status=400)
     if result.accepted:
         request_drain()
-    return JsonResponse({"accepted": result.accepted, "duplicates": result.duplicates})
+    answer = {"accepted": result.accepted, "duplicates": result.duplicates}
+    if result.ignored:
+        answer["ignored"] = result.ignored
+    return JsonResponse(answer)
 
 
 def refused(request: HttpRequest, provider_name: str, problem: Unauthorized) -> JsonResponse:

@@ -20,7 +20,7 @@ from receipts.db import insert_unless_conflict, plain_text
 from receipts.kicks import request_drain
 from receipts.logging import mask
 from receipts.models import InboxState, Message, ReceiptEvent
-from receipts.normalized import MalformedReceipt, dedupe_key
+from receipts.normalized import MalformedReceipt, NothingToTrack, dedupe_key
 from receipts.providers.registry import PROVIDERS
 from receipts.status import Source
 
@@ -30,6 +30,7 @@ class IngestResult:
     accepted: int
     duplicates: int
     event_id: int | None
+    ignored: int = 0  # well-formed bodies that carry no receipt: answered, not stored
 
 
 CONTENT_TYPE_MAX = 200  # ReceiptEvent.content_type
@@ -47,6 +48,8 @@ def ingest(provider_name: str, body: bytes, content_type: str, remote_addr: str 
             raise MalformedReceipt(f"the Content-Type header is over {CONTENT_TYPE_MAX} characters")
         receipts = provider.read(body, content_type)
         text = body.decode("utf-8")  # what processing parses again must be these very bytes
+    except NothingToTrack as nothing:
+        return IngestResult(accepted=0, duplicates=0, event_id=None, ignored=nothing.count)
     except (MalformedReceipt, UnicodeDecodeError) as exc:
         problem = exc if isinstance(exc, MalformedReceipt) else MalformedReceipt("body is not UTF-8")
         text = body.decode("utf-8", errors="replace")

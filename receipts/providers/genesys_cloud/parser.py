@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from django.conf import settings
 from django.http import HttpRequest
 
-from receipts.normalized import MalformedReceipt, NormalizedReceipt, Outcome, parse_time
+from receipts.normalized import MalformedReceipt, NormalizedReceipt, NothingToTrack, Outcome, parse_time
 from receipts.providers.base import Provider, hmac_signature_ok, identifier, load_json, require, text
 from receipts.status import Engagement, FailureCategory, Status
 from receipts.status import Provider as ProviderName
@@ -168,6 +168,14 @@ def is_receipt(obj: dict[str, Any]) -> bool:
     return isinstance(obj.get("channel"), dict) and not any(name in obj for name in MESSAGE_DATA_FIELDS)
 
 
+# An open messaging message (not a receipt): what the integration's outbound webhook posts besides receipts.
+MESSAGE_TYPES = ("Text", "Structured", "Event")
+
+
+def is_message(obj: dict[str, Any]) -> bool:
+    return obj.get("type") in MESSAGE_TYPES and "direction" in obj and "status" not in obj
+
+
 def parse_object(obj: Any) -> list[NormalizedReceipt]:
     if not isinstance(obj, dict):
         raise MalformedReceipt("expected a JSON object (MessageData or receipt)")
@@ -198,7 +206,10 @@ class GenesysCloud(Provider):
     def parse(self, body: bytes, content_type: str) -> list[NormalizedReceipt]:
         data = load_json(body)
         items = data if isinstance(data, list) else [data]
-        receipts = [r for item in items for r in parse_object(item)]
+        others = [item for item in items if not (isinstance(item, dict) and is_message(item))]
+        if items and not others:
+            raise NothingToTrack("open messaging messages, not receipts", len(items))
+        receipts = [r for item in others for r in parse_object(item)]
         if not receipts:
             raise MalformedReceipt("body carries no receipt")
         return receipts

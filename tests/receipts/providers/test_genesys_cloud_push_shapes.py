@@ -86,3 +86,37 @@ def test_the_message_text_is_not_kept_with_the_receipt() -> None:
     [receipt] = CLOUD.read(json.dumps(body).encode(), "application/json")
 
     assert "appointment" not in json.dumps(receipt.raw)
+
+
+OPEN_MESSAGING_OUTBOUND = {
+    # An outbound open messaging message as the integration's outboundNotificationWebhookUrl receives it
+    # (developer.genesys.cloud, open messaging, outbound messages): not a receipt.
+    "id": "b2a3c4d5-e6f7-4a8b-9c0d-1e2f3a4b5c6d",
+    "channel": {"platform": "Open", "type": "Private", "to": {"id": "+15551234567"}, "time": "2026-11-20T10:00:00Z"},
+    "type": "Text",
+    "text": "Your appointment is tomorrow at 10:00",
+    "direction": "Outbound",
+}
+
+
+@pytest.mark.django_db
+def test_an_open_messaging_message_is_answered_200_and_not_stored(client: Any) -> None:
+    from receipts.models import ReceiptEvent
+    from tests.conftest import post_webhook
+
+    response = post_webhook(client, "genesys_cloud", json.dumps(OPEN_MESSAGING_OUTBOUND))
+
+    assert response.status_code == 200
+    assert response.json() == {"accepted": 0, "duplicates": 0, "ignored": 1}
+    assert ReceiptEvent.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_message_and_a_receipt_together_store_the_receipt(client: Any) -> None:
+    from tests.conftest import post_webhook
+
+    body = [OPEN_MESSAGING_OUTBOUND, documented_receipt("Delivered")]
+
+    response = post_webhook(client, "genesys_cloud", json.dumps(body))
+
+    assert response.status_code == 200 and response.json()["accepted"] == 1
