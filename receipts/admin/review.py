@@ -65,7 +65,12 @@ class ReviewQueueAdmin(ReadOnlyAdmin):
             )
         )
 
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+    # The page of a message under review is read-only, like every message page: the settle actions below (each
+    # with its audit entry) are the only way to change anything. Operators who may settle may see the queue.
+    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return self.has_settle_permission(request) or request.user.has_perm("receipts.view_message")
+
+    def has_settle_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("receipts.change_message")
 
     @admin.display(description="age", ordering="created_at")
@@ -102,18 +107,18 @@ class ReviewQueueAdmin(ReadOnlyAdmin):
         self.message_user(request, f"{count} message(s): {ReviewResolution.Action(action).label}.", messages.SUCCESS)
         return None
 
-    @admin.action(description="Confirm delivered", permissions=["change"])
+    @admin.action(description="Confirm delivered", permissions=["settle"])
     def confirm_delivered(self, request: HttpRequest, queryset: QuerySet) -> object:
         return self._settle(request, queryset, "confirm_delivered", SettleForm, "Confirm delivered")
 
-    @admin.action(description="Mark failed (with a category)", permissions=["change"])
+    @admin.action(description="Mark failed (with a category)", permissions=["settle"])
     def mark_failed(self, request: HttpRequest, queryset: QuerySet) -> object:
         return self._settle(request, queryset, "mark_failed", MarkFailedForm, "Mark failed")
 
-    @admin.action(description="Poll again now", permissions=["change"])
+    @admin.action(description="Poll again now", permissions=["settle"])
     def poll_again(self, request: HttpRequest, queryset: QuerySet) -> object:
         return self._settle(request, queryset, "poll_again", None, "Poll again now")
 
-    @admin.action(description="Resolve with a note", permissions=["change"])
+    @admin.action(description="Resolve with a note", permissions=["settle"])
     def resolve(self, request: HttpRequest, queryset: QuerySet) -> object:
         return self._settle(request, queryset, "resolve", ResolveForm, "Resolve with a note")

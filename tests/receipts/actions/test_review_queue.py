@@ -228,3 +228,38 @@ def test_settlement_rules_are_enforced_outside_the_admin_too(conflicted: Message
     with pytest.raises(ValueError, match="unknown"):
         review.settle([conflicted.pk], review.Settlement("delete"), user)
     assert ReviewResolution.objects.count() == 0
+
+
+@pytest.fixture
+def operator(client: Client) -> Client:
+    """A staff member who may settle reviews (change_message), not a superuser."""
+    from django.contrib.auth.models import Permission, User
+
+    user = User.objects.create_user("operator", password="operator-pass", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="change_message", content_type__app_label="receipts"))
+    client.force_login(user)
+    return client
+
+
+def test_the_page_of_a_message_under_review_is_read_only_and_only_the_actions_settle(
+    operator: Client, conflicted: Message
+) -> None:
+    url = f"/admin/receipts/reviewqueue/{conflicted.pk}/change/"
+    before = (conflicted.status, conflicted.needs_review, conflicted.review_reason)
+
+    page = operator.get(url)
+    edited = operator.post(url, {"status": "delivered", "needs_review": "", "review_reason": ""})
+
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'name="status"' not in html and 'name="replaces"' not in html and 'name="_save"' not in html
+    assert edited.status_code == 403
+    conflicted.refresh_from_db()
+    assert (conflicted.status, conflicted.needs_review, conflicted.review_reason) == before
+    settled = operator.post(
+        "/admin/receipts/reviewqueue/",
+        {"action": "resolve", "_selected_action": [conflicted.pk], "apply": "1", "note": "checked by phone"},
+    )
+    assert settled.status_code == 302
+    conflicted.refresh_from_db()
+    assert not conflicted.needs_review
