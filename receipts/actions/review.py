@@ -22,7 +22,7 @@ from receipts.actions.transitions import state_of, status_changed, timeline_key,
 from receipts.db import for_update, update_rows
 from receipts.events import DomainEvent, Kind, message_state, publish
 from receipts.kicks import request_poll
-from receipts.models import Message, MessageEvent, ReviewResolution
+from receipts.models import NOT_FINAL, Message, MessageEvent, ReviewResolution
 from receipts.status import FINAL_STATUSES, FailureCategory, ReviewReason, Source, Status
 
 log = logging.getLogger(__name__)
@@ -57,9 +57,7 @@ def expire_receipts(now: datetime | None = None, limit: int = TIMEOUT_BATCH) -> 
     came at all) become delivered, ``assumed``, flagged ``no_receipt``. Returns how many; call until 0."""
     now = now or timezone.now()
     cutoff = now - settings.RECEIPT_TIMEOUT
-    overdue = Message.objects.exclude(status__in=FINAL_STATUSES).filter(
-        Q(sent_at__lt=cutoff) | Q(sent_at=None, created_at__lt=cutoff)
-    )
+    overdue = Message.objects.filter(NOT_FINAL).filter(Q(sent_at__lt=cutoff) | Q(sent_at=None, created_at__lt=cutoff))
     with transaction.atomic():
         messages = list(locked(overdue)[:limit])
         if not messages:
