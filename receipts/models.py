@@ -106,6 +106,10 @@ class Message(models.Model):
             models.Index(fields=["status"], name="message_status_idx"),
             models.Index(fields=["crm_record_id"], name="message_crm_record_idx"),
             models.Index(fields=["to"], name="message_to_idx"),
+            # What the admin's search and the API look a message up by, without its provider.
+            models.Index(fields=["provider_message_id"], name="message_provider_id_idx"),
+            models.Index(fields=["conversation_id"], name="message_conversation_idx", condition=~Q(conversation_id="")),
+            models.Index(fields=["correlation_id"], name="message_correlation_idx", condition=~Q(correlation_id="")),
             models.Index(fields=["needs_review"], name="message_review_idx", condition=Q(needs_review=True)),
             # The escalation sweep looks only at critical messages, by age.
             models.Index(fields=["created_at"], name="message_critical_created_idx", condition=Q(priority="critical")),

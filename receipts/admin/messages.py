@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import cast
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 from rangefilter.filters import DateRangeFilter
 
 from receipts.actions import ingest
+from receipts.addresses import normalize_address
 from receipts.logging import mask
 from receipts.models import (
     REPLAYABLE_STATES,
@@ -21,6 +22,30 @@ from receipts.models import (
     ReceiptEvent,
     ReviewResolution,
 )
+from receipts.status import Channel
+
+
+class ExactSearch(admin.ModelAdmin):
+    """Search that recognises what was typed and looks it up where an index is: an address (a phone number in any
+    format, an email) by its normal form, anything else as a provider message id, CRM record id, conversation id or
+    correlation id, exactly. ``icontains`` over every column was a sequential scan per column at 10 million rows."""
+
+    search_fields = ["to", "provider_message_id", "crm_record_id", "conversation_id", "correlation_id"]
+    search_help_text = (
+        "An exact phone number (any format), email, provider message id, CRM record id, conversation or correlation id."
+    )
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        found = Q(provider_message_id=term) | Q(crm_record_id=term) | Q(conversation_id=term) | Q(correlation_id=term)
+        for channel in (Channel.SMS, Channel.EMAIL):
+            try:
+                found |= Q(to=normalize_address(channel, term))
+            except ValueError:
+                continue
+        return queryset.filter(found), False
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -83,7 +108,7 @@ class ResolutionInline(admin.TabularInline):
 
 
 @admin.register(Message)
-class MessageAdmin(ReadOnlyAdmin):
+class MessageAdmin(ExactSearch, ReadOnlyAdmin):
     list_display = [
         "id",
         "provider",
@@ -112,7 +137,6 @@ class MessageAdmin(ReadOnlyAdmin):
         ("created_at", DateRangeFilter),
         ("updated_at", DateRangeFilter),
     ]
-    search_fields = ["to", "provider_message_id", "crm_record_id", "conversation_id", "correlation_id"]
     list_select_related = ["campaign"]
     show_full_result_count = False
     inlines = [ResolutionInline, TimelineInline]

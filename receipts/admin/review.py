@@ -12,7 +12,7 @@ from django.utils.timesince import timesince
 from rangefilter.filters import DateRangeFilter
 
 from receipts.actions import review
-from receipts.admin.messages import ReadOnlyAdmin, ResolutionInline, TimelineInline
+from receipts.admin.messages import ExactSearch, ReadOnlyAdmin, ResolutionInline, TimelineInline
 from receipts.models import MessageEvent, ReviewQueue, ReviewResolution
 from receipts.status import FailureCategory
 
@@ -30,7 +30,7 @@ class ResolveForm(SettleForm):
 
 
 @admin.register(ReviewQueue)
-class ReviewQueueAdmin(ReadOnlyAdmin):
+class ReviewQueueAdmin(ExactSearch, ReadOnlyAdmin):
     """The deliveries nobody can be sure of, and the operator's decisions on them."""
 
     list_display = [
@@ -46,7 +46,6 @@ class ReviewQueueAdmin(ReadOnlyAdmin):
         "last_receipt_at",
     ]
     list_filter = ["review_reason", "provider", "channel", "campaign", "status", ("created_at", DateRangeFilter)]
-    search_fields = ["to", "provider_message_id", "crm_record_id"]
     list_select_related = ["campaign"]
     ordering = ["created_at"]
     actions = ["confirm_delivered", "mark_failed", "poll_again", "resolve"]

@@ -40,7 +40,12 @@ def listed(response: Any, *needles: str) -> list[bool]:
         ("failure_category__exact=permanent_block", False, True),
         ("q=CRM-1", True, False),
         ("q=x@example.com", False, True),
+        ("q=X@Example.COM", False, True),  # an email in its normal form
         ("q=adm-2", False, True),
+        ("q=%28555%29%20000-1111", True, False),  # a phone number as typed: (555) 000-1111
+        ("q=%2B1%20555%20000%201111", True, False),  # +1 555 000 1111
+        ("q=adm", False, False),  # exact, not a substring: an index answers it
+        ("q=CRM", False, False),
         ("created_at__range__gte=2000-01-01&created_at__range__lte=2100-01-01", True, True),
         ("created_at__range__gte=2000-01-01&created_at__range__lte=2000-01-02", False, False),
     ],
