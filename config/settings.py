@@ -16,8 +16,9 @@ from kombu import Exchange, Queue
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-# A .env beside manage.py (written by `make run` on first start) fills in what the environment leaves out.
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# A .env beside manage.py (written by `make run` on first start; ENV_FILE names another) fills in what the
+# environment leaves out: an exported value always wins.
+environ.Env.read_env(os.environ.get("ENV_FILE") or BASE_DIR / ".env", overwrite=False)
 
 # Runtime files of the embedded mode (SQLite, the filesystem broker, beat's schedule, static files). Created when
 # the apps are ready (config.apps), not here: importing settings writes nothing.
