@@ -31,7 +31,7 @@ MAX_PAGE_SIZE = 1000
 CURSOR_PATTERN = r"^([0-9]{1,18})\.([0-9]{1,18})$"
 CURSOR = re.compile(CURSOR_PATTERN)
 NO_NUL = "^[^\\u0000]*$"  # text columns cannot hold NUL; the API answers 400 to one
-KINDS = [Kind.STATUS_CHANGED, Kind.REVIEW_RESOLVED, Kind.ESCALATION, Kind.SUPPRESSION_ADDED, Kind.SUPPRESSION_LIFTED]
+KINDS = list(Kind.ALL)
 # Transactions with an id below this have all finished; anything that commits later has an id at or above it.
 
 

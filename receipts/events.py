@@ -20,6 +20,7 @@ class Kind:
     ESCALATION = "escalation"
     SUPPRESSION_ADDED = "suppression_added"
     SUPPRESSION_LIFTED = "suppression_lifted"
+    ALL = (STATUS_CHANGED, REVIEW_RESOLVED, ESCALATION, SUPPRESSION_ADDED, SUPPRESSION_LIFTED)
 
 
 @dataclass(frozen=True)

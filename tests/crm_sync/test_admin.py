@@ -103,3 +103,18 @@ def test_a_paused_crm_shows_in_the_admin_and_in_metrics(
     metrics = client.get("/metrics").content.decode()
     assert 'crm_relay_paused{backend="generic"} 0.0' in metrics
     assert 'crm_relay_lag_seconds{backend="generic"} 0.0' in metrics
+
+
+def test_the_kind_filter_lists_the_kinds_without_asking_the_table(admin_client: Client) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    publish_changes(change(record="A"))
+    with CaptureQueriesContext(connection) as queries:
+        page = admin_client.get(URL).content.decode()
+    filtered = admin_client.get(f"{URL}?kind=status_changed").content.decode()
+
+    assert not any("DISTINCT" in q["sql"].upper() for q in queries.captured_queries)
+    assert "suppression added" in page and "review resolved" in page
+    assert 'class="field-crm_record_id">A<' in filtered
+    assert 'class="field-crm_record_id">A<' not in admin_client.get(f"{URL}?kind=escalation").content.decode()
