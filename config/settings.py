@@ -185,6 +185,9 @@ INBOX_MAX_ATTEMPTS = env.int("INBOX_MAX_ATTEMPTS", default=5)
 INBOX_RETRY_BASE = timedelta(seconds=env.float("INBOX_RETRY_BASE", default=10.0))
 INBOX_RETRY_MAX = timedelta(seconds=env.float("INBOX_RETRY_MAX", default=3600.0))
 INBOX_DRAIN_SECONDS = env.float("INBOX_DRAIN_SECONDS", default=20.0)
+# Processed raw bodies are deleted after this many days (hourly, in batches; 0 keeps them all). Their facts stay
+# on the messages' timelines; rejected, dead and unmatched rows stay for the operators.
+INBOX_RETENTION_DAYS = env.int("INBOX_RETENTION_DAYS", default=30)
 # After a batch smaller than a quarter of INBOX_BATCH_SIZE, a drain waits this long (seconds) for more rows to
 # arrive before claiming again: under load, fewer and bigger batches; an idle inbox still ends the drain at once.
 INBOX_LINGER = env.float("INBOX_LINGER", default=0.05)
@@ -413,4 +416,5 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 5 * CRM_RELAY_INTERVAL},
     },
     "crm-prune-outbox": {"task": "crm_sync.prune_outbox", "schedule": 3600.0},
+    "prune-inbox": {"task": "receipts.prune_inbox", "schedule": 3600.0},
 }

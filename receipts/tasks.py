@@ -28,11 +28,13 @@ log = logging.getLogger(__name__)
 DEFAULTS: dict[str, Any] = {"acks_late": True, "reject_on_worker_lost": True, "time_limit": 120, "soft_time_limit": 100}
 
 
-def task(name: str, *, formerly: str, **options: Any) -> Callable[[Callable[..., Any]], Any]:
-    """A shared task named ``name``, registered under its former name ``formerly`` too."""
+def task(name: str, *, formerly: str | None = None, **options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """A shared task named ``name``, registered under its former name ``formerly`` too (a task born with its
+    name has none)."""
 
     def register(function: Callable[..., Any]) -> Any:
-        shared_task(name=formerly, **{**DEFAULTS, **options})(function)
+        if formerly:
+            shared_task(name=formerly, **{**DEFAULTS, **options})(function)
         return shared_task(name=name, **{**DEFAULTS, **options})(function)
 
     return register
@@ -73,6 +75,15 @@ def sweep_inbox() -> int:
     if ReceiptEvent.objects.due(now).exists():
         return drain_inbox()
     return 0
+
+
+@task("receipts.prune_inbox", time_limit=600, soft_time_limit=550)
+def prune_inbox() -> int:
+    """Beat, hourly: processed raw bodies older than INBOX_RETENTION_DAYS go (their facts stay on the timeline)."""
+    deleted = ingest.prune_inbox()
+    if deleted:
+        log.info("inbox: %d processed row(s) older than %d days deleted", deleted, settings.INBOX_RETENTION_DAYS)
+    return deleted
 
 
 @task("receipts.expire_receipts", formerly="receipts.tasks.expire_receipts")

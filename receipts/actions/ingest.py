@@ -67,6 +67,25 @@ def ingest(provider_name: str, body: bytes, content_type: str, remote_addr: str 
     return IngestResult(accepted=len(receipts), duplicates=0, event_id=event.pk)
 
 
+def prune_inbox(now: datetime | None = None, chunk: int = 5000) -> int:
+    """Delete processed inbox rows older than ``INBOX_RETENTION_DAYS``, oldest first, ``chunk`` rows a statement
+    (so no statement holds the table long). Their receipts stay on the timelines (MessageEvent keeps the
+    normalised facts and the raw receipt; its link to the inbox row becomes empty)."""
+    if settings.INBOX_RETENTION_DAYS <= 0:
+        return 0
+    cutoff = (now or timezone.now()) - timedelta(days=settings.INBOX_RETENTION_DAYS)
+    total = 0
+    while True:
+        ids = list(
+            ReceiptEvent.objects.filter(state=InboxState.PROCESSED, received_at__lt=cutoff)
+            .order_by("received_at")
+            .values_list("id", flat=True)[:chunk]
+        )
+        if not ids:
+            return total
+        total += ReceiptEvent.objects.filter(pk__in=ids).delete()[0]
+
+
 def ingest_poll(provider_name: str, bodies: list[str], content_type: str = "application/json") -> IngestResult:
     """Store answers got by polling (receipts.polling) as inbox rows, source ``poll``, one body per message.
 
