@@ -232,3 +232,38 @@ def test_sigterm_stops_the_front_cleanly(upstream: tuple[str, list[dict]], tmp_p
     _, proc = start_front(upstream[0], tmp_path)
     proc.terminate()
     assert proc.wait(timeout=15) == 0
+
+
+def test_whatever_bytes_arrive_the_front_answers_or_closes_and_keeps_serving(
+    front: tuple[str, list[dict]],
+) -> None:
+    """Hostile input, generated: any bytes, a half-valid head, a bad length, a request cut short. Each connection
+    gets an HTTP answer or is closed, and the front keeps answering everyone else."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    url, _ = front
+    host, port = url.removeprefix("http://").split(":")
+    heads = st.sampled_from(
+        [
+            b"",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"POST /webhooks/generic/ HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET / HTTP/1.0\r\n\r\n",
+        ]
+    )
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(head=heads, tail=st.binary(max_size=300))
+    def one_connection(head: bytes, tail: bytes) -> None:
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(head + tail)
+            sock.shutdown(socket.SHUT_WR)  # nothing more is coming: the front must not wait for it
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 "), answer[:100]
+
+    one_connection()
+    assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
