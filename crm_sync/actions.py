@@ -410,15 +410,11 @@ def settle(
     report.failed = sum(len(ids) for (state, _, _), ids in failed.items() if state == OutboxState.PENDING)
     # What says the CRM is unwell: changes it did not take for a passing reason (a permanent refusal is about the
     # change, not the CRM).
-    report.refused = sum(
-        len(entry.row_ids)
-        for entry, result in zip(entries, results, strict=True)
-        if not result.ok and not result.permanent
-    )
-    refusals = [result for result in results if not result.ok and not result.permanent]
+    refusals = [(e, r) for e, r in zip(entries, results, strict=True) if not r.ok and not r.permanent]
+    report.refused = sum(len(entry.row_ids) for entry, _ in refusals)
     if refusals:
-        report.error = refusals[0].error
-        waits = [result.retry_after for result in refusals if result.retry_after is not None]
+        report.error = refusals[0][1].error
+        waits = [result.retry_after for _, result in refusals if result.retry_after is not None]
         report.retry_after = max(waits) if waits else None
     if report.failed:
         log.warning("CRM batch: %d changes failed and back off: %s", report.failed, next(iter(failed))[2][:200])

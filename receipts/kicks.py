@@ -77,10 +77,14 @@ def kick_now() -> float:
     return settings.INBOX_KICK_DEBOUNCE
 
 
+def _pending_key() -> str:
+    return DRAIN_PENDING.format(queue=settings.CELERY_QUEUE)
+
+
 def drain_started() -> None:
     """A drain has begun: rows that arrive from now on need the next one."""
     try:
-        cache.delete(DRAIN_PENDING.format(queue=settings.CELERY_QUEUE))
+        cache.delete(_pending_key())
     except Exception as exc:  # the cache (Redis) down: the marker lapses by itself
         log.warning("could not clear the pending drain (%s)", type(exc).__name__)
 
@@ -88,8 +92,7 @@ def drain_started() -> None:
 def _mark_pending() -> bool:
     """True if this kick should publish: no drain was waiting (or the cache cannot tell)."""
     try:
-        key = DRAIN_PENDING.format(queue=settings.CELERY_QUEUE)
-        return bool(cache.add(key, os.getpid(), timeout=DRAIN_PENDING_TTL))
+        return bool(cache.add(_pending_key(), os.getpid(), timeout=DRAIN_PENDING_TTL))
     except Exception as exc:
         log.warning("could not check for a pending drain (%s); publishing anyway", type(exc).__name__)
         return True

@@ -59,14 +59,14 @@ def clear_unpollable(ids: list[int]) -> int:
 
 def postpone(ids: list[int], until: datetime) -> None:
     """Claimed but not polled (circuit open, budget spent, provider down): due again at ``until``."""
-    Message.objects.filter(pk__in=ids).update(next_poll_at=until)
+    for start in range(0, len(ids), 500):
+        Message.objects.filter(pk__in=ids[start : start + 500]).update(next_poll_at=until)
 
 
 def poll_soon(ids: list[int], now: datetime) -> None:
     """Hand messages to the per-message tier, due now: failures whose reason the bulk tier had no budget left to
     look up this round. That tier polls them within the shared rate budget, details and reasons included."""
-    for start in range(0, len(ids), 500):
-        Message.objects.filter(pk__in=ids[start : start + 500]).update(next_poll_at=now)
+    postpone(ids, now)
 
 
 def mark_polled(ids: list[int], now: datetime) -> None:

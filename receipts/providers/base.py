@@ -134,6 +134,11 @@ def hmac_signature_ok(header: str, body: bytes, secrets: list[str], *, bare: boo
     return False
 
 
+def b64decode_unpadded(text: str, altchars: bytes | None = None) -> bytes:
+    """Strict base64, its padding optional (senders and secrets leave it off); ValueError if it is not base64."""
+    return base64.b64decode(text + "=" * (-len(text) % 4), altchars=altchars, validate=True)
+
+
 def decode_digest(text: str, size: int) -> bytes | None:
     """A digest of ``size`` bytes written in hex or in base64 (standard or URL-safe, padded or not), else None."""
     text = text.strip()
@@ -143,8 +148,7 @@ def decode_digest(text: str, size: int) -> bytes | None:
         except ValueError:
             pass
     try:
-        padded = text + "=" * (-len(text) % 4)
-        raw = base64.b64decode(padded, altchars=b"-_" if "-" in text or "_" in text else None, validate=True)
+        raw = b64decode_unpadded(text, altchars=b"-_" if "-" in text or "_" in text else None)
     except ValueError:  # binascii.Error, or a header with characters base64 has no use for
         return None
     return raw if len(raw) == size else None

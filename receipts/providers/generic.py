@@ -18,7 +18,7 @@ from django.conf import settings
 from django.http import HttpRequest
 
 from receipts.normalized import MalformedReceipt, NormalizedReceipt, Outcome, parse_time
-from receipts.providers.base import Provider, identifier, load_json, text
+from receipts.providers.base import Provider, b64decode_unpadded, identifier, load_json, text
 from receipts.status import Engagement, Status
 from receipts.status import FailureCategory as C
 from receipts.status import Provider as ProviderName
@@ -104,9 +104,8 @@ def parse_one(obj: Any) -> NormalizedReceipt:
 
 def whsec_key(secret: str) -> bytes | None:
     """A Standard Webhooks secret's key: ``whsec_`` and base64, padded or not (the reference library takes both)."""
-    encoded = secret.removeprefix("whsec_")
     try:
-        return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True) or None
+        return b64decode_unpadded(secret.removeprefix("whsec_")) or None
     except ValueError:
         return None
 

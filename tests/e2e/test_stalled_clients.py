@@ -93,18 +93,24 @@ def test_stalled_unauthenticated_bodies_do_not_starve_the_server(web: str) -> No
             sock.close()
 
 
-def test_a_chunked_webhook_body_is_refused_with_411_not_read_as_empty(web: str) -> None:
+def post_chunked(url: str, message_id: str) -> httpx.Response:
+    """A signed-in webhook whose body is sent chunked (no Content-Length)."""
+
     def chunks() -> Iterator[bytes]:
-        yield b'{"id": "m-2", "status": "delivered", '
+        yield b'{"id": "%s", "status": "delivered", ' % message_id.encode()
         yield b'"timestamp": "2026-11-20T10:00:00Z"}'
 
-    response = httpx.post(
-        f"{web}/webhooks/generic/",
+    return httpx.post(
+        f"{url}/webhooks/generic/",
         content=chunks(),
         headers={"Content-Type": "application/json"},
         auth=basic_auth(),
         timeout=10,
     )
+
+
+def test_a_chunked_webhook_body_is_refused_with_411_not_read_as_empty(web: str) -> None:
+    response = post_chunked(web, "m-2")
 
     assert response.status_code == 411, response.text
     assert "Content-Length" in response.json()["error"]
@@ -135,17 +141,7 @@ def test_stalled_bodies_with_credentials_do_not_starve_the_deployed_server(deplo
 
 
 def test_a_chunked_webhook_body_is_read_by_the_front_and_accepted(deployed: str, app_env: AppEnv) -> None:
-    def chunks() -> Iterator[bytes]:
-        yield b'{"id": "m-4", "status": "delivered", '
-        yield b'"timestamp": "2026-11-20T10:00:00Z"}'
-
-    response = httpx.post(
-        f"{deployed}/webhooks/generic/",
-        content=chunks(),
-        headers={"Content-Type": "application/json"},
-        auth=basic_auth(),
-        timeout=10,
-    )
+    response = post_chunked(deployed, "m-4")
 
     assert response.status_code == 200, response.text
     assert response.json() == {"accepted": 1, "duplicates": 0}
