@@ -92,6 +92,9 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_duplicates_nothing(env: App
     register_many(env, url, ids)
     responses = post_all(env, url, [b for i in ids for b in lifecycle(i)])
     assert {r.status_code for r in responses} == {200}
+    # Each receipt is new: every answer must say it was stored, not only that the request went well.
+    assert [r.json() for r in responses] == [{"accepted": 1, "duplicates": 0}] * len(responses)
+    assert env.inbox_states() == {"received": len(ids) * 3}
     total = len(ids) * 3
     # Small batches, so the worker is surely between commits when it dies.
     small = {"INBOX_BATCH_SIZE": "20"}
