@@ -11,6 +11,7 @@ from rangefilter.filters import DateRangeFilter
 
 from crm_sync import actions
 from crm_sync.models import OutboxMessage
+from receipts.admin.scale import LargeTableAdmin
 from receipts.events import Kind
 
 
@@ -40,7 +41,7 @@ class KindFilter(admin.SimpleListFilter):
 
 
 @admin.register(OutboxMessage)
-class OutboxMessageAdmin(admin.ModelAdmin):
+class OutboxMessageAdmin(LargeTableAdmin):
     """The CRM outbox: what is waiting, how late it is, what died, and a way to send it again."""
 
     list_display = [

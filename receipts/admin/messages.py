@@ -13,6 +13,7 @@ from rangefilter.filters import DateRangeFilter
 
 from receipts.actions import ingest
 from receipts.addresses import normalize_address
+from receipts.admin.scale import LargeTableAdmin
 from receipts.logging import mask
 from receipts.models import (
     REPLAYABLE_STATES,
@@ -28,8 +29,10 @@ from receipts.status import Channel
 class ExactSearch(admin.ModelAdmin):
     """Search that recognises what was typed and looks it up where an index is: an address (a phone number in any
     format, an email) by its normal form, anything else as a provider message id, CRM record id, conversation id or
-    correlation id, exactly. ``icontains`` over every column was a sequential scan per column at 10 million rows."""
+    correlation id, exactly. ``icontains`` over every column was a sequential scan per column at 10 million rows.
+    ``message_path`` is how the listed model reaches its message ("" for messages themselves)."""
 
+    message_path = ""
     search_fields = ["to", "provider_message_id", "crm_record_id", "conversation_id", "correlation_id"]
     search_help_text = (
         "An exact phone number (any format), email, provider message id, CRM record id, conversation or correlation id."
@@ -45,6 +48,8 @@ class ExactSearch(admin.ModelAdmin):
                 found |= Q(to=normalize_address(channel, term))
             except ValueError:
                 continue
+        if self.message_path:
+            return queryset.filter(**{f"{self.message_path}__in": Message.objects.filter(found).values("pk")}), False
         return queryset.filter(found), False
 
 
@@ -108,7 +113,7 @@ class ResolutionInline(admin.TabularInline):
 
 
 @admin.register(Message)
-class MessageAdmin(ExactSearch, ReadOnlyAdmin):
+class MessageAdmin(ExactSearch, LargeTableAdmin, ReadOnlyAdmin):
     list_display = [
         "id",
         "provider",
@@ -167,7 +172,8 @@ class MessageAdmin(ExactSearch, ReadOnlyAdmin):
 
 
 @admin.register(MessageEvent)
-class MessageEventAdmin(ReadOnlyAdmin):
+class MessageEventAdmin(ExactSearch, LargeTableAdmin, ReadOnlyAdmin):
+    message_path = "message"
     list_display = [
         "id",
         "message_link",
@@ -195,7 +201,7 @@ class MessageEventAdmin(ReadOnlyAdmin):
         ("occurred_at", DateRangeFilter),
         ("received_at", DateRangeFilter),
     ]
-    search_fields = ["message__to", "message__provider_message_id", "message__crm_record_id", "provider_code"]
+    search_fields = ["message__to"]  # any: ExactSearch decides what a term means
     list_select_related = ["message"]
     show_full_result_count = False
 
@@ -205,7 +211,7 @@ class MessageEventAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ReceiptEvent)
-class ReceiptEventAdmin(ReadOnlyAdmin):
+class ReceiptEventAdmin(LargeTableAdmin, ReadOnlyAdmin):
     list_display = [
         "id",
         "provider",
@@ -218,7 +224,8 @@ class ReceiptEventAdmin(ReadOnlyAdmin):
         "processed_at",
     ]
     list_filter = ["state", "provider", "source", ("received_at", DateRangeFilter)]
-    search_fields = ["ref", "dedupe_key", "message_events__message__provider_message_id"]
+    search_fields = ["=ref"]
+    search_help_text = "An exact reference: the provider message id a receipt names."
     readonly_fields = [
         "provider",
         "source",

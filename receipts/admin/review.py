@@ -13,6 +13,7 @@ from rangefilter.filters import DateRangeFilter
 
 from receipts.actions import review
 from receipts.admin.messages import ExactSearch, ReadOnlyAdmin, ResolutionInline, TimelineInline
+from receipts.admin.scale import LargeTableAdmin
 from receipts.models import MessageEvent, ReviewQueue, ReviewResolution
 from receipts.status import FailureCategory
 
@@ -30,7 +31,7 @@ class ResolveForm(SettleForm):
 
 
 @admin.register(ReviewQueue)
-class ReviewQueueAdmin(ExactSearch, ReadOnlyAdmin):
+class ReviewQueueAdmin(ExactSearch, LargeTableAdmin, ReadOnlyAdmin):
     """The deliveries nobody can be sure of, and the operator's decisions on them."""
 
     list_display = [

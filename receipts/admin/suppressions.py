@@ -21,6 +21,7 @@ from rangefilter.filters import DateRangeFilter
 
 from receipts.actions import suppression
 from receipts.addresses import normalize_address
+from receipts.admin.scale import LargeTableAdmin
 from receipts.models import Suppression, SuppressionChange, SuppressionReason, SuppressionSource
 from receipts.status import Channel
 
@@ -104,7 +105,7 @@ class ImportForm(forms.Form):
 
 
 @admin.register(Suppression)
-class SuppressionAdmin(admin.ModelAdmin):
+class SuppressionAdmin(LargeTableAdmin):
     list_display = [
         "id",
         "channel",
@@ -125,7 +126,8 @@ class SuppressionAdmin(admin.ModelAdmin):
         ("created_at", DateRangeFilter),
         ("expires_at", DateRangeFilter),
     ]
-    search_fields = ["address", "note", "created_by", "lifted_by", "lift_reason"]
+    search_fields = ["=address", "=created_by", "=lifted_by"]
+    search_help_text = "An address (a phone number in any format, an email), or who added or lifted it, exactly."
     show_full_result_count = False
     actions = ["lift", "export_selected"]
     change_list_template = "admin/receipts/suppression/change_list.html"
