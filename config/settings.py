@@ -188,6 +188,8 @@ INBOX_DRAIN_SECONDS = env.float("INBOX_DRAIN_SECONDS", default=20.0)
 # Processed raw bodies are deleted after this many days (hourly, in batches; 0 keeps them all). Their facts stay
 # on the messages' timelines; rejected, dead and unmatched rows stay for the operators.
 INBOX_RETENTION_DAYS = env.int("INBOX_RETENTION_DAYS", default=30)
+# Messages (with their timelines) older than this are deleted, hourly in batches; 0 keeps everything.
+MESSAGE_RETENTION_DAYS = env.int("MESSAGE_RETENTION_DAYS", default=400)
 # After a batch smaller than a quarter of INBOX_BATCH_SIZE, a drain waits this long (seconds) for more rows to
 # arrive before claiming again: under load, fewer and bigger batches; an idle inbox still ends the drain at once.
 INBOX_LINGER = env.float("INBOX_LINGER", default=0.05)
@@ -417,4 +419,5 @@ CELERY_BEAT_SCHEDULE = {
     },
     "crm-prune-outbox": {"task": "crm_sync.prune_outbox", "schedule": 3600.0},
     "prune-inbox": {"task": "receipts.prune_inbox", "schedule": 3600.0},
+    "prune-messages": {"task": "receipts.prune_messages", "schedule": 3600.0},
 }

@@ -68,7 +68,12 @@ class Message(models.Model):
 
     crm_record_id = models.CharField(max_length=255, blank=True)
     campaign = models.ForeignKey(
-        "campaigns.Campaign", null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+        "campaigns.Campaign",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="messages",
+        db_index=False,  # message_campaign_idx leads with it
     )
     priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.NORMAL)
     conversation_id = models.CharField(max_length=255, blank=True)
@@ -105,6 +110,8 @@ class Message(models.Model):
         indexes = [
             models.Index(fields=["status"], name="message_status_idx"),
             models.Index(fields=["crm_record_id"], name="message_crm_record_idx"),
+            # A campaign's messages newest first (the API's and the admin's order): a range of this index.
+            models.Index(fields=["campaign", "-id"], name="message_campaign_idx"),
             models.Index(fields=["to"], name="message_to_idx"),
             # What the admin's search and the API look a message up by, without its provider.
             models.Index(fields=["provider_message_id"], name="message_provider_id_idx"),
@@ -465,3 +472,23 @@ class Escalation(models.Model):
 
     def __str__(self) -> str:
         return f"escalation for message {self.message_id}"
+
+
+class Erasure(models.Model):
+    """The audit line of one erasure on request (receipts.actions.retention.erase_address): who asked, when, what
+    went. It names the address by its hash only, so that the audit keeps nothing of what was erased."""
+
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    address_sha256 = models.CharField(max_length=64, db_index=True, help_text="sha256 of 'channel:address'")
+    requested_by = models.CharField(max_length=200)
+    note = models.TextField(blank=True)
+    messages = models.PositiveIntegerField(default=0, help_text="messages deleted, with their timelines")
+    inbox_rows = models.PositiveIntegerField(default=0, help_text="raw inbox bodies deleted")
+    soft_bounces = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"erasure {self.pk} ({self.channel}, {self.created_at:%Y-%m-%d})"

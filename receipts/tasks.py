@@ -19,7 +19,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from receipts import kicks, polling
-from receipts.actions import escalation, ingest, process, retries, review, suppression
+from receipts.actions import escalation, ingest, process, retention, retries, review, suppression
 from receipts.models import ReceiptEvent
 from receipts.providers.genesys_cloud.client import Config, GenesysCloudClient, client
 
@@ -83,6 +83,15 @@ def prune_inbox() -> int:
     deleted = ingest.prune_inbox()
     if deleted:
         log.info("inbox: %d processed row(s) older than %d days deleted", deleted, settings.INBOX_RETENTION_DAYS)
+    return deleted
+
+
+@task("receipts.prune_messages", time_limit=3600, soft_time_limit=3500)
+def prune_messages() -> int:
+    """Beat, hourly: messages older than MESSAGE_RETENTION_DAYS go, with their timelines, in batches."""
+    deleted = retention.prune_messages()
+    if deleted:
+        log.info("retention: %d message(s) older than %d days deleted", deleted, settings.MESSAGE_RETENTION_DAYS)
     return deleted
 
 

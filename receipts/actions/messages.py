@@ -53,7 +53,16 @@ def register_message(data: dict[str, Any]) -> tuple[Message, bool]:
 
 
 def campaign_named(name: str) -> models.Model:
-    """The campaign of this name, created on first use. Reached through the foreign key: campaigns build on
-    receipts, so receipts never imports them."""
-    model = cast(type[models.Model], Message._meta.get_field("campaign").related_model)
-    return model._default_manager.get_or_create(name=name)[0]
+    """The campaign of this name, created on first use."""
+    return campaigns()._default_manager.get_or_create(name=name)[0]
+
+
+def campaign_id_named(name: str) -> int | None:
+    """The id of the campaign of this name, if there is one."""
+    return campaigns()._default_manager.filter(name=name).values_list("pk", flat=True).first()
+
+
+def campaigns() -> type[models.Model]:
+    """The campaign model, reached through the foreign key: campaigns build on receipts, so receipts never
+    imports them."""
+    return cast(type[models.Model], Message._meta.get_field("campaign").related_model)

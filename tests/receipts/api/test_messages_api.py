@@ -164,6 +164,7 @@ def test_list_filters(api: APIClient, client: Any) -> None:
     assert ids(channel="email") == ["f-1"]
     assert ids(provider="generic") == ["f-0", "f-2"]
     assert ids(campaign="spring") == ["f-0", "f-1"]
+    assert ids(campaign="no-such-campaign") == []
     assert ids(crm_record_id="crm-2") == ["f-2"]
     assert ids(to="+1 555 000 0002") == ["f-2"]
     assert ids(to="X@Example.com") == ["f-1"]
