@@ -157,6 +157,8 @@ CELERY_TASK_ROUTES = {
     "crm_sync.prune_outbox": {"queue": WORK_QUEUES["crm"], "routing_key": WORK_QUEUES["crm"]},
     "receipts.poll_high_priority": {"queue": WORK_QUEUES["poll"], "routing_key": WORK_QUEUES["poll"]},
     "receipts.poll_messages": {"queue": WORK_QUEUES["poll"], "routing_key": WORK_QUEUES["poll"]},
+    # Minutes on its first run over a big table: never in the way of the inbox.
+    "receipts.refresh_rollups": {"queue": WORK_QUEUES["poll"], "routing_key": WORK_QUEUES["poll"]},
 }
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -190,6 +192,8 @@ INBOX_DRAIN_SECONDS = env.float("INBOX_DRAIN_SECONDS", default=20.0)
 INBOX_RETENTION_DAYS = env.int("INBOX_RETENTION_DAYS", default=30)
 # Messages (with their timelines) older than this are deleted, hourly in batches; 0 keeps everything.
 MESSAGE_RETENTION_DAYS = env.int("MESSAGE_RETENTION_DAYS", default=400)
+# Seconds between two refreshes of the delivery rollups the dashboard and campaign statistics read.
+ROLLUP_INTERVAL = env.float("ROLLUP_INTERVAL", default=60.0)
 # After a batch smaller than a quarter of INBOX_BATCH_SIZE, a drain waits this long (seconds) for more rows to
 # arrive before claiming again: under load, fewer and bigger batches; an idle inbox still ends the drain at once.
 INBOX_LINGER = env.float("INBOX_LINGER", default=0.05)
@@ -420,4 +424,9 @@ CELERY_BEAT_SCHEDULE = {
     "crm-prune-outbox": {"task": "crm_sync.prune_outbox", "schedule": 3600.0},
     "prune-inbox": {"task": "receipts.prune_inbox", "schedule": 3600.0},
     "prune-messages": {"task": "receipts.prune_messages", "schedule": 3600.0},
+    "refresh-rollups": {
+        "task": "receipts.refresh_rollups",
+        "schedule": ROLLUP_INTERVAL,
+        "options": {"expires": 2 * ROLLUP_INTERVAL},
+    },
 }

@@ -492,3 +492,99 @@ class Erasure(models.Model):
 
     def __str__(self) -> str:
         return f"erasure {self.pk} ({self.channel}, {self.created_at:%Y-%m-%d})"
+
+
+# Receipt latency (sent -> final status) is kept as a histogram: the upper bounds of its buckets, in seconds; the
+# last bucket holds everything slower.
+LATENCY_BOUNDS = (5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
+
+
+class DeliveryStats(models.Model):
+    """How many messages, created in one hour (or day), of one provider, channel and campaign, are in one status:
+    the rollup the operators' dashboard and the campaign statistics read, instead of counting 10 million
+    messages. Kept by ``receipts.actions.rollups`` (beat): hours whose messages changed are counted again.
+
+    A failure keeps its category and provider code (for "top failure codes"); other rows leave them empty.
+    """
+
+    class Period(models.TextChoices):
+        HOUR = "hour"
+        DAY = "day"
+
+    period = models.CharField(max_length=4, choices=Period.choices)
+    start = models.DateTimeField(help_text="start of the hour or day (UTC) the messages were created in")
+    provider = models.CharField(max_length=20, choices=Provider.choices)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    campaign_id = models.BigIntegerField(default=0, help_text="0: no campaign")
+    status = models.CharField(max_length=12, choices=Status.choices)
+    assumed = models.BooleanField(default=False)
+    failure_category = models.CharField(max_length=24, choices=FailureCategory.choices, blank=True)
+    provider_code = models.CharField(max_length=200, blank=True)
+    messages = models.PositiveIntegerField(default=0)
+    needs_review = models.PositiveIntegerField(default=0)
+    read = models.PositiveIntegerField(default=0, help_text="messages read at least once")
+    clicked = models.PositiveIntegerField(default=0, help_text="messages clicked at least once")
+    # Final messages by receipt latency: latency_0 counts those within LATENCY_BOUNDS[0] seconds, ...,
+    # latency_12 those slower than the last bound.
+    latency_0 = models.PositiveIntegerField(default=0)
+    latency_1 = models.PositiveIntegerField(default=0)
+    latency_2 = models.PositiveIntegerField(default=0)
+    latency_3 = models.PositiveIntegerField(default=0)
+    latency_4 = models.PositiveIntegerField(default=0)
+    latency_5 = models.PositiveIntegerField(default=0)
+    latency_6 = models.PositiveIntegerField(default=0)
+    latency_7 = models.PositiveIntegerField(default=0)
+    latency_8 = models.PositiveIntegerField(default=0)
+    latency_9 = models.PositiveIntegerField(default=0)
+    latency_10 = models.PositiveIntegerField(default=0)
+    latency_11 = models.PositiveIntegerField(default=0)
+    latency_12 = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "delivery stats"
+        constraints = [
+            models.UniqueConstraint(
+                fields=[
+                    "period",
+                    "start",
+                    "provider",
+                    "channel",
+                    "campaign_id",
+                    "status",
+                    "assumed",
+                    "failure_category",
+                    "provider_code",
+                ],
+                name="delivery_stats_once",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["period", "start"], name="delivery_stats_window_idx"),
+            models.Index(fields=["campaign_id", "period", "start"], name="delivery_stats_campaign_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.period} of {self.start:%Y-%m-%d %H:00}: {self.messages} {self.provider} {self.status}"
+
+
+LATENCY_FIELDS = [f"latency_{i}" for i in range(len(LATENCY_BOUNDS) + 1)]
+
+
+class RollupMark(models.Model):
+    """How far the rollups have read: messages updated after ``updated_before`` may be in hours not counted again
+    yet. One row, which is also the lease of the one refresh that runs at a time (``leased_until``)."""
+
+    updated_before = models.DateTimeField(null=True, blank=True, help_text="empty: nothing counted yet")
+    leased_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"rollups counted up to {self.updated_before}"
+
+
+class StaleHour(models.Model):
+    """An hour to count again although none of its messages was updated: some were deleted (erasure)."""
+
+    start = models.DateTimeField(unique=True)
+
+    def __str__(self) -> str:
+        return f"hour of {self.start:%Y-%m-%d %H:00} to count again"

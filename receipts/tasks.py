@@ -19,7 +19,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from receipts import kicks, polling
-from receipts.actions import escalation, ingest, process, retention, retries, review, suppression
+from receipts.actions import escalation, ingest, process, retention, retries, review, rollups, suppression
 from receipts.models import ReceiptEvent
 from receipts.providers.genesys_cloud.client import Config, GenesysCloudClient, client
 
@@ -93,6 +93,12 @@ def prune_messages() -> int:
     if deleted:
         log.info("retention: %d message(s) older than %d days deleted", deleted, settings.MESSAGE_RETENTION_DAYS)
     return deleted
+
+
+@task("receipts.refresh_rollups", time_limit=3600, soft_time_limit=3500)
+def refresh_rollups() -> int:
+    """Beat, every ROLLUP_INTERVAL: count again the hours whose messages changed (the dashboard's rollups)."""
+    return rollups.refresh() or 0  # None: another refresh holds the lease
 
 
 @task("receipts.expire_receipts", formerly="receipts.tasks.expire_receipts")

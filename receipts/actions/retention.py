@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from receipts.actions import rollups
 from receipts.addresses import normalize_address
 from receipts.logging import mask
 from receipts.models import Erasure, InboxState, Message, MessageEvent, ReceiptEvent, SoftBounce
@@ -75,6 +76,7 @@ def erase_address(raw_address: str, *, requested_by: str, note: str = "", channe
         waiting = ReceiptEvent.objects.exclude(state=InboxState.PROCESSED)
         unlinked = set(waiting.filter(needle).values_list("pk", flat=True))
         inbox = sorted(linked | unlinked)
+        rollups.mark_stale(message_ids)
         for start in range(0, len(message_ids), 2000):
             delete_messages(message_ids[start : start + 2000])
         for start in range(0, len(inbox), 2000):

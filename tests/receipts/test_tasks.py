@@ -26,7 +26,7 @@ RENAMED = {
     "crm_sync.tasks.prune_outbox": "crm_sync.prune_outbox",
 }
 # Tasks born with their explicit names: no former name to answer to.
-NEW = {"receipts.prune_inbox", "receipts.prune_messages"}
+NEW = {"receipts.prune_inbox", "receipts.prune_messages", "receipts.refresh_rollups"}
 OPTIONS = ("acks_late", "reject_on_worker_lost", "time_limit", "soft_time_limit")
 
 
