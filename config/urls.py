@@ -23,6 +23,7 @@ urlpatterns = [
     path("webhooks/", include("receipts.webhooks")),
     path("api/v1/", include("receipts.api.urls")),
     path("api/v1/", include("crm_sync.urls")),
+    path("api/v1/", include("campaigns.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("healthz", health.healthz, name="healthz"),

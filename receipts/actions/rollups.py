@@ -183,9 +183,11 @@ def window_stats(window: str, now: datetime | None = None, **filters: Any) -> li
     return list(rows.values(*KEY).annotate(**{f: Sum(f) for f in COUNTED}).order_by())
 
 
-def series(period: str, since: datetime, **filters: Any) -> list[dict[str, Any]]:
-    """Messages per hour or day and status since ``since``: the points of a chart over time."""
-    rows = DeliveryStats.objects.filter(period=period, start__gte=since, **filters)
+def series(period: str, since: datetime | None, **filters: Any) -> list[dict[str, Any]]:
+    """Messages per hour or day and status since ``since`` (None: all): the points of a chart over time."""
+    rows = DeliveryStats.objects.filter(period=period, **filters)
+    if since is not None:
+        rows = rows.filter(start__gte=since)
     return list(rows.values("start", "status").annotate(messages=Sum("messages")).order_by("start", "status"))
 
 
