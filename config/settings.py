@@ -192,6 +192,8 @@ INBOX_DRAIN_SECONDS = env.float("INBOX_DRAIN_SECONDS", default=20.0)
 INBOX_RETENTION_DAYS = env.int("INBOX_RETENTION_DAYS", default=30)
 # Messages (with their timelines) older than this are deleted, hourly in batches; 0 keeps everything.
 MESSAGE_RETENTION_DAYS = env.int("MESSAGE_RETENTION_DAYS", default=400)
+# A provider with messages in flight and no receipt for this long is shown silent on the dashboard.
+PROVIDER_SILENT_MINUTES = env.float("PROVIDER_SILENT_MINUTES", default=15.0)
 # Seconds between two refreshes of the delivery rollups the dashboard and campaign statistics read.
 ROLLUP_INTERVAL = env.float("ROLLUP_INTERVAL", default=60.0)
 # After a batch smaller than a quarter of INBOX_BATCH_SIZE, a drain waits this long (seconds) for more rows to

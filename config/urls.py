@@ -4,7 +4,7 @@ from django.urls import include, path
 from django.views.defaults import page_not_found
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from config import health, metrics
+from config import dashboard, health, metrics
 from receipts.admin import provider_limits
 
 # Under /api/ and /webhooks/ a missing page answers in the API's error shape, elsewhere with Django's page.
@@ -18,6 +18,7 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 
 urlpatterns = [
+    path("admin/dashboard/", dashboard.dashboard, name="dashboard"),
     path("admin/provider-limits/", provider_limits.provider_limits, name="provider-limits"),
     path("admin/", admin.site.urls),
     path("webhooks/", include("receipts.webhooks")),

@@ -180,6 +180,8 @@ class ReceiptEvent(models.Model):
         ]
         indexes = [
             models.Index(fields=["state", "next_attempt_at"], name="receipt_event_due_idx"),
+            # The dashboard's "last receipt from this provider", found at once even for a provider long silent.
+            models.Index(fields=["provider", "received_at"], name="receipt_event_provider_idx"),
         ]
         ordering = ["-id"]
 
