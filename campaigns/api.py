@@ -44,6 +44,7 @@ class FailuresSerializer(serializers.Serializer):
 
 class DaySerializer(serializers.Serializer):
     day = serializers.DateField()
+    messages = serializers.IntegerField()
     by_status = serializers.DictField(child=serializers.IntegerField())
 
 

@@ -64,7 +64,10 @@ def over_time(campaign_id: int) -> list[dict[str, Any]]:
     points: dict[datetime, dict[str, int]] = defaultdict(dict)
     for row in rollups.series(DeliveryStats.Period.DAY, None, campaign_id=campaign_id):
         points[row["start"]][row["status"]] = row["messages"]
-    return [{"day": day.date().isoformat(), "by_status": counts} for day, counts in sorted(points.items())]
+    return [
+        {"day": day.date().isoformat(), "messages": sum(counts.values()), "by_status": counts}
+        for day, counts in sorted(points.items())
+    ]
 
 
 def totals_for(campaign_ids: list[int]) -> dict[int, dict[str, Any]]:

@@ -21,9 +21,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.models import Campaign
-from config.charts import COLOURS, Bar, Segment, columns, legend, stacked_bars
 from crm_sync import actions as crm
 from receipts.actions import rollups
+from receipts.admin.charts import COLOURS, Bar, Segment, columns, legend, stacked_bars
 from receipts.models import NOT_FINAL, DeliveryStats, InboxState, Message, ReceiptEvent, RollupMark, Suppression
 from receipts.status import Provider
 

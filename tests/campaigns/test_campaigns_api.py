@@ -81,3 +81,17 @@ def test_a_campaign_with_no_messages_yet_has_no_rates(api: APIClient) -> None:
     campaign = api.get("/api/v1/campaigns/").json()["results"][0]
     stats = api.get(f"/api/v1/campaigns/{campaign['id']}/stats/").json()
     assert (stats["messages"], stats["delivery_rate"], stats["over_time"]) == (0, None, [])
+
+
+def test_the_campaign_pages_in_the_admin_show_the_same_figures(admin_client: Client, spring: int) -> None:
+    listing = admin_client.get("/admin/campaigns/campaign/")
+    assert listing.status_code == 200
+    html = listing.content.decode()
+    assert f'href="/admin/receipts/message/?campaign__id__exact={spring}">10<' in html
+    assert "75.0%" in html  # 6 delivered of 8 final
+    page = admin_client.get(f"/admin/campaigns/campaign/{spring}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'id="delivery-rate">75.0%<' in html
+    assert "invalid_destination" in html
+    assert "<svg" in html
