@@ -13,6 +13,7 @@ from rangefilter.filters import DateRangeFilter
 
 from receipts.actions import ingest
 from receipts.addresses import normalize_address
+from receipts.admin.export import CsvExport
 from receipts.admin.scale import LargeTableAdmin
 from receipts.logging import mask
 from receipts.models import (
@@ -24,6 +25,28 @@ from receipts.models import (
     ReviewResolution,
 )
 from receipts.status import Channel
+
+MESSAGE_CSV = [
+    "id",
+    "provider",
+    "provider_message_id",
+    "channel",
+    "to",
+    "status",
+    "status_at",
+    "assumed",
+    "failure_category",
+    "provider_code",
+    "needs_review",
+    "review_reason",
+    "campaign__name",
+    "crm_record_id",
+    "priority",
+    "read_count",
+    "click_count",
+    "created_at",
+    "updated_at",
+]
 
 
 class ExactSearch(admin.ModelAdmin):
@@ -113,7 +136,9 @@ class ResolutionInline(admin.TabularInline):
 
 
 @admin.register(Message)
-class MessageAdmin(ExactSearch, LargeTableAdmin, ReadOnlyAdmin):
+class MessageAdmin(ExactSearch, CsvExport, LargeTableAdmin, ReadOnlyAdmin):
+    csv_fields = MESSAGE_CSV
+    csv_raw = frozenset({"to"})
     list_display = [
         "id",
         "provider",
@@ -172,8 +197,24 @@ class MessageAdmin(ExactSearch, LargeTableAdmin, ReadOnlyAdmin):
 
 
 @admin.register(MessageEvent)
-class MessageEventAdmin(ExactSearch, LargeTableAdmin, ReadOnlyAdmin):
+class MessageEventAdmin(ExactSearch, CsvExport, LargeTableAdmin, ReadOnlyAdmin):
     message_path = "message"
+    csv_fields = [
+        "id",
+        "message_id",
+        "message__provider",
+        "message__provider_message_id",
+        "source",
+        "provider_code",
+        "status",
+        "engagement",
+        "failure_category",
+        "applied",
+        "unmapped",
+        "description",
+        "occurred_at",
+        "received_at",
+    ]
     list_display = [
         "id",
         "message_link",

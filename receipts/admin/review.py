@@ -12,7 +12,8 @@ from django.utils.timesince import timesince
 from rangefilter.filters import DateRangeFilter
 
 from receipts.actions import review
-from receipts.admin.messages import ExactSearch, ReadOnlyAdmin, ResolutionInline, TimelineInline
+from receipts.admin.export import CsvExport
+from receipts.admin.messages import MESSAGE_CSV, ExactSearch, ReadOnlyAdmin, ResolutionInline, TimelineInline
 from receipts.admin.scale import LargeTableAdmin
 from receipts.models import MessageEvent, ReviewQueue, ReviewResolution
 from receipts.status import FailureCategory
@@ -31,7 +32,9 @@ class ResolveForm(SettleForm):
 
 
 @admin.register(ReviewQueue)
-class ReviewQueueAdmin(ExactSearch, LargeTableAdmin, ReadOnlyAdmin):
+class ReviewQueueAdmin(ExactSearch, CsvExport, LargeTableAdmin, ReadOnlyAdmin):
+    csv_fields = MESSAGE_CSV
+    csv_raw = frozenset({"to"})
     """The deliveries nobody can be sure of, and the operator's decisions on them."""
 
     list_display = [

@@ -163,7 +163,7 @@ def test_csv_import_refuses_a_file_without_the_needed_columns(admin_client: Clie
 def test_csv_export_follows_the_filters_and_imports_again(admin_client: Client, entries: dict) -> None:
     response = admin_client.get(f"{LIST}export/?channel__exact=email")
     assert response.status_code == 200
-    assert response["Content-Type"] == "text/csv"
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert sorted((r["address"], r["reason"], r["active"]) for r in rows) == [
         ("hard@example.com", "hard_bounce", "yes"),
