@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint install migrate clean bench demo bench-crm bench-suppression check-samples
+.PHONY: run test lint install migrate clean bench demo bench-crm bench-suppression check-samples screenshots
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ demo: migrate
 ## test: the whole suite (embedded mode unless DATABASE_URL / CELERY_BROKER_URL say otherwise)
 test: install
 	$(BIN)/python -m pytest
+
+## screenshots: the admin's main pages as docs/screenshots/*.png, taken by the browser tests (needs chromium)
+screenshots: install
+	SAVE_SCREENSHOTS=1 REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q tests/browser
 
 lint: install
 	$(BIN)/ruff check .

@@ -42,9 +42,10 @@ def dashboard(request: HttpRequest) -> TemplateResponse:
     overall = rollups.figures(rows)
     links = Links(since)
     review = review_queue(now, links)
+    relay = crm.summary(now)
     context = {
         **admin.site.each_context(request),
-        "title": "Delivery health",
+        "title": f"Delivery health: {WINDOW_NAMES[window]}",
         "window": window,
         "windows": WINDOW_NAMES,
         "window_name": WINDOW_NAMES[window],
@@ -70,7 +71,11 @@ def dashboard(request: HttpRequest) -> TemplateResponse:
         "review": review,
         "review_total": sum(row["count"] for row in review),
         "inbox": inbox(),
-        "crm": crm.summary(now),
+        "crm": relay,
+        "crm_lag": "none waiting" if relay.lag is None else duration(relay.lag.total_seconds()),
+        "time_legend": legend(
+            {"delivered": COLOURS["delivered"], "failed": COLOURS["failed"], "not final yet": COLOURS["pending"]}
+        ),
         "suppressions": suppressions_added(since, links),
         "providers": providers(now),
     }
@@ -176,6 +181,14 @@ def latency(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             }
         )
     return shown
+
+
+def duration(value: float) -> str:
+    if value < 60:
+        return f"{value:.1f} s"
+    if value < 3600:
+        return f"{value / 60:.1f} min"
+    return f"{value / 3600:.1f} h"
 
 
 def seconds(value: float | None) -> str:

@@ -40,11 +40,11 @@ class Bar:
     link: str = ""
 
 
-def stacked_bars(bars: Sequence[Bar], width: int = 640, row: int = 26, label_width: int = 170) -> SafeString:
+def stacked_bars(bars: Sequence[Bar], width: int = 640, row: int = 26, label_width: int = 150) -> SafeString:
     """One horizontal bar a row, split into segments by share; the label and the note link to the list behind."""
     if not bars:
         return mark_safe('<p class="chart-empty">No messages in this window.</p>')
-    plot = width - label_width - 120
+    plot = width - label_width - 170  # room on the right for the note
     height = row * len(bars) + 4
     parts = []
     for i, bar in enumerate(bars):

@@ -1,5 +1,5 @@
 """The admin in a real browser: Debian's Chromium driven by Playwright, against the app served over HTTP by
-pytest-django's live server. A test fails on a console error, a failed page load or any answer of 500 or more.
+pytest-django's live server. A test fails on a console error, a failed page load or any answer of 400 or more.
 
 Chromium comes from the system (`apt-get install chromium`: the build `playwright install` downloads is not
 reachable here). Without it these tests skip, unless REQUIRE_BROWSER is set (CI sets it), where a missing browser
@@ -50,7 +50,8 @@ class Trouble:
 
 @pytest.fixture
 def page(browser: Any, live_server: Any, transactional_db: None) -> Iterator[Any]:
-    """A logged-in operator's page at 1400 px; fails the test on a console error or a 5xx."""
+    """A logged-in operator's page at 1400 px; fails the test on a console error or an answer of 400 or more (a
+    missing stylesheet or icon included)."""
     from django.contrib.auth import get_user_model
 
     get_user_model().objects.create_superuser("operator", password=PASSWORD)
@@ -59,7 +60,7 @@ def page(browser: Any, live_server: Any, transactional_db: None) -> Iterator[Any
     trouble = Trouble()
     page.on("console", lambda m: m.type == "error" and trouble.problems.append(f"console: {m.text}"))
     page.on("pageerror", lambda e: trouble.problems.append(f"page error: {e}"))
-    page.on("response", lambda r: r.status >= 500 and trouble.problems.append(f"{r.status} {r.url}"))
+    page.on("response", lambda r: r.status >= 400 and trouble.problems.append(f"{r.status} {r.url}"))
     page.goto("/admin/login/")
     page.fill("#id_username", "operator")
     page.fill("#id_password", PASSWORD)
