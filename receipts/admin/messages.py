@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import cast
+import json
+from typing import Any, cast
+from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from rangefilter.filters import DateRangeFilter
@@ -24,7 +27,7 @@ from receipts.models import (
     ReceiptEvent,
     ReviewResolution,
 )
-from receipts.status import Channel
+from receipts.status import FINAL_STATUSES, Channel, ReviewReason
 
 MESSAGE_CSV = [
     "id",
@@ -135,8 +138,71 @@ class ResolutionInline(admin.TabularInline):
         return False
 
 
+class MessagePage(admin.ModelAdmin):
+    """The page of one message: its fields grouped, the status as a badge and the receipt that set it, why it
+    needs review in words, the settle actions, its timeline with the raw receipts folded, links to the inbox rows,
+    the address's suppressions and the CRM changes. Read-only."""
+
+    change_form_template = "admin/receipts/message/change_form.html"
+    inlines = [ResolutionInline]
+    fieldsets = [
+        (None, {"fields": ["provider", "channel", "provider_message_id", "to", "campaign", "priority"]}),
+        (
+            "Status",
+            {
+                "fields": [
+                    "status_badge",
+                    "status_at",
+                    "assumed_text",
+                    "failure_category",
+                    "retryable_text",
+                    "provider_code",
+                    "review_text",
+                ]
+            },
+        ),
+        (
+            "Engagement",
+            {"fields": ["read_count", "first_read_at", "click_count", "complained_at", "unsubscribed_at"]},
+        ),
+        ("CRM", {"fields": ["crm_record_id", "conversation_id", "correlation_id", "metadata"]}),
+        ("Times", {"fields": ["created_at", "updated_at"]}),
+    ]
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: Message) -> str:
+        return status_badge(obj)
+
+    @admin.display(description="assumed")
+    def assumed_text(self, obj: Message) -> str:
+        return "yes: no final receipt in time" if obj.assumed else "no"
+
+    @admin.display(description="retryable")
+    def retryable_text(self, obj: Message) -> str:
+        return "yes" if obj.retryable else "no"
+
+    @admin.display(description="review")
+    def review_text(self, obj: Message) -> str:
+        return f"needed: {obj.get_review_reason_display()}" if obj.needs_review else "not needed"
+
+    def get_inline_instances(self, request: HttpRequest, obj: Message | None = None) -> list:
+        # The review history only where there is one: no empty tables.
+        if obj is None or not obj.resolutions.exists():
+            return []
+        return super().get_inline_instances(request, obj)
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        message = self.get_object(request, object_id) if object_id.isascii() and object_id.isdigit() else None
+        extra = {**(extra_context or {})}
+        if message is not None:
+            extra["summary"] = message_summary(request, message)
+        return super().change_view(request, object_id, form_url, extra)
+
+
 @admin.register(Message)
-class MessageAdmin(ExactSearch, CsvExport, LargeTableAdmin, ReadOnlyAdmin):
+class MessageAdmin(ExactSearch, CsvExport, LargeTableAdmin, MessagePage, ReadOnlyAdmin):
     csv_fields = MESSAGE_CSV
     csv_raw = frozenset({"to"})
     list_display = [
@@ -145,9 +211,7 @@ class MessageAdmin(ExactSearch, CsvExport, LargeTableAdmin, ReadOnlyAdmin):
         "provider_message_id",
         "channel",
         "to",
-        "status",
-        "assumed",
-        "needs_review",
+        "status_badge",
         "review_reason",
         "failure_category",
         "campaign",
@@ -169,31 +233,85 @@ class MessageAdmin(ExactSearch, CsvExport, LargeTableAdmin, ReadOnlyAdmin):
     ]
     list_select_related = ["campaign"]
     show_full_result_count = False
-    inlines = [ResolutionInline, TimelineInline]
-    fieldsets = [
-        (None, {"fields": ["provider", "channel", "provider_message_id", "to", "campaign", "priority"]}),
-        (
-            "Status",
-            {
-                "fields": [
-                    "status",
-                    "status_at",
-                    "assumed",
-                    "failure_category",
-                    "retryable",
-                    "provider_code",
-                    "needs_review",
-                    "review_reason",
-                ]
-            },
-        ),
-        (
-            "Engagement",
-            {"fields": ["read_count", "first_read_at", "click_count", "complained_at", "unsubscribed_at"]},
-        ),
-        ("CRM", {"fields": ["crm_record_id", "conversation_id", "correlation_id", "metadata"]}),
-        ("Times", {"fields": ["created_at", "updated_at"]}),
-    ]
+
+
+STATUS_COLOURS = {
+    "delivered": "#2b83ba",
+    "failed": "#d7191c",
+    "rejected": "#d7191c",
+    "bounced": "#d7191c",
+    "expired": "#b2182b",
+}
+SETTLE_ACTIONS = [
+    ("confirm_delivered", "Confirm delivered"),
+    ("mark_failed", "Mark failed…"),
+    ("poll_again", "Poll again now"),
+    ("resolve", "Resolve with a note…"),
+]
+TIMELINE_LIMIT = 500
+
+
+def status_badge(message: Message) -> str:
+    colour = "#74add1" if message.assumed else STATUS_COLOURS.get(message.status, "#e08214")
+    text = f"{message.status} (assumed)" if message.assumed else message.status
+    return format_html(
+        '<span class="badge" style="background:{};color:#fff;padding:1px 8px;border-radius:10px">{}</span>',
+        colour,
+        text,
+    )
+
+
+def message_summary(request: HttpRequest, message: Message) -> dict[str, Any]:
+    """What the message page says above its fields: the status and the receipt that set it, why it needs review
+    (a conflict in words), the settle actions, its timeline with the raw receipts folded, and links."""
+    timeline = list(message.events.order_by("occurred_at", "id")[:TIMELINE_LIMIT])
+    for entry in timeline:
+        raw = json.dumps(entry.raw, indent=2, ensure_ascii=False, sort_keys=True) if entry.raw else ""
+        entry.pretty = mask(raw)  # type: ignore[attr-defined]  # shown by the template
+    applied = [e for e in timeline if e.applied and e.status]
+    set_by = max(applied, key=lambda e: (e.occurred_at or e.received_at, e.pk)) if applied else None
+    inbox_ids = ",".join(str(pk) for pk in sorted({e.receipt_event_id for e in timeline if e.receipt_event_id}))
+    return {
+        "colour": "#74add1" if message.assumed else STATUS_COLOURS.get(message.status, "#e08214"),
+        "timeline": timeline,
+        "set_by": set_by,
+        "explanation": explain(message, timeline),
+        "can_settle": request.user.has_perm("receipts.change_message"),
+        "actions": SETTLE_ACTIONS,
+        "links": {
+            "inbox": list_url("receipts_receiptevent", id__in=inbox_ids or "0"),
+            "suppressions": list_url("receipts_suppression", q=message.to),
+            "crm": list_url("crm_sync_outboxmessage", message_id__exact=message.pk),
+        },
+    }
+
+
+def list_url(model: str, **query: Any) -> str:
+    return f"{reverse(f'admin:{model}_changelist')}?{urlencode(query)}"
+
+
+def explain(message: Message, timeline: list[MessageEvent]) -> str:
+    """Why a message needs review, in words."""
+    if not message.needs_review:
+        return ""
+    if message.review_reason == ReviewReason.CONFLICTING_RECEIPTS:
+        finals = [e for e in timeline if e.status in FINAL_STATUSES]
+        said = "; ".join(
+            f"{e.status} ({e.provider_code or 'no code'}) at {e.occurred_at or e.received_at:%Y-%m-%d %H:%M:%S %Z}"
+            for e in finals
+        )
+        return (
+            f"The provider sent final receipts that disagree: {said}. The one with the latest provider time holds "
+            f"({message.status}). Confirm it, or mark the message failed, once you know which is true."
+        )
+    if message.review_reason == ReviewReason.NO_RECEIPT:
+        return (
+            "No final receipt came in time after sending, so delivery is assumed. Poll the provider again, or "
+            "confirm or mark failed once you know."
+        )
+    if message.review_reason == ReviewReason.PROVIDER_UNKNOWN:
+        return "The provider does not know this message id. Check it was sent with this id, then settle it."
+    return f"Needs review: {message.get_review_reason_display()}."
 
 
 @admin.register(MessageEvent)

@@ -13,7 +13,7 @@ from rangefilter.filters import DateRangeFilter
 
 from receipts.actions import review
 from receipts.admin.export import CsvExport
-from receipts.admin.messages import MESSAGE_CSV, ExactSearch, ReadOnlyAdmin, ResolutionInline, TimelineInline
+from receipts.admin.messages import MESSAGE_CSV, ExactSearch, MessagePage, ReadOnlyAdmin
 from receipts.admin.scale import LargeTableAdmin
 from receipts.models import MessageEvent, ReviewQueue, ReviewResolution
 from receipts.status import FailureCategory
@@ -32,10 +32,11 @@ class ResolveForm(SettleForm):
 
 
 @admin.register(ReviewQueue)
-class ReviewQueueAdmin(ExactSearch, CsvExport, LargeTableAdmin, ReadOnlyAdmin):
+class ReviewQueueAdmin(ExactSearch, CsvExport, LargeTableAdmin, MessagePage, ReadOnlyAdmin):
+    """The deliveries nobody can be sure of, and the operator's decisions on them."""
+
     csv_fields = MESSAGE_CSV
     csv_raw = frozenset({"to"})
-    """The deliveries nobody can be sure of, and the operator's decisions on them."""
 
     list_display = [
         "id",
@@ -44,8 +45,7 @@ class ReviewQueueAdmin(ExactSearch, CsvExport, LargeTableAdmin, ReadOnlyAdmin):
         "provider",
         "provider_message_id",
         "campaign",
-        "status",
-        "assumed",
+        "status_badge",
         "last_receipt",
         "last_receipt_at",
     ]
@@ -53,7 +53,7 @@ class ReviewQueueAdmin(ExactSearch, CsvExport, LargeTableAdmin, ReadOnlyAdmin):
     list_select_related = ["campaign"]
     ordering = ["created_at"]
     actions = ["confirm_delivered", "mark_failed", "poll_again", "resolve"]
-    inlines = [ResolutionInline, TimelineInline]
+    change_form_template = "admin/receipts/reviewqueue/change_form.html"
     show_full_result_count = False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ReviewQueue]:

@@ -69,9 +69,38 @@ def test_message_page_shows_its_timeline(admin_client: Client, delivered_and_fai
     response = admin_client.get(f"/admin/receipts/message/{failed.pk}/change/")
     assert response.status_code == 200
     html = response.content.decode()
-    assert "timeline (every receipt, raw and normalised)" in html.lower()
+    assert "Timeline: every receipt, oldest first (1)" in html
     assert "failed/blocked" in html  # the provider code of its receipt
     assert "Permanent Block" in html  # its failure category, as the admin labels it
+    assert "<strong>set the status</strong>" in html  # which receipt set the status
+    assert "2026-11-20 10:00:00 UTC" in html  # provider time to the second, with its zone
+    assert "<details><summary>raw receipt" in html  # the raw receipt folded
+    assert f"message_id__exact={failed.pk}" in html  # its CRM changes
+    assert "suppression/?q=x%40example.com" in html  # its address's suppressions
+    assert "review history" not in html.lower()  # no empty tables
+    assert "icon-no.svg" not in html  # no red crosses for "not assumed", "not retryable"
+
+
+def test_a_conflict_is_explained_and_settled_from_the_message_page(admin_client: Client, client: Client) -> None:
+    message = register(provider_message_id="conflict-1")
+    for status, at in (("delivered", "10:00:00"), ("failed", "10:00:05")):
+        body = {"id": "conflict-1", "status": status, "timestamp": f"2026-11-20T{at}Z", "errorCode": "blocked"}
+        post_webhook(client, "generic", json.dumps(body))
+    drain()
+    message.refresh_from_db()
+    assert message.review_reason == "conflicting_receipts"
+    html = admin_client.get(f"/admin/receipts/message/{message.pk}/change/").content.decode()
+    assert "final receipts that disagree: delivered" in html
+    assert 'value="confirm_delivered"' in html
+    response = admin_client.post(
+        "/admin/receipts/reviewqueue/",
+        {"action": "poll_again", "_selected_action": str(message.pk), "index": "0"},
+    )
+    assert response.status_code == 302
+    message.refresh_from_db()
+    assert message.resolutions.count() == 1
+    html = admin_client.get(f"/admin/receipts/message/{message.pk}/change/").content.decode()
+    assert "review history" in html.lower()
 
 
 def test_message_event_list_filters(admin_client: Client, delivered_and_failed: tuple) -> None:
