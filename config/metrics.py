@@ -1,4 +1,5 @@
-"""``GET /metrics``: the pipeline, polling and provider limits (receipts) and the CRM relay (crm_sync), in one
+"""``GET /metrics``: the pipeline, polling and provider limits (receipts), the CRM relay (crm_sync) and the console's
+figures (config/console_metrics.py), in one
 Prometheus answer (``Authorization: Bearer <METRICS_TOKEN>`` when one is set)."""
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from config.console_metrics import ConsoleCollector
 from crm_sync.metrics import RelayCollector
 from receipts.metrics import PollingCollector, metrics_allowed
 
@@ -18,4 +20,5 @@ def metrics(request: HttpRequest) -> HttpResponse:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(PollingCollector())
     registry.register(RelayCollector())
+    registry.register(ConsoleCollector())
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

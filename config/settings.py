@@ -79,6 +79,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "config.alerts.firing_alerts",
             ],
         },
     },
@@ -194,6 +195,27 @@ INBOX_RETENTION_DAYS = env.int("INBOX_RETENTION_DAYS", default=30)
 MESSAGE_RETENTION_DAYS = env.int("MESSAGE_RETENTION_DAYS", default=400)
 # A provider with messages in flight and no receipt for this long is shown silent on the dashboard.
 PROVIDER_SILENT_MINUTES = env.float("PROVIDER_SILENT_MINUTES", default=15.0)
+# --- alerts (config/alerts.py): checked by beat; open ones shown in the admin, sent to a webhook and by mail ---
+ALERT_INTERVAL = env.float("ALERT_INTERVAL", default=60.0)
+ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
+ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])
+ALERT_LINK_BASE = env.str("ALERT_LINK_BASE", default="http://127.0.0.1:8000")
+ALERT_DELIVERY_RATE_MIN = env.float("ALERT_DELIVERY_RATE_MIN", default=0.9)
+ALERT_BOUNCE_RATE_MAX = env.float("ALERT_BOUNCE_RATE_MAX", default=0.05)
+ALERT_MIN_FINAL = env.int("ALERT_MIN_FINAL", default=20)
+ALERT_REVIEW_QUEUE_MAX = env.int("ALERT_REVIEW_QUEUE_MAX", default=500)
+ALERT_CRM_LAG_MINUTES = env.float("ALERT_CRM_LAG_MINUTES", default=10.0)
+# How mail leaves (alerts): smtp://user:password@host:587 (with ?tls=True), or consolemail:// to print it.
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="smtp://localhost:25")
+EMAIL_BACKEND = EMAIL_CONFIG["EMAIL_BACKEND"]
+EMAIL_HOST = EMAIL_CONFIG.get("EMAIL_HOST", "")
+EMAIL_PORT = EMAIL_CONFIG.get("EMAIL_PORT", 25)
+EMAIL_HOST_USER = EMAIL_CONFIG.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = EMAIL_CONFIG.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = EMAIL_CONFIG.get("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = EMAIL_CONFIG.get("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="receipts@localhost")
 # Seconds between two refreshes of the delivery rollups the dashboard and campaign statistics read.
 ROLLUP_INTERVAL = env.float("ROLLUP_INTERVAL", default=60.0)
 # After a batch smaller than a quarter of INBOX_BATCH_SIZE, a drain waits this long (seconds) for more rows to
@@ -427,6 +449,11 @@ CELERY_BEAT_SCHEDULE = {
     "crm-prune-outbox": {"task": "crm_sync.prune_outbox", "schedule": 3600.0},
     "prune-inbox": {"task": "receipts.prune_inbox", "schedule": 3600.0},
     "prune-messages": {"task": "receipts.prune_messages", "schedule": 3600.0},
+    "evaluate-alerts": {
+        "task": "config.evaluate_alerts",
+        "schedule": ALERT_INTERVAL,
+        "options": {"expires": ALERT_INTERVAL},
+    },
     "refresh-rollups": {
         "task": "receipts.refresh_rollups",
         "schedule": ROLLUP_INTERVAL,

@@ -590,3 +590,26 @@ class StaleHour(models.Model):
 
     def __str__(self) -> str:
         return f"hour of {self.start:%Y-%m-%d %H:00} to count again"
+
+
+class Alert(models.Model):
+    """One condition that should wake someone (``config/alerts.py`` has the rules), from when it was found until it
+    cleared. The admin shows the open ones as a banner; the webhook and mail hear of each one twice: fired, then
+    resolved."""
+
+    key = models.CharField(max_length=100, help_text="the rule and what it is about, e.g. delivery_rate:generic")
+    title = models.CharField(max_length=300)
+    detail = models.TextField(blank=True)
+    link = models.CharField(max_length=500, blank=True, help_text="the admin page that shows it")
+    fired_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    notified = models.BooleanField(default=False, help_text="the firing was sent to the webhook and mail")
+
+    class Meta:
+        ordering = ["-fired_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["key"], condition=Q(resolved_at=None), name="alert_open_once"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
