@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import include, path
 from django.views.defaults import page_not_found
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config import dashboard, health, metrics
@@ -17,7 +18,13 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     return page_not_found(request, exception)
 
 
+admin.site.site_header = "Delivery receipts"
+admin.site.site_title = "Delivery receipts"
+admin.site.index_title = "Operations"
+admin.site.site_url = "/admin/dashboard/"  # "View site" leads to the dashboard
+
 urlpatterns = [
+    path("", RedirectView.as_view(url="/admin/dashboard/", permanent=False)),
     path("admin/dashboard/", dashboard.dashboard, name="dashboard"),
     path("admin/provider-limits/", provider_limits.provider_limits, name="provider-limits"),
     path("admin/", admin.site.urls),

@@ -274,6 +274,9 @@ class ApiClient(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
 
+    class Meta:
+        verbose_name = "API client"
+
     def __str__(self) -> str:
         return self.name
 
@@ -446,6 +449,7 @@ class Retry(models.Model):
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        verbose_name_plural = "retries"
         indexes = [
             models.Index(fields=["due_at"], name="retry_due_idx", condition=Q(state="scheduled")),
             models.Index(fields=["claimed_at"], name="retry_sending_idx", condition=Q(state="sending")),

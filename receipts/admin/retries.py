@@ -66,11 +66,21 @@ class AcknowledgedFilter(admin.SimpleListFilter):
 
 @admin.register(Escalation)
 class EscalationAdmin(admin.ModelAdmin):
-    list_display = ["id", "raised_at", "message_id_link", "crm_record_id", "status", "reason", "acknowledged_at"]
+    list_display = [
+        "id",
+        "raised_at",
+        "message_id_link",
+        "whom",
+        "crm_record_id",
+        "status",
+        "reason",
+        "acknowledged_at",
+    ]
     list_filter = [AcknowledgedFilter, "status", ("raised_at", DateRangeFilter)]
     search_fields = ["message__to", "message__crm_record_id", "message__provider_message_id"]
     list_select_related = ["message"]
     readonly_fields = [
+        "what_to_do",
         "message_id_link",
         "raised_at",
         "deadline",
@@ -98,6 +108,22 @@ class EscalationAdmin(admin.ModelAdmin):
     @admin.display(description="CRM record")
     def crm_record_id(self, obj: Escalation) -> str:
         return obj.message.crm_record_id
+
+    @admin.display(description="whom to reach")
+    def whom(self, obj: Escalation) -> str:
+        return obj.message.to
+
+    @admin.display(description="what to do")
+    def what_to_do(self, obj: Escalation) -> str:
+        if obj.acknowledged_at:
+            who = obj.acknowledged_by or "someone"
+            return f"Done: acknowledged at {obj.acknowledged_at:%Y-%m-%d %H:%M:%S %Z} by {who}."
+        record = f" (CRM record {obj.message.crm_record_id})" if obj.message.crm_record_id else ""
+        how = "Call" if obj.message.channel == "sms" else "Reach"
+        return (
+            f"{how} {obj.message.to}{record}: the critical message did not get through. Then, in the list of "
+            'escalations, select this one and choose "Acknowledge", so that nobody calls twice.'
+        )
 
     @admin.action(description="Acknowledge (the fallback is taken care of)", permissions=["change"])
     def acknowledge(self, request: HttpRequest, queryset: QuerySet[Escalation]) -> None:

@@ -1,3 +1,4 @@
+import os
 import secrets
 from typing import Any
 
@@ -18,7 +19,12 @@ class Command(BaseCommand):
         password = secrets.token_urlsafe(12)
         users.create_superuser(username=username, email="", password=password)
         bar = "=" * 72
+        host = os.environ.get("WEB_HOST", "127.0.0.1")
+        if host in ("0.0.0.0", "::", ""):  # noqa: S104 - listening everywhere: this machine answers on loopback
+            host = "127.0.0.1"
+        address = f"http://{host}:{os.environ.get('WEB_PORT', '8000')}"
         self.stdout.write(
             f"\n{bar}\nCreated the admin account (shown once, keep it):\n"
-            f"  http://127.0.0.1:8000/admin/\n  user: {username}\n  password: {password}\n{bar}\n"
+            f"  {address}/admin/\n  user: {username}\n  password: {password}\n"
+            f"(forgot it? .venv/bin/python manage.py changepassword {username})\n{bar}\n"
         )

@@ -173,3 +173,41 @@ def test_the_admin_index_links_the_operator_pages_beside_the_models(admin_client
     for url in ("/admin/provider-limits/", "/metrics", "/api/docs/"):
         assert f'href="{url}"' in page
     assert admin_client.get("/admin/provider-limits/").status_code == 200
+
+
+def test_the_index_names_things_as_people_do_and_the_site_leads_to_the_dashboard(admin_client: Client) -> None:
+    html = admin_client.get("/admin/").content.decode()
+    assert ">Retries<" in html
+    assert ">API clients<" in html
+    assert "Retrys" not in html
+    assert 'href="/admin/dashboard/">View site' in html or 'href="/admin/dashboard/"' in html
+    root = admin_client.get("/")
+    assert (root.status_code, root["Location"]) == (302, "/admin/dashboard/")
+
+
+def test_pages_say_their_title_once(admin_client: Client) -> None:
+    for url in ("/admin/provider-limits/", "/admin/receipts/suppression/import/", "/admin/dashboard/"):
+        html = admin_client.get(url).content.decode()
+        assert html.count("<h1>") == 1, url
+
+
+def test_bootstrap_admin_prints_the_address_the_app_listens_on(monkeypatch: Any, capsys: Any) -> None:
+    from django.core.management import call_command
+
+    monkeypatch.setenv("WEB_PORT", "8123")
+    call_command("bootstrap_admin", "--username", "boss")
+    out = capsys.readouterr().out
+    assert "http://127.0.0.1:8123/admin/" in out
+    assert "manage.py changepassword boss" in out
+
+
+def test_an_escalation_says_whom_to_call_and_how_to_mark_it_done(admin_client: Client) -> None:
+    from django.utils import timezone
+
+    from receipts.models import Escalation
+
+    message = register(provider_message_id="crit-1", to="+15550009999", crm_record_id="003XX", priority="critical")
+    escalation = Escalation.objects.create(message=message, deadline=timezone.now(), status="pending")
+    html = admin_client.get(f"/admin/receipts/escalation/{escalation.pk}/change/").content.decode()
+    assert "Call +15550009999 (CRM record 003XX)" in html
+    assert "Acknowledge" in html
