@@ -12,6 +12,8 @@ from django.utils.html import format_html
 from rangefilter.filters import DateRangeFilter
 
 from receipts.actions import escalation
+from receipts.admin.messages import ExactSearch
+from receipts.admin.scale import LargeTableAdmin
 from receipts.admin.suppressions import FieldGroups
 from receipts.models import Escalation, Retry
 
@@ -24,10 +26,12 @@ def message_link(message_id: int | None) -> str:
 
 
 @admin.register(Retry)
-class RetryAdmin(admin.ModelAdmin):
+class RetryAdmin(ExactSearch, LargeTableAdmin):
     list_display = ["id", "failed_message", "number", "state", "failure_category", "due_at", "new", "note"]
     list_filter = ["state", "failure_category", ("created_at", DateRangeFilter)]
-    search_fields = ["message__to", "message__provider_message_id", "message__crm_record_id"]
+    search_fields = ["message__to"]  # any: ExactSearch decides what a term means
+    message_path = "message"
+    ordering = ["-id"]
     list_select_related = ["message"]
     show_full_result_count = False
 
@@ -65,7 +69,7 @@ class AcknowledgedFilter(admin.SimpleListFilter):
 
 
 @admin.register(Escalation)
-class EscalationAdmin(admin.ModelAdmin):
+class EscalationAdmin(ExactSearch, LargeTableAdmin):
     list_display = [
         "id",
         "raised_at",
@@ -77,7 +81,9 @@ class EscalationAdmin(admin.ModelAdmin):
         "acknowledged_at",
     ]
     list_filter = [AcknowledgedFilter, "status", ("raised_at", DateRangeFilter)]
-    search_fields = ["message__to", "message__crm_record_id", "message__provider_message_id"]
+    search_fields = ["message__to"]  # any: ExactSearch decides what a term means
+    message_path = "message"
+    ordering = ["-id"]
     list_select_related = ["message"]
     readonly_fields = [
         "what_to_do",

@@ -156,3 +156,23 @@ def test_csv_export_carries_every_row_the_filtered_list_matches(admin_client: Cl
     assert {r["provider_code"] for r in rows if r["provider_code"]} == {"'=HYPERLINK(1)"}  # never a formula
     none = admin_client.get(f"{LIST}export/?channel__exact=email")
     assert len(list(csv.reader(io.StringIO(b"".join(none.streaming_content).decode())))) == 1  # the header
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/admin/crm_sync/outboxmessage/?q=003XX0000001",
+        "/admin/receipts/receiptevent/?q=abc-1",
+        "/admin/receipts/suppression/?q=operator:ann",
+        "/admin/receipts/escalation/?q=%2B15550001111",
+        "/admin/receipts/retry/?q=crm-1",
+        "/admin/receipts/messageevent/?q=crm-1",
+    ],
+)
+def test_searches_on_big_tables_are_exact_so_an_index_serves_them(admin_client: Client, url: str) -> None:
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get(url)
+    assert response.status_code == 200
+    sql = " ".join(q["sql"] for q in queries.captured_queries)
+    assert "UPPER(" not in sql  # iexact: no plain index serves it
+    assert "LIKE" not in sql  # icontains: a scan of every row
