@@ -41,7 +41,7 @@ class ConsoleCollector(Collector):
         yield latency
 
         review = GaugeMetricFamily("receipts_review_queue", "Messages waiting for review, by reason", labels=["reason"])
-        waiting = Message.objects.filter(needs_review=True).values("review_reason").annotate(n=Count("id"))
+        waiting = Message.objects.filter(needs_review=True).values("review_reason").annotate(n=Count("*"))
         for row in waiting.order_by():
             review.add_metric([row["review_reason"]], row["n"])
         yield review
@@ -52,7 +52,7 @@ class ConsoleCollector(Collector):
         added = GaugeMetricFamily(
             "receipts_suppressions_added_24h", "Suppressions added in the last 24 hours, by reason", labels=["reason"]
         )
-        recent = Suppression.objects.filter(created_at__gte=now - rollups.DAY).values("reason").annotate(n=Count("id"))
+        recent = Suppression.objects.filter(created_at__gte=now - rollups.DAY).values("reason").annotate(n=Count("*"))
         for row in recent.order_by():
             added.add_metric([row["reason"]], row["n"])
         yield added

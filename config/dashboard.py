@@ -219,7 +219,7 @@ def failures(rows: list[dict[str, Any]], links: Links) -> dict[str, Any]:
 
 def review_queue(now: datetime, links: Links) -> list[dict[str, Any]]:
     queue = Message.objects.filter(needs_review=True).values("review_reason")
-    counted = queue.annotate(n=Count("id"), oldest=Min("created_at")).order_by("review_reason")
+    counted = queue.annotate(n=Count("*"), oldest=Min("created_at")).order_by("review_reason")
     return [
         {
             "reason": row["review_reason"] or "-",
@@ -235,14 +235,14 @@ def inbox() -> list[dict[str, Any]]:
     counts = dict(
         ReceiptEvent.objects.filter(state__in=INBOX_STATES)
         .values("state")
-        .annotate(n=Count("id"))
+        .annotate(n=Count("*"))
         .values_list("state", "n")
     )
     return [{"state": state, "count": counts.get(state, 0), "link": Links.inbox(state)} for state in INBOX_STATES]
 
 
 def suppressions_added(since: datetime, links: Links) -> list[dict[str, Any]]:
-    added = Suppression.objects.filter(created_at__gte=since).values("reason").annotate(n=Count("id")).order_by("-n")
+    added = Suppression.objects.filter(created_at__gte=since).values("reason").annotate(n=Count("*")).order_by("-n")
     return [{**row, "link": links.suppressions(row["reason"])} for row in added]
 
 

@@ -117,7 +117,12 @@ class Message(models.Model):
             models.Index(fields=["provider_message_id"], name="message_provider_id_idx"),
             models.Index(fields=["conversation_id"], name="message_conversation_idx", condition=~Q(conversation_id="")),
             models.Index(fields=["correlation_id"], name="message_correlation_idx", condition=~Q(correlation_id="")),
-            models.Index(fields=["needs_review"], name="message_review_idx", condition=Q(needs_review=True)),
+            # The review queue (about 1% of messages): its list in age order, and its size and oldest item by
+            # reason (index-only scans of these small partial indexes).
+            models.Index(fields=["created_at"], name="message_review_idx", condition=Q(needs_review=True)),
+            models.Index(
+                fields=["review_reason", "created_at"], name="message_review_reason_idx", condition=Q(needs_review=True)
+            ),
             # The escalation sweep looks only at critical messages, by age.
             models.Index(fields=["created_at"], name="message_critical_created_idx", condition=Q(priority="critical")),
             # The receipt-timeout scan (every minute) looks only at messages not final yet: a few thousand in
