@@ -404,13 +404,30 @@ AXES_CLIENT_IP_CALLABLE = "config.client_address.client_ip"
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# LOG_FORMAT=json writes one JSON object a line (python-json-logger), for a log shipper; plain is for people.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+# Celery says a line for every task sent, received and finished (a dozen a second when idle); LOG_TASKS=true
+# brings them back. What the tasks did is logged by the tasks themselves, once, when they did something.
+LOG_TASKS = env.bool("LOG_TASKS", default=False)
+TASK_CHATTER = "INFO" if LOG_TASKS else "WARNING"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"mask_addresses": {"()": "receipts.logging.MaskAddressesFilter"}},
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["mask_addresses"]},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["mask_addresses"],
+        },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
@@ -418,6 +435,10 @@ LOGGING = {
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
         "celery": {"level": LOG_LEVEL},
+        "celery.beat": {"level": TASK_CHATTER},
+        "celery.worker.strategy": {"level": TASK_CHATTER},
+        "celery.app.trace": {"level": TASK_CHATTER},
+        "axes": {"level": "WARNING"},  # its version banner in every process
     },
 }
 
