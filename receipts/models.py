@@ -220,6 +220,16 @@ class MessageEvent(models.Model):
         constraints = [models.UniqueConstraint(fields=["message", "receipt_key"], name="message_event_once")]
         indexes = [
             models.Index(fields=["unmapped"], name="message_event_unmapped_idx", condition=Q(unmapped=True)),
+            # The timeline list's filters, newest first, each a range of its index (a rare value, such as a
+            # pending status or an unsubscribe, was a walk of 25 million entries).
+            models.Index(fields=["status", "-id"], name="message_event_status_idx"),
+            models.Index(
+                fields=["engagement", "-id"], name="message_event_engagement_idx", condition=~Q(engagement="")
+            ),
+            models.Index(
+                fields=["failure_category", "-id"], name="message_event_category_idx", condition=~Q(failure_category="")
+            ),
+            models.Index(fields=["source", "-id"], name="message_event_source_idx", condition=~Q(source="webhook")),
         ]
         ordering = ["occurred_at", "id"]
 

@@ -107,8 +107,10 @@ def test_message_event_list_filters(admin_client: Client, delivered_and_failed: 
     response = admin_client.get("/admin/receipts/messageevent/?status__exact=failed")
     assert response.status_code == 200
     assert listed(response, "adm-1", "adm-2") == [False, True]
-    response = admin_client.get("/admin/receipts/messageevent/?message__campaign__id__exact=999999")
+    response = admin_client.get("/admin/receipts/messageevent/?engagement__exact=read")
     assert listed(response, "adm-1", "adm-2") == [False, False]
+    response = admin_client.get("/admin/receipts/messageevent/?failure_category__exact=permanent_block")
+    assert listed(response, "adm-1", "adm-2") == [False, True]
 
 
 def test_receipt_event_page_masks_addresses(admin_client: Client, client: Client) -> None:
