@@ -5,7 +5,7 @@ import secrets
 from datetime import datetime
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from receipts.status import (
@@ -28,6 +28,16 @@ class Priority(models.TextChoices):
     HIGH = "high"
     NORMAL = "normal"
     BULK = "bulk"
+
+
+# The review queue's order: critical first, then high, normal, bulk; oldest first within each (an index of it).
+REVIEW_ORDER = Case(
+    When(priority=Priority.CRITICAL, then=Value(0)),
+    When(priority=Priority.HIGH, then=Value(1)),
+    When(priority=Priority.NORMAL, then=Value(2)),
+    default=Value(3),
+    output_field=models.SmallIntegerField(),
+)
 
 
 class MessageQuerySet(models.QuerySet["Message"]):
@@ -119,7 +129,7 @@ class Message(models.Model):
             models.Index(fields=["correlation_id"], name="message_correlation_idx", condition=~Q(correlation_id="")),
             # The review queue (about 1% of messages): its list in age order, and its size and oldest item by
             # reason (index-only scans of these small partial indexes).
-            models.Index(fields=["created_at"], name="message_review_idx", condition=Q(needs_review=True)),
+            models.Index(REVIEW_ORDER, F("created_at"), name="message_review_idx", condition=Q(needs_review=True)),
             models.Index(
                 fields=["review_reason", "created_at"], name="message_review_reason_idx", condition=Q(needs_review=True)
             ),

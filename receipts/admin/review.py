@@ -15,7 +15,7 @@ from receipts.actions import review
 from receipts.admin.export import CsvExport
 from receipts.admin.messages import MESSAGE_CSV, ExactSearch, MessagePage, ReadOnlyAdmin
 from receipts.admin.scale import LargeTableAdmin
-from receipts.models import MessageEvent, ReviewQueue, ReviewResolution
+from receipts.models import REVIEW_ORDER, MessageEvent, ReviewQueue, ReviewResolution
 from receipts.status import FailureCategory
 
 
@@ -40,6 +40,7 @@ class ReviewQueueAdmin(ExactSearch, CsvExport, LargeTableAdmin, MessagePage, Rea
 
     list_display = [
         "id",
+        "priority",
         "review_reason",
         "age",
         "provider",
@@ -51,7 +52,7 @@ class ReviewQueueAdmin(ExactSearch, CsvExport, LargeTableAdmin, MessagePage, Rea
     ]
     list_filter = ["review_reason", "provider", "channel", "campaign", "status", ("created_at", DateRangeFilter)]
     list_select_related = ["campaign"]
-    ordering = ["created_at"]
+    ordering = [REVIEW_ORDER.asc(), "created_at"]  # critical first, then by age
     actions = ["confirm_delivered", "mark_failed", "poll_again", "resolve"]
     change_form_template = "admin/receipts/reviewqueue/change_form.html"
     show_full_result_count = False

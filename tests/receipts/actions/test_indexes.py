@@ -41,3 +41,13 @@ def test_a_campaigns_messages_newest_first_are_a_range_of_one_index() -> None:
 
     assert "message_campaign_idx" in plan, plan
     assert "Sort" not in plan, plan
+
+
+def test_the_review_queue_in_its_order_is_a_range_of_its_index() -> None:
+    from receipts.models import REVIEW_ORDER
+
+    register(provider_message_id="r-1")
+    queue = Message.objects.filter(needs_review=True).order_by(REVIEW_ORDER.asc(), "created_at")[:100]
+    plan = plan_of(queue)
+
+    assert "message_review_idx" in plan, plan

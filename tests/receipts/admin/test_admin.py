@@ -213,3 +213,22 @@ def test_an_escalation_says_whom_to_call_and_how_to_mark_it_done(admin_client: C
     html = admin_client.get(f"/admin/receipts/escalation/{escalation.pk}/change/").content.decode()
     assert "Call +15550009999 (CRM record 003XX)" in html
     assert "Acknowledge" in html
+
+
+def test_the_review_queue_puts_critical_messages_first_then_the_oldest(admin_client: Client) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from receipts.models import Message
+
+    now = timezone.now()
+    for name, priority, age in (("old-bulk", "bulk", 5), ("new-crit", "critical", 1), ("old-normal", "normal", 4),
+                                ("new-normal", "normal", 2)):  # fmt: skip
+        message = register(provider_message_id=name, priority=priority)
+        Message.objects.filter(pk=message.pk).update(
+            needs_review=True, review_reason="no_receipt", created_at=now - timedelta(hours=age)
+        )
+    html = admin_client.get("/admin/receipts/reviewqueue/").content.decode()
+    shown = sorted(("old-bulk", "new-crit", "old-normal", "new-normal"), key=html.find)
+    assert shown == ["new-crit", "old-normal", "new-normal", "old-bulk"]
