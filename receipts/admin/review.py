@@ -52,7 +52,7 @@ class ReviewQueueAdmin(ExactSearch, CsvExport, LargeTableAdmin, MessagePage, Rea
     ]
     list_filter = ["review_reason", "provider", "channel", "campaign", "status", ("created_at", DateRangeFilter)]
     list_select_related = ["campaign"]
-    ordering = [REVIEW_ORDER.asc(), "created_at"]  # critical first, then by age
+    ordering = [REVIEW_ORDER.asc(), "created_at"]  # type: ignore[list-item]  # critical first, then by age
     actions = ["confirm_delivered", "mark_failed", "poll_again", "resolve"]
     change_form_template = "admin/receipts/reviewqueue/change_form.html"
     show_full_result_count = False
