@@ -169,11 +169,13 @@ def expire_orphans(now: datetime | None = None) -> int:
     )
 
 
-def replay_events(events: QuerySet[ReceiptEvent]) -> int:
-    """Operators: send dead, rejected and unmatched events through processing again."""
-    count = events.filter(state__in=[InboxState.DEAD, InboxState.REJECTED, InboxState.UNMATCHED]).update(
+def replay_events(events: QuerySet[ReceiptEvent]) -> list[int]:
+    """Operators: send dead, rejected and unmatched events through processing again. Returns the ids queued."""
+    replayable = events.filter(state__in=[InboxState.DEAD, InboxState.REJECTED, InboxState.UNMATCHED])
+    ids = list(replayable.values_list("pk", flat=True))
+    ReceiptEvent.objects.filter(pk__in=ids).update(
         state=InboxState.RECEIVED, attempts=0, error="", next_attempt_at=timezone.now(), orphan_until=None
     )
-    if count:
+    if ids:
         transaction.on_commit(request_drain)
-    return count
+    return ids

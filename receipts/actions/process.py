@@ -80,6 +80,20 @@ def process_due(now: datetime | None = None, limit: int | None = None) -> int:
     return len(events)
 
 
+def process_these(ids: list[int], now: datetime | None = None) -> None:
+    """Process these inbox rows now, each on its own (an operator's replay, who waits for the outcome of each).
+    Rows a worker holds already are left to it."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        claimed = ReceiptEvent.objects.due(now).filter(pk__in=ids).order_by("id")
+        for event in for_update(claimed, skip_locked=True):
+            try:
+                with transaction.atomic():
+                    apply_events([event], now)
+            except Exception as exc:
+                record_failure(event, exc, now)
+
+
 def record_failure(event: ReceiptEvent, exc: Exception, now: datetime) -> None:
     """Count a failed attempt: back off, or ``dead`` after ``INBOX_MAX_ATTEMPTS``.
 

@@ -9,12 +9,13 @@ from urllib.parse import urlencode
 from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from rangefilter.filters import DateRangeFilter
 
-from receipts.actions import ingest
+from receipts.actions import ingest, process
 from receipts.addresses import normalize_address
 from receipts.admin.export import CsvExport
 from receipts.admin.scale import LargeTableAdmin
@@ -22,6 +23,7 @@ from receipts.logging import mask
 from receipts.models import (
     REPLAYABLE_STATES,
     ApiClient,
+    InboxState,
     Message,
     MessageEvent,
     ReceiptEvent,
@@ -422,13 +424,36 @@ class ReceiptEventAdmin(LargeTableAdmin, ReadOnlyAdmin):
         return format_html("<pre style='white-space:pre-wrap'>{}</pre>", mask(obj.body))
 
     @admin.action(description="Replay selected dead, rejected or unmatched events")
-    def replay(self, request: HttpRequest, queryset: QuerySet[ReceiptEvent]) -> None:
-        count = ingest.replay_events(queryset)
-        skipped = queryset.count() - count
-        self.message_user(request, f"{count} event(s) queued again.", messages.SUCCESS)
-        if skipped > 0:
-            states = ", ".join(REPLAYABLE_STATES)
-            self.message_user(request, f"{skipped} skipped: only {states} events replay.", messages.WARNING)
+    def replay(self, request: HttpRequest, queryset: QuerySet[ReceiptEvent]) -> TemplateResponse:
+        """Queue them again, process up to REPLAY_INLINE of them right away, and say what became of each."""
+        selected = list(queryset.values_list("pk", flat=True))
+        replayed = ingest.replay_events(queryset)
+        process.process_these(replayed[:REPLAY_INLINE])
+        outcomes = ReceiptEvent.objects.filter(pk__in=replayed[:REPLAY_INLINE]).order_by("id")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Replay: what became of each event",
+            "opts": self.model._meta,
+            "outcomes": [
+                {"event": event, "outcome": OUTCOMES.get(event.state, event.state), "error": mask(event.error)}
+                for event in outcomes
+            ],
+            "queued_only": max(len(replayed) - REPLAY_INLINE, 0),
+            "skipped": len(selected) - len(replayed),
+            "replayable": ", ".join(REPLAYABLE_STATES),
+        }
+        return TemplateResponse(request, "admin/receipts/receiptevent/replayed.html", context)
+
+
+REPLAY_INLINE = 200  # events processed while the operator waits; the rest are left to the workers
+OUTCOMES = {
+    InboxState.PROCESSED: "processed: its receipts are on their messages' timelines",
+    InboxState.ORPHAN: "waiting for its message to be registered (orphan)",
+    InboxState.RECEIVED: "failed again; it will be tried again later (see the error)",
+    InboxState.DEAD: "failed every attempt (dead)",
+    InboxState.REJECTED: "rejected: the body is not this provider's format",
+    InboxState.UNMATCHED: "no message matched it within the orphan window",
+}
 
 
 @admin.register(ApiClient)

@@ -270,7 +270,7 @@ def test_replay_sends_dead_and_unmatched_events_through_again(client: Any) -> No
     ReceiptEvent.objects.update(state=InboxState.DEAD, attempts=5, error="gave up")
     register(provider_message_id="late-1")
 
-    assert ingest.replay_events(ReceiptEvent.objects.all()) == 1
+    assert len(ingest.replay_events(ReceiptEvent.objects.all())) == 1
     drain()
 
     event = ReceiptEvent.objects.get()
@@ -295,7 +295,7 @@ def test_processed_events_are_not_replayed(client: Any) -> None:
     register(provider_message_id="p-1")
     post_webhook(client, "generic", generic("p-1", "sent", "2026-11-20T10:00:00Z"))
     drain()
-    assert ingest.replay_events(ReceiptEvent.objects.all()) == 0
+    assert ingest.replay_events(ReceiptEvent.objects.all()) == []
 
 
 def test_batch_processing_costs_a_fixed_number_of_queries(client: Any, django_assert_num_queries: Any) -> None:

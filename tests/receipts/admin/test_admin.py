@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from receipts.models import InboxState, ReceiptEvent
+from receipts.models import InboxState, Message, ReceiptEvent
 from tests.conftest import drain, post_webhook, register
 
 pytestmark = pytest.mark.django_db
@@ -137,27 +137,28 @@ def test_receipt_event_errors_are_masked_in_the_list_and_the_page(admin_client: 
         assert "***67" in html
 
 
-def test_replay_action_requeues_dead_events_and_says_what_it_skipped(admin_client: Client, client: Client) -> None:
+def test_replay_says_what_became_of_each_event_and_what_it_skipped(admin_client: Client, client: Client) -> None:
     register(provider_message_id="rp-1")
     post_webhook(client, "generic", b'{"id": "rp-1", "status": "delivered", "timestamp": "2026-11-20T10:00:00Z"}')
     post_webhook(client, "generic", b'{"id": "rp-2", "status": "sent", "timestamp": "2026-11-20T10:00:00Z"}')
-    dead, alive = ReceiptEvent.objects.order_by("id")
+    post_webhook(client, "generic", b'{"id": "rp-3", "status": "sent", "timestamp": "2026-11-20T10:00:00Z"}')
+    dead, waiting, unmatched = ReceiptEvent.objects.order_by("id")
     ReceiptEvent.objects.filter(pk=dead.pk).update(state=InboxState.DEAD, attempts=5)
+    ReceiptEvent.objects.filter(pk=unmatched.pk).update(state=InboxState.UNMATCHED)
 
     response = admin_client.post(
         "/admin/receipts/receiptevent/",
-        {"action": "replay", "_selected_action": [dead.pk, alive.pk]},
-        follow=True,
+        {"action": "replay", "_selected_action": [dead.pk, waiting.pk, unmatched.pk]},
     )
 
+    assert response.status_code == 200
     text = response.content.decode()
-    assert "1 event(s) queued again" in text
-    assert "1 skipped" in text
-    dead.refresh_from_db()
-    assert (dead.state, dead.attempts) == (InboxState.RECEIVED, 0)
-    drain()
+    assert 'outcome-processed">processed' in text  # the dead one, its message registered: done now
+    assert 'outcome-orphan">waiting for its message' in text  # rp-3 still has no message
+    assert "1 selected event(s) were left alone" in text
     dead.refresh_from_db()
     assert dead.state == InboxState.PROCESSED
+    assert Message.objects.get(provider_message_id="rp-1").status == "delivered"
 
 
 def test_operators_cannot_edit_receipts(admin_client: Client, delivered_and_failed: tuple) -> None:
