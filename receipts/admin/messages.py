@@ -446,7 +446,7 @@ class ReceiptEventAdmin(LargeTableAdmin, ReadOnlyAdmin):
 
 
 REPLAY_INLINE = 200  # events processed while the operator waits; the rest are left to the workers
-OUTCOMES = {
+OUTCOMES: dict[str, str] = {
     InboxState.PROCESSED: "processed: its receipts are on their messages' timelines",
     InboxState.ORPHAN: "waiting for its message to be registered (orphan)",
     InboxState.RECEIVED: "failed again; it will be tried again later (see the error)",
