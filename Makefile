@@ -18,7 +18,7 @@ migrate: install
 	$(BIN)/python config/first_run.py
 	$(BIN)/python manage.py migrate --noinput
 
-## run: the web server (the front on :8000, granian behind it), a Celery worker and Celery beat, kept running by
+## run: the web server (the front on :8000 or WEB_PORT, granian behind it), a Celery worker and Celery beat, kept running by
 ## supervisord (config/supervisord/); Ctrl-C stops them all cleanly
 run: migrate
 	$(BIN)/python manage.py collectstatic --noinput -v0
@@ -31,10 +31,11 @@ demo: migrate
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py bootstrap_admin
 	PATH="$(CURDIR)/$(BIN):$$PATH" \
-	GENESYS_CLOUD_BASE_URL=http://127.0.0.1:8100 GENESYS_CLOUD_LOGIN_URL=http://127.0.0.1:8100 \
+	SIM=http://127.0.0.1:$${SIMULATOR_PORT:-8100}; \
+	GENESYS_CLOUD_BASE_URL=$$SIM GENESYS_CLOUD_LOGIN_URL=$$SIM \
 	GENESYS_CLOUD_CLIENT_ID=demo GENESYS_CLOUD_CLIENT_SECRET=demo GENESYS_CLOUD_FROM_ADDRESS=+15559876543 \
-	GENESYS_SMS_MT_URL=http://127.0.0.1:8100/httpapi/receiver GENESYS_SMS_LOGIN=demo GENESYS_SMS_PASSWORD=demo \
-	GENESYS_SMS_SENDER=+15559876543 WEBEX_CONNECT_URL=http://127.0.0.1:8100 WEBEX_CONNECT_SERVICE_KEY=demo \
+	GENESYS_SMS_MT_URL=$$SIM/httpapi/receiver GENESYS_SMS_LOGIN=demo GENESYS_SMS_PASSWORD=demo \
+	GENESYS_SMS_SENDER=+15559876543 WEBEX_CONNECT_URL=$$SIM WEBEX_CONNECT_SERVICE_KEY=demo \
 	WEBEX_CONNECT_SENDER_ID=DEMO WEBEX_CONNECT_EMAIL_FROM=demo@example.com \
 	RECEIPT_TIMEOUT_HOURS=0.01 RECEIPT_TIMEOUT_CHECK_INTERVAL=10 BULK_RECONCILE_INTERVAL=30 \
 	SUPERVISOR_PIDFILE="$${VAR_DIR:-var}/supervisord.pid" $(BIN)/supervisord -c config/supervisord/demo.conf

@@ -315,7 +315,8 @@ SALESFORCE_BATCH_SIZE = env.int("SALESFORCE_BATCH_SIZE", default=200)
 # --- provider simulator (simulator/, `manage.py simulate_providers`; its other knobs are options) -----
 SIMULATOR_PORT = env.int("SIMULATOR_PORT", default=8100)
 # Where the simulator pushes receipts: this app's base URL (webhook paths are appended).
-SIMULATOR_APP_URL = env.str("SIMULATOR_APP_URL", default="http://127.0.0.1:8000")
+# The app the simulator pushes receipts to: `make run`'s front on WEB_PORT unless said otherwise.
+SIMULATOR_APP_URL = env.str("SIMULATOR_APP_URL", default=f"http://127.0.0.1:{env.int('WEB_PORT', default=8000)}")
 
 # --- provider senders (receipts/providers/: retries and the demo campaign) ---------------------------------
 GENESYS_CLOUD_FROM_ADDRESS = env.str("GENESYS_CLOUD_FROM_ADDRESS", default="")
