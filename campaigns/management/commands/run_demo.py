@@ -31,7 +31,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--messages", type=int, default=60, help="how many messages (default 60)")
-        parser.add_argument("--app-url", default="http://127.0.0.1:8000")
+        parser.add_argument("--app-url", default=settings.SIMULATOR_APP_URL, help="the app (default: WEB_PORT)")
         parser.add_argument("--simulator-url", default=f"http://127.0.0.1:{settings.SIMULATOR_PORT}")
         parser.add_argument("--report-every", type=float, default=10.0, help="seconds between reports")
         parser.add_argument("--report-for", type=float, default=0, help="stop after this many seconds (0: never)")
