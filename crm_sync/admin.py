@@ -58,6 +58,7 @@ class OutboxMessageAdmin(LargeTableAdmin):
     ]
     list_filter = ["state", KindFilter, ("created_at", DateRangeFilter)]
     search_fields = ["=crm_record_id", "=idempotency_key", "=stream"]
+    date_ordered = ("created_at",)  # indexed
     readonly_fields = [
         "idempotency_key",
         "kind",

@@ -113,6 +113,7 @@ class OutboxMessage(models.Model):
             models.Index(fields=["stream", "id"], name="crm_outbox_stream_idx"),
             models.Index(fields=["txid", "id"], name="crm_outbox_feed_idx"),
             models.Index(fields=["crm_record_id"], name="crm_outbox_record_idx"),
+            models.Index(fields=["created_at"], name="crm_outbox_created_idx"),  # the admin's date range
         ]
         ordering = ["-id"]
 

@@ -160,8 +160,9 @@ class PollingCollector(Collector):
             "receipts_inbox_events", "Inbox rows (receipt events) by state, processed ones left out", labels=["state"]
         )
         # Processed rows are the millions nobody needs counted on every scrape; the rest is what needs a look.
-        rows = ReceiptEvent.objects.exclude(state=InboxState.PROCESSED).order_by().values("state")
-        for row in rows.annotate(n=Count("id")):
+        waiting_states = [state for state in InboxState.values if state != InboxState.PROCESSED]
+        rows = ReceiptEvent.objects.filter(state__in=waiting_states).order_by().values("state")
+        for row in rows.annotate(n=Count("*")):  # an index-only scan of (state, next_attempt_at)
             inbox.add_metric([row["state"]], row["n"])
         yield inbox
         now = timezone.now()
@@ -174,10 +175,12 @@ class PollingCollector(Collector):
             "How late the most overdue poll is (0: none overdue)",
             value=(now - due["oldest"]).total_seconds() if due["oldest"] else 0.0,
         )
-        waiting = ReceiptEvent.objects.due(now).aggregate(oldest=Min("received_at"))["oldest"]
+        # Since when the longest-waiting due row has been due: a receipt's arrival, or the end of its backoff. The
+        # (state, next_attempt_at) index answers it at once; MIN(received_at) walked a million processed rows.
+        waiting = ReceiptEvent.objects.due(now).aggregate(oldest=Min("next_attempt_at"))["oldest"]
         yield GaugeMetricFamily(
             "receipts_inbox_lag_seconds",
-            "Age of the oldest receipt waiting to be processed (0: none waiting)",
+            "How long the longest-waiting receipt has been due for processing (0: none waiting)",
             value=(now - waiting).total_seconds() if waiting else 0.0,
         )
 

@@ -131,7 +131,11 @@ class Message(models.Model):
             # reason (index-only scans of these small partial indexes).
             models.Index(REVIEW_ORDER, F("created_at"), name="message_review_idx", condition=Q(needs_review=True)),
             models.Index(
-                fields=["review_reason", "created_at"], name="message_review_reason_idx", condition=Q(needs_review=True)
+                F("review_reason"),
+                REVIEW_ORDER,
+                F("created_at"),
+                name="message_review_reason_idx",
+                condition=Q(needs_review=True),
             ),
             # The escalation sweep looks only at critical messages, by age.
             models.Index(fields=["created_at"], name="message_critical_created_idx", condition=Q(priority="critical")),
@@ -384,6 +388,7 @@ class Suppression(models.Model):
         ]
         indexes = [
             models.Index(fields=["address"], name="suppression_address_idx"),
+            models.Index(fields=["expires_at"], name="suppression_expires_idx"),  # the admin's date range
             models.Index(
                 fields=["expires_at"],
                 name="suppression_expiry_idx",

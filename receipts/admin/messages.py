@@ -235,6 +235,7 @@ class MessageAdmin(ExactSearch, CsvExport, LargeTableAdmin, MessagePage, ReadOnl
     ]
     list_select_related = ["campaign"]
     show_full_result_count = False
+    date_ordered = ("created_at", "updated_at")  # both indexed
 
 
 STATUS_COLOURS = {

@@ -5,7 +5,8 @@ outbox). Its changelist
 
 - says how many rows match exactly when that is cheap, and "about N" from the planner when it is not
   (``receipts.db.count_cheaply``), never a ``COUNT(*)`` over 10 million rows;
-- pages by key in its default order (newest first): "Older" asks for rows below the last id shown
+- pages by key in its default order (newest first); within a date range of an indexed date, it lists newest first
+  by that date (one index range) with OFFSET pages: "Older" asks for rows below the last id shown
   (``?before=<id>``), an index range, so the thousandth page costs what the first does. Sorted by another
   column, it pages with OFFSET, up to ``MAX_OFFSET_PAGE`` pages (deeper, filter or search instead);
 - shows no facet counts (a COUNT per filter choice) and no "Show all".
@@ -17,7 +18,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.options import ShowFacets
-from django.contrib.admin.views.main import PAGE_VAR, ChangeList
+from django.contrib.admin.views.main import ORDER_VAR, PAGE_VAR, ChangeList
 from django.core.paginator import InvalidPage, Paginator
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
@@ -45,6 +46,16 @@ class LargeTableChangeList(ChangeList):
             super().__init__(request, *args, **kwargs)
         finally:
             request.GET = original
+
+    def get_ordering(self, request: HttpRequest, queryset: QuerySet) -> list:
+        """Newest first by id, except within a date range: then newest first by that date, so that one index
+        answers both the range and the order (walking the ids down to a day a week ago read 730,000 rows)."""
+        if ORDER_VAR not in self.params:
+            for name in self.params:
+                field = name.removesuffix("__range__gte").removesuffix("__range__lte")
+                if field != name and field in self.model_admin.date_ordered:
+                    return [f"-{field}", "-pk"]
+        return super().get_ordering(request, queryset)
 
     def get_results(self, request: HttpRequest) -> None:
         self.count = count_cheaply(self.queryset)
@@ -136,6 +147,8 @@ class LargeTableAdmin(admin.ModelAdmin):
     show_facets = ShowFacets.NEVER
     show_full_result_count = False
     list_max_show_all = 0
+    # Indexed dates whose range filter orders the list by that date (see LargeTableChangeList.get_ordering).
+    date_ordered: tuple[str, ...] = ()
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return LargeTableChangeList

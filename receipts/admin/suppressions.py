@@ -128,6 +128,7 @@ class SuppressionAdmin(LargeTableAdmin):
         ("expires_at", DateRangeFilter),
     ]
     search_fields = ["=address", "=created_by", "=lifted_by"]
+    date_ordered = ("created_at", "expires_at")  # both indexed
     search_help_text = "An address (a phone number in any format, an email), or who added or lifted it, exactly."
     show_full_result_count = False
     actions = ["lift", "export_selected"]

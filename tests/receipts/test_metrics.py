@@ -119,7 +119,8 @@ def test_metrics_show_how_late_the_inbox_and_the_polls_are(client: Client, setti
     message = register(provider="genesys_cloud", provider_message_id="lag-1", to="+15551230001", priority="high")
     Message.objects.filter(pk=message.pk).update(next_poll_at=timezone.now() - timedelta(seconds=90))
     post_webhook(client, "generic", '{"id": "lag-2", "status": "delivered", "timestamp": "2026-11-20T10:00:00Z"}')
-    ReceiptEvent.objects.update(received_at=timezone.now() - timedelta(seconds=30))
+    thirty_seconds_ago = timezone.now() - timedelta(seconds=30)
+    ReceiptEvent.objects.update(received_at=thirty_seconds_ago, next_attempt_at=thirty_seconds_ago)
 
     text = client.get("/metrics").content.decode()
     assert 30 <= sample(text, "receipts_inbox_lag_seconds") < 60

@@ -176,3 +176,25 @@ def test_searches_on_big_tables_are_exact_so_an_index_serves_them(admin_client: 
     sql = " ".join(q["sql"] for q in queries.captured_queries)
     assert "UPPER(" not in sql  # iexact: no plain index serves it
     assert "LIKE" not in sql  # icontains: a scan of every row
+
+
+def test_within_a_date_range_the_list_is_newest_first_by_that_date(admin_client: Client, thirty: list[int]) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from receipts.models import Message
+
+    now = timezone.now()
+    # Ids and creation times in opposite orders: the list must follow the date the range is on.
+    for age, pk in enumerate(thirty):
+        Message.objects.filter(pk=pk).update(created_at=now - timedelta(minutes=len(thirty) - age))
+    Message.objects.filter(pk=thirty[0]).update(created_at=now)
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get(f"{LIST}?created_at__range__gte={now.date().isoformat()}")
+    assert response.status_code == 200
+    assert ids_on(response)[0] == thirty[0]
+    listing = [
+        q["sql"] for q in queries.captured_queries if "LIMIT" in q["sql"] and 'FROM "receipts_message"' in q["sql"]
+    ]
+    assert any('ORDER BY "receipts_message"."created_at" DESC' in sql for sql in listing), listing
