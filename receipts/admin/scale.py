@@ -53,7 +53,7 @@ class LargeTableChangeList(ChangeList):
         if ORDER_VAR not in self.params:
             for name in self.params:
                 field = name.removesuffix("__range__gte").removesuffix("__range__lte")
-                if field != name and field in self.model_admin.date_ordered:
+                if field != name and field in getattr(self.model_admin, "date_ordered", ()):
                     return [f"-{field}", "-pk"]
         return super().get_ordering(request, queryset)
 
