@@ -193,6 +193,7 @@ class Samples:
     review_conversation: dict[str, Any]
     review_correlation: dict[str, Any]
     campaign: str
+    largest_campaign_id: int
     suppression_id: int
     suppression_address: str
     outbox_id: int
@@ -264,6 +265,10 @@ def read_samples(url: str, messages: int) -> Samples:
             review_conversation=review("conversation_id <> ''"),
             review_correlation=review("correlation_id <> ''"),
             campaign=one("SELECT name FROM campaigns_campaign ORDER BY id DESC LIMIT 1 OFFSET 3")[0],
+            largest_campaign_id=one(
+                "SELECT campaign_id FROM receipts_message WHERE campaign_id IS NOT NULL"
+                " GROUP BY campaign_id ORDER BY count(*) DESC LIMIT 1"
+            )[0],
             suppression_id=suppression[0],
             suppression_address=suppression[1],
             outbox_id=outbox[0],
@@ -440,6 +445,9 @@ def admin_rows(http: httpx.Client, samples: Samples, info: dataset.Info) -> list
     for path, label in links:
         if not CHANGELIST.match(path):
             rows.append(Row(f"page {unescape(label)} ({path})", "admin", path))
+            if path == "/admin/dashboard/":  # each window reads other rollup rows (hourly, daily)
+                for window in ("hour", "7d", "30d"):
+                    rows.append(Row(f"page Dashboard, window {window}", "admin", f"{path}?window={window}"))
     day = info.built_at - timedelta(days=7)
     for path, label in lists.items():
         try:
@@ -511,6 +519,12 @@ def api_rows(http: httpx.Client, samples: Samples, info: dataset.Info) -> list[R
             f"{suppressions}check/",
             method="POST",
             body=json.dumps({"channel": "sms", "addresses": samples.check_addresses}).encode(),
+        ),
+        Row("API GET /api/v1/campaigns/ (with totals)", "api", "/api/v1/campaigns/"),
+        Row(
+            "API GET /api/v1/campaigns/<id>/stats/ (the largest campaign)",
+            "api",
+            f"/api/v1/campaigns/{samples.largest_campaign_id}/stats/",
         ),
         Row(f"API GET {feed} (from the start)", "api", feed),
         Row(f"API GET {feed} page {DEEP_PAGES + 1} from the start", "api", prepare=lambda: follow_next(http, feed)),
