@@ -38,7 +38,10 @@ def dashboard(request: HttpRequest) -> TemplateResponse:
         window = "day"
     now = timezone.now()
     since = now - rollups.WINDOWS[window]
-    rows = rollups.window_stats(window, now)
+    rows = rollups.window_stats(window, now, keys=rollups.FUNNEL_KEY)
+    failed = rollups.window_stats(
+        window, now, keys=rollups.FAILURE_KEY, sums=["messages"], status__in=sorted(rollups.FAILURES)
+    )
     overall = rollups.figures(rows)
     links = Links(since)
     review = review_queue(now, links)
@@ -66,7 +69,7 @@ def dashboard(request: HttpRequest) -> TemplateResponse:
         "by_campaign": funnel(top_campaigns(rows), links, "campaign"),
         "over_time": over_time(window, now),
         "latency": latency(rows),
-        "failures": failures(rows, links),
+        "failures": failures(failed, links),
         "rate_text": "-" if overall["delivery_rate"] is None else f"{overall['delivery_rate']:.1%}",
         "review": review,
         "review_total": sum(row["count"] for row in review),
