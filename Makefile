@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint install migrate clean bench demo bench-crm bench-suppression check-samples screenshots
+.PHONY: run test lint install migrate clean bench demo bench-crm bench-suppression check-samples screenshots bench-admin
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ demo: migrate
 ## test: the whole suite (embedded mode unless DATABASE_URL / CELERY_BROKER_URL say otherwise)
 test: install
 	$(BIN)/python -m pytest
+
+## bench-admin: every admin page, API endpoint and background job timed at 10 M messages (PostgreSQL; the data set is
+## built once by bench/dataset.py, about 15 min and 23 GB)
+bench-admin: install
+	$(BIN)/python bench/admin_scale.py
 
 ## screenshots: the admin's main pages as docs/screenshots/*.png, taken by the browser tests (needs chromium)
 screenshots: install
