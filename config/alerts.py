@@ -49,6 +49,7 @@ def findings(now: datetime | None = None) -> list[Finding]:
     found += crm_lag(now)
     found += open_escalations()
     found += bounce_rate(now)
+    found += complaint_rate(now)
     return found
 
 
@@ -171,6 +172,27 @@ def bounce_rate(now: datetime) -> list[Finding]:
             f"Email bounce rate {bounced / f['final']:.1%} (over {settings.ALERT_BOUNCE_RATE_MAX:.0%})",
             f"{bounced} bounced of {f['final']} final emails, last 24 hours",
             f"{reverse('admin:receipts_message_changelist')}?channel__exact=email&status__exact=bounced",
+        )
+    ]
+
+
+def complaint_rate(now: datetime) -> list[Finding]:
+    """Spam complaints over ALERT_COMPLAINT_RATE_MAX of the emails delivered in the last 24 hours (mailbox
+    providers start filtering a sender near 0.1%)."""
+    rows = [r for r in rollups.window_stats("day", now) if r["channel"] == Channel.EMAIL]
+    f = rollups.figures(rows)
+    if (
+        f["delivered"] < settings.ALERT_MIN_FINAL
+        or f["complained"] / f["delivered"] <= settings.ALERT_COMPLAINT_RATE_MAX
+    ):
+        return []
+    rate = f["complained"] / f["delivered"]
+    return [
+        Finding(
+            "complaint_rate",
+            f"Email complaint rate {rate:.2%} (over {settings.ALERT_COMPLAINT_RATE_MAX:.2%})",
+            f"{f['complained']} complaints of {f['delivered']} delivered emails, last 24 hours",
+            f"{reverse('admin:receipts_suppression_changelist')}?reason__exact=complaint",
         )
     ]
 

@@ -26,6 +26,14 @@ class ConsoleCollector(Collector):
         for (provider, channel, status), f in rollups.grouped(rows, "provider", "channel", "status").items():
             messages.add_metric([provider, channel, status], f["messages"])
         yield messages
+        complaints = GaugeMetricFamily(
+            "receipts_complaints_24h",
+            "Messages registered in the last 24 hours their recipient marked as spam, by provider and channel",
+            labels=["provider", "channel"],
+        )
+        for (provider, channel), f in rollups.grouped(rows, "provider", "channel").items():
+            complaints.add_metric([provider, channel], f["complained"])
+        yield complaints
 
         latency = GaugeHistogramMetricFamily(
             "receipts_receipt_latency_seconds",

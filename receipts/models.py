@@ -560,6 +560,7 @@ class DeliveryStats(models.Model):
     needs_review = models.PositiveIntegerField(default=0)
     read = models.PositiveIntegerField(default=0, help_text="messages read at least once")
     clicked = models.PositiveIntegerField(default=0, help_text="messages clicked at least once")
+    complained = models.PositiveIntegerField(default=0, help_text="messages marked as spam by their recipient")
     # Final messages by receipt latency: latency_0 counts those within LATENCY_BOUNDS[0] seconds, ...,
     # latency_12 those slower than the last bound.
     latency_0 = models.PositiveIntegerField(default=0)

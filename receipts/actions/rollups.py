@@ -37,7 +37,7 @@ DAY = timedelta(days=1)
 # this margin (a batch transaction lasts seconds).
 MARGIN = timedelta(minutes=5)
 FAILURES = frozenset({Status.FAILED, Status.REJECTED, Status.EXPIRED, Status.BOUNCED})
-COUNTED = ["messages", "needs_review", "read", "clicked", *LATENCY_FIELDS]
+COUNTED = ["messages", "needs_review", "read", "clicked", "complained", *LATENCY_FIELDS]
 KEY = ["provider", "channel", "campaign_id", "status", "assumed", "failure_category", "provider_code"]
 
 
@@ -106,6 +106,7 @@ def recount_hour(hour: datetime) -> None:
         "needs_review",
         "read_count",
         "click_count",
+        "complained_at",
         "sent_at",
         "status_at",
     ]
@@ -122,6 +123,7 @@ def recount_hour(hour: datetime) -> None:
         review,
         reads,
         clicks,
+        complaint,
         sent,
         final_at,
     ) in messages.values_list(*fields).iterator(chunk_size=5000):
@@ -132,6 +134,7 @@ def recount_hour(hour: datetime) -> None:
         row["needs_review"] += review
         row["read"] += reads > 0
         row["clicked"] += clicks > 0
+        row["complained"] += complaint is not None
         if status in FINAL_STATUSES and sent is not None and final_at is not None:
             seconds = max((final_at - sent).total_seconds(), 0)
             row[LATENCY_FIELDS[bisect.bisect_left(LATENCY_BOUNDS, seconds)]] += 1
@@ -233,16 +236,17 @@ PENDING = frozenset({Status.PENDING, Status.QUEUED, Status.SENT, Status.DEFERRED
 
 def figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """What a set of rollup rows says: messages, per status, delivered and failed rates (of the final ones),
-    assumed, under review, read and clicked, latency p50/p95 (seconds, histogram bucket bounds)."""
+    assumed, under review, read, clicked and complained, latency p50/p95 (seconds, histogram bucket bounds)."""
     by_status: dict[str, int] = defaultdict(int)
     histogram = [0] * len(LATENCY_FIELDS)
-    totals = dict.fromkeys(["messages", "needs_review", "read", "clicked", "assumed"], 0)
+    totals = dict.fromkeys(["messages", "needs_review", "read", "clicked", "complained", "assumed"], 0)
     for row in rows:
         by_status[row["status"]] += row["messages"]
         totals["messages"] += row["messages"]
         totals["needs_review"] += row["needs_review"]
         totals["read"] += row["read"]
         totals["clicked"] += row["clicked"]
+        totals["complained"] += row["complained"]
         totals["assumed"] += row["messages"] if row["assumed"] else 0
         for i, field in enumerate(LATENCY_FIELDS):
             histogram[i] += row[field]

@@ -133,3 +133,17 @@ def test_open_alerts_show_as_a_banner_to_staff(admin_client: Client, client: Cli
     assert "3 receipts failed every attempt" in html
     Alert.objects.update(resolved_at=timezone.now())
     assert 'id="alerts"' not in admin_client.get("/admin/").content.decode()
+
+
+def test_a_complaint_rate_over_the_threshold_fires(client: Client, receiver: Receiver, settings: Any) -> None:
+    settings.ALERT_MIN_FINAL = 20
+    for i in range(25):
+        register(channel="email", provider_message_id=f"e-{i}", to=f"user{i}@example.com")
+        body = {"id": f"e-{i}", "status": "delivered", "timestamp": "2026-11-28T10:00:00Z"}
+        assert post_webhook(client, "generic", json.dumps(body)).status_code == 200
+    drain()
+    Message.objects.filter(provider_message_id="e-0").update(complained_at=timezone.now(), updated_at=timezone.now())
+    rollups.refresh()
+
+    assert "complaint_rate" in alerts.evaluate()["fired"]  # 1 of 25 delivered: 4%
+    assert Alert.objects.get(key="complaint_rate").title == "Email complaint rate 4.00% (over 0.10%)"
