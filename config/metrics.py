@@ -4,13 +4,16 @@ Prometheus answer (``Authorization: Bearer <METRICS_TOKEN>`` when one is set).""
 
 from __future__ import annotations
 
+import os
+
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from config.console_metrics import ConsoleCollector
 from crm_sync.metrics import RelayCollector
-from receipts.metrics import PollingCollector, metrics_allowed
+from receipts.metrics import WEBHOOK_ANSWERS, PollingCollector, metrics_allowed
 
 
 @require_GET
@@ -21,4 +24,8 @@ def metrics(request: HttpRequest) -> HttpResponse:
     registry.register(PollingCollector())
     registry.register(RelayCollector())
     registry.register(ConsoleCollector())
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        MultiProcessCollector(registry)  # every web process's counts, summed
+    else:
+        registry.register(WEBHOOK_ANSWERS)  # one process: its own counts
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db.models import Count, Min
 from django.http import HttpRequest
 from django.utils import timezone
+from prometheus_client import Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -26,6 +27,15 @@ from receipts.providers.limits import CIRCUIT_STATE_VALUE, CircuitState, Limits
 from receipts.status import Provider
 
 log = logging.getLogger(__name__)
+
+# Counted in the web processes themselves: with several granian workers, each writes its counts to
+# PROMETHEUS_MULTIPROC_DIR (set by `make run`) and /metrics sums them (prometheus-client's multiprocess mode).
+WEBHOOK_ANSWERS = Counter(
+    "receipts_webhook_answers",
+    "Webhook POSTs answered, by provider and HTTP status",
+    ["provider", "code"],
+    registry=None,
+)
 
 GENESYS_CLOUD = Provider.GENESYS_CLOUD
 

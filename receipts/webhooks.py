@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 
 from receipts.actions import ingest
 from receipts.kicks import request_drain
+from receipts.metrics import WEBHOOK_ANSWERS
 from receipts.normalized import MalformedReceipt
 from receipts.providers.base import Unauthorized
 from receipts.providers.registry import PROVIDERS
@@ -151,7 +152,13 @@ def webhook(provider: str) -> Callable[[HttpRequest], HttpResponse]:
             response = JsonResponse({"error": f"method {request.method} not allowed; POST a receipt"}, status=405)
             response["Allow"] = "POST, GET, HEAD"
             return response
-        return receive(request, provider)
+        try:
+            response = receive(request, provider)
+        except Exception:
+            WEBHOOK_ANSWERS.labels(provider, "500").inc()  # Django turns it into a logged 500
+            raise
+        WEBHOOK_ANSWERS.labels(provider, str(response.status_code)).inc()
+        return response
 
     # drf-spectacular finds API endpoints by the attributes DRF's as_view() sets; these make it document this
     # URL from WebhookView.

@@ -125,3 +125,18 @@ def test_metrics_show_how_late_the_inbox_and_the_polls_are(client: Client, setti
     text = client.get("/metrics").content.decode()
     assert 30 <= sample(text, "receipts_inbox_lag_seconds") < 60
     assert 90 <= sample(text, "receipts_poll_lag_seconds") < 120
+
+
+def test_webhook_answers_are_counted_by_provider_and_status(client: Client, settings: Any) -> None:
+    settings.METRICS_TOKEN = ""
+
+    def answered(code: str) -> float:
+        text = client.get("/metrics").content.decode()
+        line = f'receipts_webhook_answers_total{{code="{code}",provider="generic"}}'
+        return next((float(row.split()[-1]) for row in text.splitlines() if row.startswith(line)), 0.0)
+
+    before = answered("200"), answered("400"), answered("401")
+    post_webhook(client, "generic", '{"id": "w-1", "status": "sent", "timestamp": "2026-11-20T10:00:00Z"}')
+    post_webhook(client, "generic", "not json")
+    post_webhook(client, "generic", "{}", Authorization="Basic bm9wZTpub3Bl")
+    assert (answered("200"), answered("400"), answered("401")) == (before[0] + 1, before[1] + 1, before[2] + 1)
