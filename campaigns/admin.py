@@ -10,7 +10,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from campaigns.models import Campaign
+from campaigns.models import Campaign, Send
 from campaigns.stats import campaign_stats
 from receipts.actions import rollups
 from receipts.admin.charts import COLOURS, Segment, columns
@@ -90,3 +90,32 @@ def day_kinds(day: dict[str, Any]) -> dict[str, int]:
         kind = "delivered" if status == Status.DELIVERED else "failed" if status in rollups.FAILURES else "pending"
         kinds[kind] += n
     return kinds
+
+
+@admin.register(Send)
+class SendAdmin(admin.ModelAdmin):
+    """Sends, by state; read-only (the API plans them, the dispatcher moves them)."""
+
+    list_display = ["id", "state", "provider", "channel", "to", "crm_record_id", "created_at", "sent_at", "message"]
+    list_filter = ["state", "provider", "channel"]
+    search_fields = ["=idempotency_key", "=to", "=crm_record_id", "=provider_message_id"]
+    readonly_fields = [f.name for f in Send._meta.fields]
+
+    @admin.display(description="tracked as")
+    def message(self, obj: Send) -> str:
+        if not obj.message_id:
+            return "-"
+        return format_html(
+            '<a href="{}">message {}</a>',
+            reverse("admin:receipts_message_change", args=[obj.message_id]),
+            obj.message_id,
+        )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

@@ -1,19 +1,29 @@
 """``GET /api/v1/campaigns/``, ``GET /api/v1/campaigns/{id}/`` and ``GET /api/v1/campaigns/{id}/stats/``: the
-campaigns and their delivery statistics, read from the delivery rollups (as fresh as ``ROLLUP_INTERVAL``)."""
+campaigns and their delivery statistics, read from the delivery rollups (as fresh as ``ROLLUP_INTERVAL``).
+``POST /api/v1/sends/``: one message sent now, once per ``Idempotency-Key`` (campaigns.dispatch)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from celery import current_app
+from django.db import transaction
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from campaigns.models import Campaign
+from campaigns import dispatch
+from campaigns.models import Campaign, Send
 from campaigns.stats import campaign_stats, totals_for
+from receipts.addresses import normalize_address
+from receipts.db import check_json
+from receipts.models import Priority
+from receipts.status import Channel, Provider
 
 
 class TotalsSerializer(serializers.Serializer):
@@ -93,3 +103,96 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     def stats(self, request: Request, pk: str | None = None) -> Response:
         campaign = self.get_object()
         return Response(StatsSerializer(campaign_stats(campaign.pk)).data)
+
+
+class SendSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Send
+        fields = [
+            "id",
+            "state",
+            "channel",
+            "provider",
+            "to",
+            "content",
+            "crm_record_id",
+            "priority",
+            "metadata",
+            "provider_message_id",
+            "message_id",
+            "error",
+            "created_at",
+            "sent_at",
+        ]
+        read_only_fields = ["id", "state", "provider_message_id", "message_id", "error", "created_at", "sent_at"]
+
+
+class SendContentSerializer(serializers.Serializer):
+    text = serializers.CharField(max_length=4000)
+    subject = serializers.CharField(max_length=500, required=False, allow_blank=True)
+
+
+class NewSendSerializer(serializers.Serializer):
+    channel = serializers.ChoiceField(choices=Channel.choices)
+    provider = serializers.ChoiceField(choices=[p for p in Provider.choices if p[0] != Provider.GENERIC])
+    to = serializers.CharField(max_length=320)
+    content = SendContentSerializer()
+    crm_record_id = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    priority = serializers.ChoiceField(choices=Priority.choices, default=Priority.NORMAL)
+    metadata = serializers.DictField(required=False, default=dict)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        try:
+            normalize_address(attrs["channel"], attrs["to"])
+        except ValueError as exc:
+            raise ValidationError({"to": [str(exc)]}) from exc
+        check_json(attrs, "the body")
+        return attrs
+
+
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    required=True,
+    description="Your key for this message (up to 200 characters): the same key twice sends once.",
+)
+
+
+@extend_schema_view(
+    create=extend_schema(
+        summary="Send one message now (a transactional reminder); the same Idempotency-Key sends once",
+        parameters=[IDEMPOTENCY_KEY],
+        request=NewSendSerializer,
+        responses={202: SendSerializer, 200: SendSerializer, 409: None},
+    ),
+    retrieve=extend_schema(summary="One send: where it is (planned, sent, suppressed, failed, unknown)"),
+)
+class SendViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = SendSerializer
+    queryset = Send.objects.all()
+    lookup_value_regex = "[^/]+"
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        key = request.headers.get("Idempotency-Key", "")
+        if not key or len(key) > 200 or not key.isprintable():
+            raise ValidationError(
+                {"Idempotency-Key": ["send a header Idempotency-Key of 1 to 200 printable characters"]}
+            )
+        incoming = NewSendSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        try:
+            send, created = dispatch.plan(incoming.validated_data, key)
+        except dispatch.IdempotencyConflict as exc:
+            return Response({"error": str(exc), "detail": {"Idempotency-Key": key}}, status=409)
+        if created:
+            transaction.on_commit(request_dispatch)
+        return Response(SendSerializer(send).data, status=202 if created else 200)
+
+
+def request_dispatch() -> None:
+    """Ask a worker to send now; beat sends what a lost request leaves."""
+    try:
+        current_app.send_task("campaigns.dispatch_sends")
+    except Exception:  # the broker is down: beat's dispatch finds it
+        logging.getLogger(__name__).warning("dispatch request not published; beat will send", exc_info=True)

@@ -2,9 +2,10 @@
 
 from rest_framework.routers import SimpleRouter
 
-from campaigns.api import CampaignViewSet
+from campaigns.api import CampaignViewSet, SendViewSet
 
 router = SimpleRouter()
 router.register("campaigns", CampaignViewSet, basename="campaign")
+router.register("sends", SendViewSet, basename="send")
 
 urlpatterns = router.urls

@@ -158,6 +158,8 @@ CELERY_TASK_ROUTES = {
     "crm_sync.prune_outbox": {"queue": WORK_QUEUES["crm"], "routing_key": WORK_QUEUES["crm"]},
     "receipts.poll_high_priority": {"queue": WORK_QUEUES["poll"], "routing_key": WORK_QUEUES["poll"]},
     "receipts.poll_messages": {"queue": WORK_QUEUES["poll"], "routing_key": WORK_QUEUES["poll"]},
+    # Calls to the providers, like polling: never in the way of the inbox.
+    "campaigns.dispatch_sends": {"queue": WORK_QUEUES["poll"], "routing_key": WORK_QUEUES["poll"]},
     # Minutes on its first run over a big table: never in the way of the inbox.
     "receipts.refresh_rollups": {"queue": WORK_QUEUES["poll"], "routing_key": WORK_QUEUES["poll"]},
 }
@@ -195,6 +197,10 @@ INBOX_RETENTION_DAYS = env.int("INBOX_RETENTION_DAYS", default=30)
 MESSAGE_RETENTION_DAYS = env.int("MESSAGE_RETENTION_DAYS", default=400)
 # A provider with messages in flight and no receipt for this long is shown silent on the dashboard.
 PROVIDER_SILENT_MINUTES = env.float("PROVIDER_SILENT_MINUTES", default=15.0)
+# --- sending (campaigns/dispatch.py) ---
+SEND_DISPATCH_INTERVAL = env.float("SEND_DISPATCH_INTERVAL", default=5.0)
+SEND_CLAIM_TIMEOUT = env.float("SEND_CLAIM_TIMEOUT", default=300.0)
+
 # --- alerts (config/alerts.py): checked by beat; open ones shown in the admin, sent to a webhook and by mail ---
 ALERT_INTERVAL = env.float("ALERT_INTERVAL", default=60.0)
 ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
@@ -472,6 +478,12 @@ CELERY_BEAT_SCHEDULE = {
     "crm-prune-outbox": {"task": "crm_sync.prune_outbox", "schedule": 3600.0},
     "prune-inbox": {"task": "receipts.prune_inbox", "schedule": 3600.0},
     "prune-messages": {"task": "receipts.prune_messages", "schedule": 3600.0},
+    "dispatch-sends": {
+        "task": "campaigns.dispatch_sends",
+        "schedule": SEND_DISPATCH_INTERVAL,
+        "options": {"expires": SEND_DISPATCH_INTERVAL},
+    },
+    "reconcile-sends": {"task": "campaigns.reconcile_sends", "schedule": 60.0},
     "evaluate-alerts": {
         "task": "config.evaluate_alerts",
         "schedule": ALERT_INTERVAL,
