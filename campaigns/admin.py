@@ -10,7 +10,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from campaigns.models import Campaign, Send
+from campaigns.models import Campaign, Contact, Send
 from campaigns.stats import campaign_stats
 from receipts.actions import rollups
 from receipts.admin.charts import COLOURS, Segment, columns
@@ -119,3 +119,10 @@ class SendAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+@admin.register(Contact)
+class ContactAdmin(admin.ModelAdmin):
+    list_display = ["crm_record_id", "phone", "email", "external_contact_id", "updated_at"]
+    search_fields = ["=crm_record_id", "=phone", "=email"]
+    readonly_fields = ["created_at", "updated_at"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import django_filters
 from celery import current_app
 from django.db import transaction
 from django.db.models import QuerySet
@@ -18,7 +19,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from campaigns import dispatch
-from campaigns.models import Campaign, Send
+from campaigns.contacts import MAX_CONTACTS, import_contacts
+from campaigns.models import Campaign, Contact, Send
 from campaigns.stats import campaign_stats, totals_for
 from receipts.addresses import normalize_address
 from receipts.db import check_json
@@ -196,3 +198,73 @@ def request_dispatch() -> None:
         current_app.send_task("campaigns.dispatch_sends")
     except Exception:  # the broker is down: beat's dispatch finds it
         logging.getLogger(__name__).warning("dispatch request not published; beat will send", exc_info=True)
+
+
+class ContactSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Contact
+        fields = [
+            "id",
+            "crm_record_id",
+            "phone",
+            "email",
+            "external_contact_id",
+            "attributes",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class ContactImportSerializer(serializers.Serializer):
+    contacts = serializers.ListField(
+        child=serializers.DictField(),
+        min_length=1,
+        max_length=MAX_CONTACTS,
+        help_text="Each: crm_record_id, and phone and/or email; optionally external_contact_id and attributes.",
+    )
+
+
+class ContactImportAnswer(serializers.Serializer):
+    added = serializers.IntegerField()
+    updated = serializers.IntegerField()
+    refused = serializers.ListField(
+        child=serializers.DictField(), help_text='[{"index": position in the list, "error": why}]'
+    )
+
+
+class ContactFilter(django_filters.FilterSet):
+    crm_record_id = django_filters.CharFilter()
+    phone = django_filters.CharFilter(method="by_address")
+    email = django_filters.CharFilter(method="by_address")
+
+    class Meta:
+        model = Contact
+        fields: list[str] = []
+
+    def by_address(self, queryset: QuerySet[Contact], name: str, value: str) -> QuerySet[Contact]:
+        try:
+            return queryset.filter(**{name: normalize_address("sms" if name == "phone" else "email", value)})
+        except ValueError:
+            return queryset.none()
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List contacts (cursor paginated; by crm_record_id, phone or email)"),
+    create=extend_schema(
+        summary="Add or update contacts (by crm_record_id); each one that cannot be stored is refused with why",
+        request=ContactImportSerializer,
+        responses={200: ContactImportAnswer},
+    ),
+)
+class ContactViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
+    serializer_class = ContactSerializer
+    queryset = Contact.objects.all()
+    filterset_class = ContactFilter
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        incoming = ContactImportSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        report = import_contacts(enumerate(incoming.validated_data["contacts"]))
+        refused = [{"index": index, "error": error} for index, error in report.refused]
+        return Response({"added": report.added, "updated": report.updated, "refused": refused})

@@ -54,3 +54,26 @@ class Send(models.Model):
 
     def __str__(self) -> str:
         return f"send {self.pk} by {self.provider} ({self.state})"
+
+
+class Contact(models.Model):
+    """Someone a campaign can reach: the CRM's record, a phone number and/or an email (normalised as everywhere
+    else), attributes for templates, and the Genesys external contact id where known (threading)."""
+
+    crm_record_id = models.CharField(max_length=255, unique=True)
+    phone = models.CharField(max_length=32, blank=True, help_text="E.164")
+    email = models.CharField(max_length=320, blank=True, help_text="lower-case, IDNA domain")
+    attributes = models.JSONField(default=dict, blank=True, help_text="{{ contact.<name> }} in templates")
+    external_contact_id = models.CharField(max_length=255, blank=True, help_text="Genesys Cloud external contact")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["phone"], name="contact_phone_idx", condition=~models.Q(phone="")),
+            models.Index(fields=["email"], name="contact_email_idx", condition=~models.Q(email="")),
+        ]
+
+    def __str__(self) -> str:
+        return f"contact {self.crm_record_id}"

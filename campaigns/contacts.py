@@ -1,0 +1,92 @@
+"""Contacts in: from the API or a CSV, each line kept or refused with its reason, never half-stored.
+
+A contact is keyed by its CRM record id: importing it again updates it. Its phone number and email are normalised
+as everywhere else (E.164; lower case with an IDNA domain); a line with neither, or with one that does not
+normalise, is refused with the reason and its line number. Every other column becomes an attribute for templates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from campaigns.models import Contact
+from receipts.addresses import normalize_address
+from receipts.db import check_json, check_text
+from receipts.logging import mask
+
+KNOWN = ("crm_record_id", "phone", "email", "external_contact_id", "attributes")
+MAX_CONTACTS = 10_000  # a request or a file; split bigger imports
+
+
+@dataclass
+class ContactImport:
+    added: int = 0
+    updated: int = 0
+    refused: list[tuple[int, str]] = field(default_factory=list)  # (line or index, why)
+
+
+def import_contacts(rows: Iterable[tuple[int, dict[str, Any]]]) -> ContactImport:
+    """Add or update contacts from (line, row) pairs; the lines that cannot be stored are refused with why."""
+    report = ContactImport()
+    clean: dict[str, dict[str, Any]] = {}
+    lines: dict[str, int] = {}
+    for line, row in rows:
+        try:
+            fields = cleaned(row)
+        except ValueError as exc:
+            report.refused.append((line, mask(str(exc))))
+            continue
+        key = fields["crm_record_id"]
+        if key in lines:
+            report.refused.append((line, f"the same crm_record_id as line {lines[key]}"))
+            continue
+        lines[key] = line
+        clean[key] = fields
+    with transaction.atomic():
+        existing = {c.crm_record_id: c for c in Contact.objects.filter(crm_record_id__in=list(clean))}
+        new = [Contact(**values) for key, values in clean.items() if key not in existing]
+        Contact.objects.bulk_create(new, batch_size=1000)
+        changed: list[Contact] = []
+        for key, values in clean.items():
+            if key in existing:
+                contact = existing[key]
+                for name, value in values.items():
+                    setattr(contact, name, value)
+                contact.updated_at = timezone.now()  # bulk_update leaves auto_now alone
+                changed.append(contact)
+        Contact.objects.bulk_update(
+            changed, ["phone", "email", "external_contact_id", "attributes", "updated_at"], batch_size=1000
+        )
+    report.added, report.updated = len(new), len(changed)
+    return report
+
+
+def cleaned(row: dict[str, Any]) -> dict[str, Any]:
+    record = str(row.get("crm_record_id") or "").strip()
+    if not record:
+        raise ValueError("crm_record_id is missing")
+    check_text(record, "crm_record_id", 255)
+    phone = str(row.get("phone") or "").strip()
+    email = str(row.get("email") or "").strip()
+    if not phone and not email:
+        raise ValueError("a contact needs a phone number or an email")
+    attributes = row.get("attributes")
+    if attributes is None:
+        attributes = {k: v for k, v in row.items() if k not in KNOWN and k}
+    if not isinstance(attributes, dict):
+        raise ValueError("attributes must be an object")
+    check_json(attributes, "attributes")
+    external = str(row.get("external_contact_id") or "").strip()
+    check_text(external, "external_contact_id", 255)
+    return {
+        "crm_record_id": record,
+        "phone": normalize_address("sms", phone) if phone else "",
+        "email": normalize_address("email", email) if email else "",
+        "external_contact_id": external,
+        "attributes": attributes,
+    }
