@@ -129,6 +129,10 @@ class SendSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "state", "provider_message_id", "message_id", "error", "created_at", "sent_at"]
 
 
+# Providers this product sends through; the generic JSON webhook only receives.
+SENDING_PROVIDERS = [choice for choice in Provider.choices if choice[0] != Provider.GENERIC]
+
+
 class SendContentSerializer(serializers.Serializer):
     text = serializers.CharField(max_length=4000)
     subject = serializers.CharField(max_length=500, required=False, allow_blank=True)
@@ -136,7 +140,7 @@ class SendContentSerializer(serializers.Serializer):
 
 class NewSendSerializer(serializers.Serializer):
     channel = serializers.ChoiceField(choices=Channel.choices)
-    provider = serializers.ChoiceField(choices=[p for p in Provider.choices if p[0] != Provider.GENERIC])
+    provider = serializers.ChoiceField(choices=SENDING_PROVIDERS)
     to = serializers.CharField(max_length=320)
     content = SendContentSerializer()
     crm_record_id = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")

@@ -362,7 +362,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_AUTHENTICATION": [],
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     # A suppression's source and lift source share one choice set, apart from a timeline entry's source.
-    "ENUM_NAME_OVERRIDES": {"SuppressionSourceEnum": "receipts.models.SuppressionSource"},
+    "ENUM_NAME_OVERRIDES": {
+        "SuppressionSourceEnum": "receipts.models.SuppressionSource",
+        "ProviderEnum": "receipts.status.Provider",
+        "SendingProviderEnum": "campaigns.api.SENDING_PROVIDERS",  # the providers that send (not generic)
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "receipts.api.schema.add_error_responses",
