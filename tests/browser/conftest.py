@@ -16,9 +16,6 @@ from typing import Any
 
 import pytest
 
-# Playwright's sync API runs an event loop under the test; the test still talks to the database synchronously.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 PASSWORD = "browser-test-pass"
@@ -28,8 +25,11 @@ def chromium() -> str | None:
     return CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
+@pytest.fixture
+def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Chromium for one test. Playwright's sync API runs an event loop under the test, which still talks to the
+    database synchronously: DJANGO_ALLOW_ASYNC_UNSAFE is set while the browser lives, and only then (set for the
+    whole session, it leaked into every subprocess, and `check --deploy` refuses it)."""
     executable = chromium()
     if executable is None:
         if os.environ.get("REQUIRE_BROWSER"):
@@ -37,6 +37,7 @@ def browser() -> Iterator[Any]:
         pytest.skip("no Chromium on this machine (apt-get install chromium); CI runs these")
     from playwright.sync_api import sync_playwright
 
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
         yield browser
