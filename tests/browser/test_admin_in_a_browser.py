@@ -44,6 +44,10 @@ def traffic(settings: Any) -> None:
 
 
 def test_the_dashboard_shows_delivery_health_and_leads_to_the_messages(page: Any, traffic: None) -> None:
+    # The index: its operation links are as wide as their names (they once wrapped one letter a line).
+    shoot(page, "index")
+    link = page.locator("#operations a", has_text="Provider limits")
+    assert link.bounding_box()["width"] > 60
     page.click("text=Dashboard")
     page.wait_for_url("**/admin/dashboard/")
     assert page.inner_text("#messages-total") == "12"
