@@ -22,6 +22,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
+from config.dashboard import last_receipt_at
 from crm_sync import actions as crm
 from receipts.actions import rollups
 from receipts.models import NOT_FINAL, Alert, Escalation, InboxState, Message, ReceiptEvent
@@ -41,22 +42,23 @@ class Finding:
 def findings(now: datetime | None = None) -> list[Finding]:
     """Every condition that holds now, by rule."""
     now = now or timezone.now()
+    day = rollups.window_stats("day", now)  # the last 24 hours, read once for the three rate rules
+    email = rollups.figures([r for r in day if r["channel"] == Channel.EMAIL])
     found: list[Finding] = []
-    found += low_delivery_rates(now)
+    found += low_delivery_rates(day)
     found += silent_providers(now)
     found += review_queue(now)
     found += dead_inbox()
     found += crm_lag(now)
     found += open_escalations()
-    found += bounce_rate(now)
-    found += complaint_rate(now)
+    found += bounce_rate(email)
+    found += complaint_rate(email)
     return found
 
 
-def low_delivery_rates(now: datetime) -> list[Finding]:
+def low_delivery_rates(rows: list[dict[str, Any]]) -> list[Finding]:
     """A provider delivering under ALERT_DELIVERY_RATE_MIN of its final messages of the last 24 hours (with at
     least ALERT_MIN_FINAL of them, so that three messages cannot page anyone)."""
-    rows = rollups.window_stats("day", now)
     found = []
     for (provider,), f in rollups.grouped(rows, "provider").items():
         rate = f["delivery_rate"]
@@ -80,12 +82,7 @@ def silent_providers(now: datetime) -> list[Finding]:
         in_flight = Message.objects.filter(NOT_FINAL, provider=provider, sent_at__lt=now - silent_after)
         if not in_flight.exists():
             continue
-        last = (
-            ReceiptEvent.objects.filter(provider=provider)
-            .order_by("-received_at")
-            .values_list("received_at", flat=True)
-            .first()
-        )
+        last = last_receipt_at(provider)
         if last is None or now - last > silent_after:
             since = "never" if last is None else f"for {int((now - last).total_seconds() // 60)} minutes"
             found.append(
@@ -158,11 +155,9 @@ def open_escalations() -> list[Finding]:
     ]
 
 
-def bounce_rate(now: datetime) -> list[Finding]:
+def bounce_rate(f: dict[str, Any]) -> list[Finding]:
     """Email bounces over ALERT_BOUNCE_RATE_MAX of the final emails of the last 24 hours (the reputation alarm
-    mailbox providers act on)."""
-    rows = [r for r in rollups.window_stats("day", now) if r["channel"] == Channel.EMAIL]
-    f = rollups.figures(rows)
+    mailbox providers act on). ``f``: the figures of those emails."""
     bounced = f["by_status"].get(Status.BOUNCED, 0)
     if f["final"] < settings.ALERT_MIN_FINAL or bounced / f["final"] <= settings.ALERT_BOUNCE_RATE_MAX:
         return []
@@ -176,11 +171,9 @@ def bounce_rate(now: datetime) -> list[Finding]:
     ]
 
 
-def complaint_rate(now: datetime) -> list[Finding]:
+def complaint_rate(f: dict[str, Any]) -> list[Finding]:
     """Spam complaints over ALERT_COMPLAINT_RATE_MAX of the emails delivered in the last 24 hours (mailbox
-    providers start filtering a sender near 0.1%)."""
-    rows = [r for r in rollups.window_stats("day", now) if r["channel"] == Channel.EMAIL]
-    f = rollups.figures(rows)
+    providers start filtering a sender near 0.1%). ``f``: the figures of those emails."""
     if (
         f["delivered"] < settings.ALERT_MIN_FINAL
         or f["complained"] / f["delivered"] <= settings.ALERT_COMPLAINT_RATE_MAX

@@ -249,15 +249,21 @@ def suppressions_added(since: datetime, links: Links) -> list[dict[str, Any]]:
     return [{**row, "link": links.suppressions(row["reason"])} for row in added]
 
 
+def last_receipt_at(provider: str) -> datetime | None:
+    """When the provider's last receipt came (the (provider, received_at) index: at once, even for one long
+    silent)."""
+    rows = ReceiptEvent.objects.filter(provider=provider).order_by("-received_at")
+    return rows.values_list("received_at", flat=True).first()
+
+
 def providers(now: datetime) -> list[dict[str, Any]]:
     """Per provider: when its last receipt came, receipts a minute over the last 5, messages still in flight;
     silent when some are in flight and nothing came for PROVIDER_SILENT_MINUTES."""
     silent_after = timedelta(minutes=settings.PROVIDER_SILENT_MINUTES)
     shown = []
     for provider in Provider:
-        inbox_rows = ReceiptEvent.objects.filter(provider=provider)
-        last = inbox_rows.order_by("-received_at").values_list("received_at", flat=True).first()
-        recent = inbox_rows.filter(received_at__gte=now - timedelta(minutes=5)).count()
+        last = last_receipt_at(provider)
+        recent = ReceiptEvent.objects.filter(provider=provider, received_at__gte=now - timedelta(minutes=5)).count()
         in_flight = Message.objects.filter(NOT_FINAL, provider=provider).count()
         shown.append(
             {
