@@ -121,6 +121,12 @@ def send_one(send: Send, now: datetime) -> str:
         finish(send, state, error=mask(str(exc)))
         return "unknown" if exc.transient else "failed"
     Send.objects.filter(pk=send.pk).update(provider_message_id=provider_message_id[:255])
+    track(send, provider_message_id, now)
+    return "sent"
+
+
+def track(send: Send, provider_message_id: str, sent_at: datetime | None) -> None:
+    """Register the sent message for tracking (its receipts find it by the provider's id) and mark it sent."""
     message, _ = register_message(
         {
             "channel": send.channel,
@@ -132,11 +138,10 @@ def send_one(send: Send, now: datetime) -> str:
             "priority": send.priority,
             "metadata": send.metadata,
             "content": send.content,
-            "sent_at": now,
+            "sent_at": sent_at,
         }
     )
-    finish(send, Send.State.SENT, message_id=message.pk, sent_at=now)
-    return "sent"
+    finish(send, Send.State.SENT, message_id=message.pk, sent_at=sent_at)
 
 
 def finish(send: Send, state: str, **fields: Any) -> None:
@@ -153,18 +158,7 @@ def reconcile_stuck(now: datetime | None = None) -> int:
     count = 0
     for send in stale.order_by("id")[:500]:
         if send.provider_message_id:
-            message, _ = register_message(
-                {
-                    "channel": send.channel,
-                    "provider": send.provider,
-                    "provider_message_id": send.provider_message_id,
-                    "to": send.to,
-                    "crm_record_id": send.crm_record_id,
-                    "priority": send.priority,
-                    "content": send.content,
-                }
-            )
-            finish(send, Send.State.SENT, message_id=message.pk, sent_at=send.claimed_at)
+            track(send, send.provider_message_id, send.claimed_at)
         else:
             finish(send, Send.State.UNKNOWN, error="the worker stopped while sending: check before sending again")
         count += 1

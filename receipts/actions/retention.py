@@ -52,7 +52,8 @@ def delete_messages(ids: list[int]) -> None:
 
 
 def address_digest(channel: str, address: str) -> str:
-    """How an audit line names an address without holding it: the same hash the CRM outbox uses."""
+    """How an audit line names an address without holding it: sha256 of "channel:address" (the suppression
+    changes the CRM gets hash the address alone, ``suppression.address_hash``)."""
     return hashlib.sha256(f"{channel}:{address}".encode()).hexdigest()
 
 
