@@ -11,7 +11,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
-from campaigns.models import Campaign
+from campaigns.models import Campaign, Contact, Send
 from config.wsgi import application
 from crm_sync.models import OutboxMessage
 from receipts.models import ApiClient, Message, MessageEvent, Suppression, SuppressionChange
@@ -59,7 +59,16 @@ def test_call_sequences_through_the_links_answer_as_the_schema_says(token: str) 
             # Every sequence starts from the same empty API: hypothesis replays sequences, and what a sequence can
             # do next depends on what the API answered before.
             super().teardown()
-            for model in (MessageEvent, Message, SuppressionChange, Suppression, Campaign, OutboxMessage):
+            for model in (
+                MessageEvent,
+                Message,
+                SuppressionChange,
+                Suppression,
+                Send,
+                Contact,
+                Campaign,
+                OutboxMessage,
+            ):
                 model._default_manager.all().delete()
 
     Workflow.run(settings=settings(deadline=None, suppress_health_check=list(HealthCheck), stateful_step_count=6))
