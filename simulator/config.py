@@ -52,6 +52,18 @@ def check_mix(mix: dict[str, Any]) -> dict[str, float]:
     return {k: weights.get(k, 0.0) for k in OUTCOMES}
 
 
+def check_send_limits(limits: dict[str, Any]) -> dict[str, float]:
+    unknown = set(limits) - set(PROVIDERS)
+    if unknown:
+        raise ConfigError(f"send_limits has unknown provider(s) {sorted(unknown)}; choose from {', '.join(PROVIDERS)}")
+    out = {}
+    for provider, value in limits.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            raise ConfigError(f"send_limits[{provider!r}] must be a number of sends a second >= 0, got {value!r}")
+        out[provider] = float(value)
+    return out
+
+
 def deck_counts(mix: dict[str, float]) -> dict[str, int]:
     """How many of each outcome one shuffled deck holds, so that every full deck has the mix exactly.
 
@@ -105,6 +117,13 @@ class SimConfig:
     bulk_max: int = 1000
     bulk_same_conversation_only: bool = False  # True: bulk answers only the ids in the path's conversation
     genesys_sms_max_chars: int = 765
+    # An agentless SMS with useExistingActiveConversation joins the conversation of the last message from the same
+    # fromAddress to the same toAddress if that was sent less than this many seconds ago (simulator).
+    conversation_idle_seconds: float = 3600.0
+    # --- send throughput (see simulator/limits.py) ---
+    # provider -> send requests a second accepted on its send endpoints; 0 or missing: unlimited.
+    send_limits: dict[str, float] = field(default_factory=dict)
+    sender_limit_per_second: float = 0.0  # per (provider, sender id / from address), as carriers limit one; 0: off
     # --- SMS Aggregation and Webex Connect send credentials (empty accepts any non-empty value) ---
     sms_logins: dict[str, str] = field(default_factory=dict)  # login -> password
     webex_service_keys: list[str] = field(default_factory=list)
@@ -142,6 +161,8 @@ class SimConfig:
             "analytics_job_delay",
             "push_retry_spacing",
             "push_timeout",
+            "conversation_idle_seconds",
+            "sender_limit_per_second",
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0")
@@ -159,6 +180,9 @@ class SimConfig:
         bad_scopes = set(self.fault_scopes) - set(FAULT_SCOPES)
         if bad_scopes:
             raise ConfigError(f"fault_scopes: unknown {sorted(bad_scopes)}; choose from {', '.join(FAULT_SCOPES)}")
+        self.send_limits = check_send_limits(self.send_limits)
+        if math.isnan(self.sender_limit_per_second) or math.isinf(self.sender_limit_per_second):
+            raise ConfigError("sender_limit_per_second must be a finite number >= 0")
         bad_providers = (set(self.push_providers) | set(self.webhook_urls) | set(self.secrets)) - set(PROVIDERS)
         if bad_providers:
             raise ConfigError(f"unknown provider(s) {sorted(bad_providers)}; choose from {', '.join(PROVIDERS)}")

@@ -5,9 +5,11 @@ while it misbehaves for everyone else.
 - ``GET /_sim/config``; ``POST /_sim/config`` with a JSON object of settings to change (e.g. ``{"rate_429": 1.0}``
   to start a 429 storm, ``{"rate_5xx": 0}`` to end an outage) -> the settings now in force
 - ``GET /_sim/stats`` -> counters: requests by endpoint and status, faults, tokens issued, sends, messages by
-  provider/outcome/status/reason, pushes (attempts, delivered, retries, rejected, gave_up, duplicates)
+  provider/outcome/status/reason, pushes (attempts, delivered, retries, rejected, gave_up, duplicates), and
+  ``send_throughput: {<provider>: {"accepted", "over_limit", "over_sender_limit", "peak", "sender_peak", "limit",
+  "sender_limit"}}`` against the send limits (simulator/limits.py; ``peak``: the most accepted in any one second)
 - ``POST /_sim/reset`` -> counters, request and push logs back to zero; ``{"messages": true}`` also forgets every
-  message, job and outcome deck; ``{"tokens": true}`` also forgets tokens and rate windows
+  message, job and outcome deck; ``{"tokens": true}`` also forgets tokens, rate windows and send limit windows
 - ``GET /_sim/requests?since=&endpoint=&method=&limit=`` -> the request log ``[{"t", "method", "endpoint",
   "status", "principal"}]``; ``endpoint`` is the route template, e.g.
   ``/api/v2/conversations/messages/{messageId}/details``
@@ -23,13 +25,19 @@ while it misbehaves for everyone else.
 - ``POST /_sim/messages/{id}/outcome`` ``{"outcome": "failed", "reason": "InvalidDestination", "after": 0,
   "provider": ..., "to": ...}`` forces how a message ends, ``after`` seconds from now (pushed if it pushes)
 - ``POST /_sim/tokens/expire`` -> every issued Genesys Cloud token is expired now (the next call gets 401)
+- ``POST /_sim/inbound`` ``{"provider": "webex_connect", "from": "+15551234567", "to": "<sender id>", "text":
+  "YES"}`` plays a contact's reply: a Webex Connect ``MO`` event pushed to the app's webhook, now, as receipts are
+  pushed (signed, retried, in the push log) -> 202 ``{"queued": {"provider", "event": "MO", "id": <its tid>,
+  "url", "body": <the event>}}``; 400 on bad input, 409 while pushing is off for the provider
 """
 
 from __future__ import annotations
 
+import json
 import time
 from typing import TYPE_CHECKING, Any
 
+from simulator import webex_connect
 from simulator.config import PROVIDERS, ConfigError
 from simulator.http import HttpError, Request, Response, Route
 
@@ -74,6 +82,9 @@ def stats(sim: Simulator, request: Request) -> Response:
     data["tokens_active"] = sum(1 for t in list(sim.tokens.values()) if t.expires > time.time())
     data["pushes"]["pending"] = sim.pusher.pending() if sim.pusher is not None else 0
     data["analytics_jobs_open"] = len(sim.jobs)
+    for provider, counts in data["send_throughput"].items():
+        counts["limit"] = sim.config.send_limits.get(provider, 0.0)
+        counts["sender_limit"] = sim.config.sender_limit_per_second
     data["seed"] = sim.seed
     return Response(200, data)
 
@@ -188,6 +199,26 @@ def expire_tokens(sim: Simulator, request: Request) -> Response:
     return Response(200, {"expired": sim.expire_tokens()})
 
 
+def inbound(sim: Simulator, request: Request) -> Response:
+    body = body_object(request)
+    if body.get("provider") != webex_connect.PROVIDER:
+        return fail(400, "provider must be webex_connect (the only provider whose replies are simulated)")
+    from_, to, text = body.get("from"), body.get("to"), body.get("text")
+    if not isinstance(from_, str) or not webex_connect.MSISDN.match(from_.strip()):
+        return fail(400, "from must be the contact's phone number, e.g. +15551234567")
+    if not isinstance(to, str) or not to.strip():
+        return fail(400, "to must be the sender id (or number) the contact replies to")
+    if not isinstance(text, str) or not text:
+        return fail(400, "text must be a non-empty string")
+    if sim.pusher is None or not sim.config.pushes(webex_connect.PROVIDER):
+        return fail(409, "pushing is off for webex_connect; turn it on with POST /_sim/config")
+    message = webex_connect.inbound_message(from_.strip(), to.strip(), text, time.time())
+    url, payload, _, _ = webex_connect.receipt_push(message, "mo", sim.config)
+    sim.pusher.schedule(message, "mo", message.created)
+    queued = {"provider": message.provider, "event": "MO", "id": message.id, "url": url, "body": json.loads(payload)}
+    return Response(202, {"queued": queued})
+
+
 def routes() -> list[Route]:
     return [
         Route("GET", "/_sim/health", "control", health),
@@ -201,4 +232,5 @@ def routes() -> list[Route]:
         Route("GET", "/_sim/messages/{id}", "control", show_message),
         Route("POST", "/_sim/messages/{id}/outcome", "control", force_outcome),
         Route("POST", "/_sim/tokens/expire", "control", expire_tokens),
+        Route("POST", "/_sim/inbound", "control", inbound),
     ]

@@ -13,11 +13,13 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from receipts.logging import mask
 from simulator.config import OUTCOMES, SimConfig, deck_counts
+from simulator.limits import SendLimiter, rate
 from simulator.model import SimMessage, check_reason, pick, reason_table
 from simulator.stats import Stats
 
@@ -74,6 +76,9 @@ class Simulator:
         self.windows: dict[str, RateWindow] = {}
         self.jobs: dict[str, AnalyticsJob] = {}
         self.pusher: Any = None  # set by the server: simulator.push.Pusher
+        # Seconds, for the send limits and conversation idleness only; tests may set it to step time by hand.
+        self.clock: Callable[[], float] = time.monotonic
+        self.limiter = SendLimiter()
         self.clear_messages()
 
     # --- configuration --------------------------------------------------------------------------------
@@ -95,6 +100,8 @@ class Simulator:
             self.messages: list[SimMessage] = []
             self.by_id: dict[tuple[str, str], list[SimMessage]] = defaultdict(list)  # (provider, id)
             self.by_conversation: dict[str, list[SimMessage]] = defaultdict(list)  # Genesys Cloud
+            # Genesys Cloud SMS: (fromAddress, toAddress) -> (conversation id, clock time of its last message)
+            self.last_conversation: dict[tuple[str, str], tuple[str, float]] = {}
             self.seq: Counter[str] = Counter()
             self.decks: dict[str, list[str]] = {}
             self.deck_numbers: Counter[str] = Counter()
@@ -202,6 +209,37 @@ class Simulator:
                 f"{', no push' if not message.push else ''})"
             ),
         )
+
+    def admit_send(self, provider: str, sender: str) -> int:
+        """Count one send request against the send limits: 0 when it may go ahead, else the ``Retry-After`` seconds
+        of the 429 that refuses it (see simulator/limits.py)."""
+        config = self.config
+        with self.lock:
+            now = self.clock()
+            scope, wait = self.limiter.take(
+                provider, sender, rate(config.send_limits.get(provider, 0.0)), rate(config.sender_limit_per_second), now
+            )
+            # Under the lock, so the stats see the admitted sends in the order of their times.
+            if scope:
+                self.stats.send_refused(provider, scope)
+            else:
+                self.stats.send_admitted(provider, sender, now)
+        if scope:
+            log.debug("%s", mask(f"send {provider} from {sender} refused: over the {scope} limit"))
+            return ceil_seconds(wait)
+        return 0
+
+    def active_conversation(self, from_: str, to: str) -> str:
+        """The conversation of the last Genesys Cloud SMS from ``from_`` to ``to`` if it is still active (its last
+        message less than ``conversation_idle_seconds`` ago), else "". Caller holds the lock."""
+        found = self.last_conversation.get((from_, to))
+        if found is None or self.clock() - found[1] >= self.config.conversation_idle_seconds:
+            return ""
+        return found[0]
+
+    def note_conversation(self, message: SimMessage) -> None:
+        """``message`` is now the last of its conversation between its two addresses. Caller holds the lock."""
+        self.last_conversation[(message.from_, message.to)] = (message.conversation_id, self.clock())
 
     def find(self, provider: str, message_id: str) -> list[SimMessage]:
         return list(self.by_id.get((provider, message_id), ()))
@@ -330,6 +368,7 @@ class Simulator:
             with self.lock:
                 self.tokens.clear()
                 self.windows.clear()
+                self.limiter.clear()
         log.info("reset counters%s%s", " and messages" if messages else "", " and tokens" if tokens else "")
 
 

@@ -23,11 +23,24 @@ and ``{"message": "Rate limit exceeded the maximum. Retry the request in [N] sec
 
 Send SMS: ``POST /api/v2/conversations/messages/agentless`` (SendAgentlessOutboundMessageRequest)
     ``{"fromAddress": "+15559876543", "toAddress": "+15551234567", "toAddressMessengerType": "sms",
-    "textBody": "...", "useExistingActiveConversation": false}``; ``toAddress`` E.164, ``textBody`` required and at
-    most 765 characters. Only ``sms`` is simulated. -> 202 SendAgentlessOutboundMessageResponse
-    ``{"id": "<message id, 32 hex>", "conversationId": "<uuid>", "fromAddress", "toAddress", "messengerType": "sms",
-    "textBody", "useExistingActiveConversation", "timestamp": "2026-11-20T10:15:02.114Z", "selfUri",
-    "message": <MessageData, status queued>}``. Every send opens a new conversation (simulator).
+    "textBody": "...", "useExistingActiveConversation": false, "externalContactId": "..."}``; ``toAddress`` E.164,
+    ``textBody`` required and at most 765 characters, ``useExistingActiveConversation`` a boolean (default false),
+    ``externalContactId`` a string (the recipient's external contact; kept on the message, shown by
+    ``GET /_sim/messages/{id}`` in ``extra``). Field names as in the SDK's SendAgentlessOutboundMessageRequest
+    (PureCloudPlatformClientV2 269: from_address, to_address, external_contact_id, to_address_messenger_type,
+    text_body, messaging_template, use_existing_active_conversation). Only ``sms`` is simulated. -> 202
+    SendAgentlessOutboundMessageResponse ``{"id": "<message id, 32 hex>", "conversationId": "<uuid>", "fromAddress",
+    "toAddress", "messengerType": "sms", "textBody", "useExistingActiveConversation", "timestamp":
+    "2026-11-20T10:15:02.114Z", "selfUri", "message": <MessageData, status queued>}``.
+    A send opens a new conversation, unless ``useExistingActiveConversation`` is true and the simulator holds an
+    active one between the same two addresses: the last SMS from this ``fromAddress`` to this ``toAddress``, sent
+    less than ``conversation_idle_seconds`` (3600) ago; the message then joins its conversation (simulator: the real
+    API speaks of a conversation connected to a flow, queue or agent). Analytics jobs still describe one
+    conversation per message, so a joined conversation appears once for each of its messages (simulator).
+
+Send limits (``send_limits["genesys_cloud"]``, ``sender_limit_per_second`` by ``fromAddress``, see
+simulator/limits.py) apply to agentless SMS and email, after the token's rate limit and the request's checks; over
+them -> the same 429 as the rate limit's, ``Retry-After`` the seconds until the window has room.
 
 Send email: ``POST /api/v2/conversations/emails/agentless`` (AgentlessEmailSendRequestDto)
     ``{"senderType": "Outbound", "fromAddress": {"email": "...", "name": "..."}, "toAddresses": [{"email": "...",
@@ -260,7 +273,29 @@ def send_sms(sim: Simulator, request: Request) -> Response:
     limit = sim.config.genesys_sms_max_chars
     if len(text) > limit:
         return bad_request(f"textBody is {len(text)} characters; the maximum for sms is {limit}.")
-    message = sim.create_message(PROVIDER, "sms", to, body["fromAddress"].strip(), text)
+    reuse = body.get("useExistingActiveConversation")
+    if reuse is None:  # left out or null: the default, false
+        reuse = False
+    elif not isinstance(reuse, bool):
+        return bad_request("useExistingActiveConversation must be a boolean.")
+    contact = body.get("externalContactId")
+    if contact is not None and not isinstance(contact, str):
+        return bad_request("externalContactId must be a string.")
+    sender = body["fromAddress"].strip()
+    with sim.lock:  # the active conversation looked up is the one joined, whatever else is being sent
+        retry_after = sim.admit_send(PROVIDER, sender)
+        if retry_after:
+            return too_many_requests(retry_after)
+        message = sim.create_message(
+            PROVIDER,
+            "sms",
+            to,
+            sender,
+            text,
+            conversation_id=sim.active_conversation(sender, to) if reuse else "",
+            extra={"externalContactId": contact} if contact else None,
+        )
+        sim.note_conversation(message)
     sim.accepted(message)
     answer: dict[str, Any] = {
         "id": message.id,
@@ -274,7 +309,7 @@ def send_sms(sim: Simulator, request: Request) -> Response:
         "message": message_data(message, message.created),
     }
     if "useExistingActiveConversation" in body:
-        answer["useExistingActiveConversation"] = bool(body["useExistingActiveConversation"])
+        answer["useExistingActiveConversation"] = reuse
     return Response(202, answer)
 
 
@@ -300,6 +335,9 @@ def send_email(sim: Simulator, request: Request) -> Response:
     if not (isinstance(text, str) and text) and not (isinstance(html, str) and html):
         return bad_request("textBody or htmlBody is required.")
     subject = body.get("subject") if isinstance(body.get("subject"), str) else ""
+    retry_after = sim.admit_send(PROVIDER, sender["email"])
+    if retry_after:
+        return too_many_requests(retry_after)
     message = sim.create_message(
         PROVIDER,
         "email",

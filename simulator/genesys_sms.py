@@ -11,7 +11,10 @@ INTERACTIVE_LOW, INTERACTIVE). ``to``, ``from`` and ``body`` are accepted as ali
 Answers (simulator; the real service's acknowledgement body is not public): 200 ``{"message_id": "...",
 "status": "queued"}``; the same ``message_id`` sent again answers the same and creates nothing (counted as a
 duplicate send); 400 ``{"error": "..."}`` naming a missing or invalid parameter; 401 ``{"error": "authentication
-failure"}`` for a missing or wrong login/password (any non-empty pair is accepted unless ``sms_logins`` is set).
+failure"}`` for a missing or wrong login/password (any non-empty pair is accepted unless ``sms_logins`` is set);
+429 ``{"error": "throttled, resubmit"}`` with ``Retry-After`` over the send limits (``send_limits["genesys_sms"]``,
+``sender_limit_per_second`` by ``sender``; see simulator/limits.py), checked after the parameters. A repeated
+``message_id`` is answered as before and counts against no limit.
 
 Receipts (only when ``receipt=TRUE``): form-encoded POSTs to ``/webhooks/genesys-sms/`` with ``type=receipt``,
 ``message_id``, ``message_state``, ``result_code`` and, when given in the MT, ``app_id`` and ``conversation_id``,
@@ -41,8 +44,8 @@ PRIORITIES = ("BULK_LOW", "BULK", "INTERACTIVE_LOW", "INTERACTIVE")
 ALIASES = {"phone_number": "to", "sender": "from", "message": "body"}
 
 
-def fail(status: int, text: str) -> Response:
-    return Response(status, {"error": text})
+def fail(status: int, text: str, retry_after: int = 0) -> Response:
+    return Response(status, {"error": text}, {"Retry-After": str(retry_after)} if retry_after else {})
 
 
 def send(sim: Simulator, request: Request) -> Response:
@@ -70,15 +73,19 @@ def send(sim: Simulator, request: Request) -> Response:
     if receipt not in ("TRUE", "FALSE"):
         return fail(400, "receipt must be TRUE or FALSE")
     message_id = fields["message_id"].strip()
+    sender = fields["sender"].strip()
     with sim.lock:
         existing = sim.find(PROVIDER, message_id)
         if not existing:
+            retry_after = sim.admit_send(PROVIDER, sender)
+            if retry_after:
+                return fail(429, "throttled, resubmit", retry_after)
             extra = {k: fields[k] for k in ("app_id", "conversation_id", "priority") if fields.get(k)}
             message = sim.create_message(
                 PROVIDER,
                 "sms",
                 phone,
-                fields["sender"].strip(),
+                sender,
                 fields["message"],
                 message_id=message_id,
                 conversation_id=fields.get("conversation_id", ""),

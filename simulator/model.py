@@ -206,6 +206,7 @@ class SimMessage:
             "id": self.id,
             "conversationId": self.conversation_id,
             "to": self.to,
+            "from": self.from_,
             "outcome": self.outcome,
             "reason": self.reason,
             "status": self.status_at(now),
@@ -216,4 +217,5 @@ class SimMessage:
             "duplicate": self.duplicate,
             "outOfOrder": self.out_of_order,
             "preloaded": self.preloaded,
+            "extra": dict(self.extra),  # what the send carried besides the message: correlationid, externalContactId
         }

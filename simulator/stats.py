@@ -5,10 +5,43 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, defaultdict, deque
+from dataclasses import dataclass, field
 from typing import Any
+
+from simulator.config import PROVIDERS
 
 REQUEST_LOG_SIZE = 200_000
 PUSH_LOG_SIZE = 50_000
+PEAK_WINDOW = 1.0  # seconds: peaks are the most sends admitted in any window (t - 1 s, t]
+
+
+@dataclass
+class Throughput:
+    """One provider's send requests against the send limits (simulator/limits.py)."""
+
+    accepted: int = 0
+    over_limit: int = 0  # refused for either limit
+    over_sender_limit: int = 0  # of those, refused for the sender's limit
+    peak: int = 0  # the most accepted in any one-second window
+    sender_peak: int = 0  # the most accepted from one sender in any one-second window
+    recent: deque[float] = field(default_factory=deque)
+    recent_by_sender: dict[str, deque[float]] = field(default_factory=dict)
+
+    def public(self) -> dict[str, int]:
+        return {
+            "accepted": self.accepted,
+            "over_limit": self.over_limit,
+            "over_sender_limit": self.over_sender_limit,
+            "peak": self.peak,
+            "sender_peak": self.sender_peak,
+        }
+
+
+def count_in_window(times: deque[float], at: float) -> int:
+    times.append(at)
+    while times[0] <= at - PEAK_WINDOW:
+        times.popleft()
+    return len(times)
 
 
 class Stats:
@@ -26,6 +59,7 @@ class Stats:
             self.duplicate_sends = 0
             self.pushes: dict[str, Counter[str]] = defaultdict(Counter)  # provider -> what happened -> n
             self.analytics_jobs = 0
+            self.throughput = {provider: Throughput() for provider in PROVIDERS}
             self.request_log: deque[tuple[float, str, str, int, str]] = deque(maxlen=REQUEST_LOG_SIZE)
             self.push_log: deque[dict[str, Any]] = deque(maxlen=PUSH_LOG_SIZE)
 
@@ -46,6 +80,25 @@ class Stats:
     def sent(self, provider: str, n: int = 1) -> None:
         with self.lock:
             self.sends[provider] += n
+
+    def send_admitted(self, provider: str, sender: str, at: float) -> None:
+        """A send request let through by the send limits, at ``at`` on the simulator's clock (called in order)."""
+        with self.lock:
+            counts = self.throughput[provider]
+            counts.accepted += 1
+            counts.peak = max(counts.peak, count_in_window(counts.recent, at))
+            by_sender = counts.recent_by_sender
+            if len(by_sender) > 10_000:  # let senders gone quiet go
+                for key in [k for k, times in by_sender.items() if times[-1] <= at - PEAK_WINDOW]:
+                    del by_sender[key]
+            counts.sender_peak = max(counts.sender_peak, count_in_window(by_sender.setdefault(sender, deque()), at))
+
+    def send_refused(self, provider: str, scope: str) -> None:
+        with self.lock:
+            counts = self.throughput[provider]
+            counts.over_limit += 1
+            if scope == "sender":
+                counts.over_sender_limit += 1
 
     def duplicate_send(self) -> None:
         with self.lock:
@@ -83,6 +136,7 @@ class Stats:
                 "sends": dict(self.sends),
                 "duplicate_sends": self.duplicate_sends,
                 "analytics_jobs": self.analytics_jobs,
+                "send_throughput": {p: counts.public() for p, counts in self.throughput.items()},
                 "pushes": {**push_totals, "by_provider": {p: dict(c) for p, c in self.pushes.items()}},
             }
 

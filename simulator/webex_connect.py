@@ -17,7 +17,10 @@ email to several recipients: the receipts tell them apart by ``destination``). A
 
 one entry per destination, in order. Errors use the Messaging API's codes, ``{"response": {"code": ...,
 "description": ...}}``: 7000 Invalid JSON (400), 7001 Authentication failed (401), 7002 Service Key Missing (401),
-7003 a mandatory parameter is missing (400), 7004 Invalid parameters (400), 7009 more than 1000 destinations (400).
+7003 a mandatory parameter is missing (400), 7004 Invalid parameters (400), 7009 more than 1000 destinations (400),
+7020 You have reached maximum transaction limit (429, with ``Retry-After``) over the send limits
+(``send_limits["webex_connect"]`` per call, ``sender_limit_per_second`` by ``senderid`` or ``from``; see
+simulator/limits.py for what Webex Connect documents about its throughput), checked after the request's checks.
 ``GET /resources/v1/messaging/status/{transid}`` answers the transaction status list (status queued, sent,
 delivered, failed or expired).
 
@@ -27,6 +30,10 @@ Connect webhook secret: 7501 Submitted when sent, then 7500 Delivered or a failu
 7101 (invalid sender id), 7107 (length exceeded), 7208 (expired); email 7520 Bounce with one subtype in
 ``Description`` (``Permanent_General``, ``Permanent_NoEmail``; an expired email is ``Transient_MailboxFull``, a soft
 bounce), 7523, 7524, 7240, 7241, 7522. SMS receipts say ``deliveryChannel: "SMS"``, ``destinationType: "msisdn"``.
+
+Replies (MO), played with ``POST /_sim/inbound``: pushed to ``/webhooks/webex-connect/`` like the receipts (same
+signature, retries and push log): ``{"channel": "SMS", "event": "MO", "from": "<contact>", "to": "<sender id>",
+"message": "<text>", "tid": "<uuid>", "ts": "..."}``.
 """
 
 from __future__ import annotations
@@ -37,15 +44,15 @@ import hmac
 import json
 import re
 import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from simulator.http import HttpError, Request, Response, Route
-from simulator.model import WEBEX_BOUNCE_SMTP, WEBEX_TEXT, iso_offset
+from simulator.model import WEBEX_BOUNCE_SMTP, WEBEX_TEXT, SimMessage, iso_offset
 
 if TYPE_CHECKING:
     from simulator.config import SimConfig
     from simulator.core import Simulator
-    from simulator.model import SimMessage
 
 PROVIDER = "webex_connect"
 MSISDN = re.compile(r"^\+?[1-9]\d{6,14}$")
@@ -55,6 +62,12 @@ MAX_DESTINATIONS = 1000
 
 def fail(status: int, code: str, description: str) -> Response:
     return Response(status, {"response": {"code": code, "description": description}})
+
+
+def over_limit(retry_after: int) -> Response:
+    response = fail(429, "7020", "You have reached maximum transaction limit")
+    response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 def invalid(description: str) -> HttpError:
@@ -107,7 +120,10 @@ def send(sim: Simulator, request: Request) -> Response:
     notify = body.get("notifyurl")
     if notify is not None and (not isinstance(notify, str) or not notify.startswith(("http://", "https://"))):
         raise invalid("notifyurl must be an http(s) URL")
-    sender = content.get("senderid") or content.get("from") or ""
+    sender = str(content.get("senderid") or content.get("from") or "")
+    retry_after = sim.admit_send(PROVIDER, sender)
+    if retry_after:
+        return over_limit(retry_after)
     common: dict[str, Any] = {"callbackData": str(body.get("callbackData") or "")}
     if notify:
         common["notifyurl"] = notify
@@ -121,7 +137,7 @@ def send(sim: Simulator, request: Request) -> Response:
                 PROVIDER,
                 channel,
                 address,
-                str(sender),
+                sender,
                 text,
                 message_id=transid,
                 extra={**common, "correlationid": correlation},
@@ -195,8 +211,43 @@ def delivery_info(message: SimMessage, event: str) -> dict[str, Any]:
     }
 
 
+def inbound_message(from_: str, to: str, text: str, at: float) -> SimMessage:
+    """A reply from a contact (MO), as the pusher carries it: never stored among the sent messages."""
+    return SimMessage(
+        seq=-1,
+        provider=PROVIDER,
+        channel="sms",
+        id=str(uuid.uuid4()),
+        conversation_id="",
+        to=to,
+        from_=from_,
+        body=text,
+        created=at,
+        sent_at=at,
+        final_at=None,
+        outcome="silent",
+        reason="",
+        push=True,
+    )
+
+
+def mo_event(message: SimMessage) -> dict[str, Any]:
+    """The outbound webhook's incoming-message event for an SMS: ``event``, ``channel``, ``from`` and the text in
+    ``message`` as in Webex Connect's incoming message notifications (docs.imiconnect.com, "Incoming Message
+    Notifications"; its older SMS form names the addresses ``oa``/``da``), ``to`` the sender id written to."""
+    return {
+        "channel": "SMS",
+        "event": "MO",
+        "from": message.from_,
+        "to": message.to,
+        "message": message.body,
+        "tid": message.id,
+        "ts": iso_offset(message.created),
+    }
+
+
 def receipt_push(message: SimMessage, event: str, config: SimConfig) -> tuple[str, bytes, dict[str, str], str]:
-    payload = delivery_info(message, event)
+    payload = mo_event(message) if event == "mo" else delivery_info(message, event)
     body = json.dumps(payload, separators=(",", ":")).encode()
     headers = {"Content-Type": "application/json"}
     secret = config.secrets.get(PROVIDER)
@@ -205,8 +256,10 @@ def receipt_push(message: SimMessage, event: str, config: SimConfig) -> tuple[st
         headers["X-Hub-Signature"] = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     elif config.basic_auth:
         headers["Authorization"] = "Basic " + base64.b64encode(config.basic_auth.encode()).decode()
-    info = payload["deliveryInfoNotification"]["deliveryInfo"]
     url = message.extra.get("notifyurl") or config.webhook_url(PROVIDER)
+    if event == "mo":
+        return url, body, headers, f"MO {message.body[:20]!r}"
+    info = payload["deliveryInfoNotification"]["deliveryInfo"]
     return url, body, headers, f"{info['code']} {info['deliveryStatus']} {info['Description']}".strip()
 
 

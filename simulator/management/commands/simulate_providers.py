@@ -10,13 +10,13 @@ from simulator import SimConfig, SimulatorServer, parse_mix
 from simulator.config import PROVIDERS, ConfigError, secrets_from_settings
 
 
-def pairs(text: str, what: str) -> dict[str, str]:
+def pairs(text: str, what: str, separator: str = ":") -> dict[str, str]:
     """``id:secret,id2:secret2`` -> {id: secret}."""
     out = {}
     for entry in filter(None, (e.strip() for e in text.split(","))):
-        key, sep, value = entry.partition(":")
+        key, sep, value = entry.partition(separator)
         if not sep or not key or not value:
-            raise CommandError(f"{what}: expected id:secret pairs separated by commas, got {entry!r}")
+            raise CommandError(f"{what}: expected key{separator}value pairs separated by commas, got {entry!r}")
         out[key] = value
     return out
 
@@ -49,6 +49,14 @@ class Command(BaseCommand):
         parser.add_argument("--latency-jitter-ms", type=float, default=0.0, help="plus uniform [0, jitter)")
         parser.add_argument(
             "--rate-limit", type=int, default=defaults.rate_limit_per_minute, help="Genesys requests/minute/token"
+        )
+        parser.add_argument(
+            "--send-limit",
+            default="",
+            help="send requests a second per provider, e.g. genesys_sms=10,webex_connect=20 (default unlimited)",
+        )
+        parser.add_argument(
+            "--sender-limit", type=float, default=0.0, help="sends a second per sender id / from address (0: off)"
         )
         parser.add_argument("--token-lifetime", type=int, default=defaults.token_lifetime, help="expires_in, s")
         parser.add_argument("--analytics-job-delay", type=float, default=defaults.analytics_job_delay)
@@ -85,6 +93,8 @@ class Command(BaseCommand):
                 latency_jitter_ms=o["latency_jitter_ms"],
                 rate_limit_per_minute=o["rate_limit"],
                 token_lifetime=o["token_lifetime"],
+                send_limits={k: float(v) for k, v in pairs(o["send_limit"], "--send-limit", "=").items()},
+                sender_limit_per_second=o["sender_limit"],
                 analytics_job_delay=o["analytics_job_delay"],
                 push=not o["no_push"],
                 push_providers=[p.strip() for p in o["push_providers"].split(",") if p.strip()],
