@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import OuterRef, QuerySet, Subquery, Sum
-from django.http import HttpRequest
-from django.urls import reverse
-from django.utils.html import format_html
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html, format_html_join
 
+from campaigns import contact_import, lifecycle
+from campaigns.api import SENDING_PROVIDERS, request_planning
 from campaigns.models import Campaign, Contact, Send
 from campaigns.stats import campaign_stats
 from receipts.actions import rollups
 from receipts.admin.charts import COLOURS, Segment, columns
-from receipts.models import DeliveryStats
-from receipts.status import Status
+from receipts.models import DeliveryStats, Priority
+from receipts.status import Channel, Status
 
 
 def rollup_sum(**filters: Any) -> Subquery:
@@ -23,12 +28,96 @@ def rollup_sum(**filters: Any) -> Subquery:
     return Subquery(rows.order_by().values("campaign_id").annotate(n=Sum("messages")).values("n")[:1])
 
 
+class CampaignForm(forms.ModelForm):
+    """The sending settings are checked as the API checks them (sender allow-list, template, SMS length, ...)."""
+
+    channel = forms.ChoiceField(choices=[("", "tracked only"), *Channel.choices], required=False)
+    provider = forms.ChoiceField(choices=[("", "-"), *SENDING_PROVIDERS], required=False)
+    priority = forms.ChoiceField(choices=Priority.choices, initial=Priority.NORMAL)
+
+    class Meta:
+        model = Campaign
+        fields = [
+            "name",
+            "channel",
+            "provider",
+            "sender",
+            "priority",
+            "use_existing_conversation",
+            "subject",
+            "body",
+            "audience",
+            "start_at",
+            "quiet_start",
+            "quiet_end",
+            "time_zone",
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if cleaned.get("channel") or cleaned.get("provider"):
+            if not (cleaned.get("channel") and cleaned.get("provider")):
+                raise forms.ValidationError("a campaign to send needs both a channel and a provider")
+            for name, texts in lifecycle.problems(cleaned).items():
+                self.add_error(name if name in self.fields else None, " ".join(texts))
+        return cleaned
+
+
+# The buttons on a campaign's page: (step, label, the states it applies to).
+STEPS = [
+    ("start", "Start", {Campaign.State.DRAFT}),
+    ("pause", "Pause", {Campaign.State.RUNNING}),
+    ("resume", "Resume", {Campaign.State.PAUSED}),
+    ("cancel", "Cancel", {Campaign.State.DRAFT, Campaign.State.RUNNING, Campaign.State.PAUSED}),
+]
+
+
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
-    list_display = ["name", "created_at", "messages", "delivered", "failed", "not_final", "delivery_rate"]
+    form = CampaignForm
+    list_display = ["name", "state", "created_at", "messages", "delivered", "failed", "not_final", "delivery_rate"]
+    list_filter = ["state", "channel", "provider"]
     search_fields = ["name"]
-    readonly_fields = ["created_at"]
     change_form_template = "admin/campaigns/campaign/change_form.html"
+    fieldsets = [
+        (None, {"fields": ["name", "state", "state_reason", "created_at", "started_at", "finished_at"]}),
+        ("Sending", {"fields": ["channel", "provider", "sender", "priority", "use_existing_conversation"]}),
+        ("Message", {"fields": ["subject", "body"]}),
+        ("Audience and schedule", {"fields": ["audience", "start_at", "quiet_start", "quiet_end", "time_zone"]}),
+    ]
+    STATE_FIELDS = ["state", "state_reason", "created_at", "started_at", "finished_at"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Campaign | None = None) -> list[str]:
+        if obj is not None and obj.state != Campaign.State.DRAFT:  # what was sent stays as it was sent
+            return [*self.STATE_FIELDS, *CampaignForm.Meta.fields]
+        return self.STATE_FIELDS
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view(self.step_view)
+        return [path("<int:pk>/step/<str:step>/", view, name="campaigns_campaign_step"), *super().get_urls()]
+
+    def step_view(self, request: HttpRequest, pk: int, step: str) -> HttpResponse:
+        """Start, pause, resume or cancel (POST, by a user who may change campaigns)."""
+        campaign = Campaign.objects.filter(pk=pk).first()
+        if request.method != "POST" or step not in {s[0] for s in STEPS} or campaign is None:
+            return HttpResponse(status=405 if campaign is not None and step in {s[0] for s in STEPS} else 404)
+        if not self.has_change_permission(request, campaign):
+            raise PermissionDenied
+        actions: dict[str, Any] = {
+            "start": lifecycle.start,
+            "pause": lambda c: lifecycle.pause(c, f"paused by {request.user}"),
+            "resume": lifecycle.resume,
+            "cancel": lifecycle.cancel,
+        }
+        try:
+            actions[step](campaign)
+        except lifecycle.LifecycleError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+        else:
+            if step in ("start", "resume"):
+                transaction.on_commit(request_planning)
+            self.message_user(request, f"{campaign.name}: {step} done", messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:campaigns_campaign_change", args=[pk]))
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
         # Each figure is a sum over the campaign's daily rollup rows (an index range), never a count of messages.
@@ -81,7 +170,39 @@ class CampaignAdmin(admin.ModelAdmin):
                 every=max(len(stats["over_time"]) // 8, 1),
             )
             extra["messages_url"] = f"{reverse('admin:receipts_message_changelist')}?campaign__id__exact={object_id}"
+            campaign = Campaign.objects.filter(pk=int(object_id)).first()
+            if campaign is not None and campaign.sendable:
+                extra["progress"] = lifecycle.progress(campaign)
+                extra["progress_bar"] = progress_bar(extra["progress"])
+                extra["steps"] = [
+                    (reverse("admin:campaigns_campaign_step", args=[campaign.pk, step]), label)
+                    for step, label, states in STEPS
+                    if campaign.state in states
+                ]
+                extra["sends_url"] = f"{reverse('admin:campaigns_send_changelist')}?campaign__id__exact={campaign.pk}"
         return super().change_view(request, object_id, form_url, extra)
+
+
+PROGRESS_COLOURS = {
+    "sent": COLOURS["delivered"],
+    "suppressed": "#a0a0a0",
+    "failed": COLOURS["failed"],
+    "unknown": "#e0a030",
+    "cancelled": "#d0d0d0",
+    "queued": "#79aec8",
+    "planned": "#eeeeee",
+}
+
+
+def progress_bar(progress: dict[str, int]) -> str:
+    """The sends by state as one horizontal bar (widths in percent), with the figures beside it."""
+    total = sum(progress[k] for k in PROGRESS_COLOURS) or 1
+    parts = format_html_join(
+        "",
+        '<span title="{}: {}" style="display:inline-block;height:18px;width:{}%;background:{}"></span>',
+        ((k, progress[k], f"{100 * progress[k] / total:.3f}", c) for k, c in PROGRESS_COLOURS.items() if progress[k]),
+    )
+    return format_html('<div class="progress-bar" style="width:100%;border:1px solid #ccc">{}</div>', parts)
 
 
 def day_kinds(day: dict[str, Any]) -> dict[str, int]:
@@ -97,7 +218,7 @@ class SendAdmin(admin.ModelAdmin):
     """Sends, by state; read-only (the API plans them, the dispatcher moves them)."""
 
     list_display = ["id", "state", "provider", "channel", "to", "crm_record_id", "created_at", "sent_at", "message"]
-    list_filter = ["state", "provider", "channel"]
+    list_filter = ["state", "provider", "channel", "campaign"]
     search_fields = ["=idempotency_key", "=to", "=crm_record_id", "=provider_message_id"]
     readonly_fields = [f.name for f in Send._meta.fields]
 
@@ -126,3 +247,12 @@ class ContactAdmin(admin.ModelAdmin):
     list_display = ["crm_record_id", "phone", "email", "external_contact_id", "updated_at"]
     search_fields = ["=crm_record_id", "=phone", "=email"]
     readonly_fields = ["created_at", "updated_at"]
+    change_list_template = "admin/campaigns/contact/change_list.html"
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view(self.import_view)
+        return [path("import/", view, name="campaigns_contact_import"), *super().get_urls()]
+
+    def import_view(self, request: HttpRequest) -> HttpResponse:
+        """Contacts from a CSV file: added or updated by crm_record_id, each line refused shown with why."""
+        return contact_import.import_view(self, request)

@@ -18,7 +18,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from campaigns import dispatch
+from campaigns import dispatch, lifecycle
 from campaigns.contacts import MAX_CONTACTS, import_contacts
 from campaigns.models import Campaign, Contact, Send
 from campaigns.stats import campaign_stats, totals_for
@@ -70,43 +70,6 @@ class StatsSerializer(TotalsSerializer):
     over_time = DaySerializer(many=True, help_text="messages per day of creation, by status")
 
 
-class CampaignSerializer(serializers.ModelSerializer):
-    totals = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Campaign
-        fields = ["id", "name", "created_at", "totals"]
-
-    @extend_schema_field(TotalsSerializer)
-    def get_totals(self, campaign: Campaign) -> dict[str, Any]:
-        totals = self.context.get("totals")
-        return totals[campaign.pk] if totals is not None else totals_for([campaign.pk])[campaign.pk]
-
-
-@extend_schema_view(
-    list=extend_schema(summary="List campaigns with their delivery totals (cursor paginated)"),
-    retrieve=extend_schema(summary="One campaign with its delivery totals"),
-)
-class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    serializer_class = CampaignSerializer
-    lookup_value_regex = "[^/]+"
-
-    def get_queryset(self) -> QuerySet[Campaign]:
-        return Campaign.objects.all()
-
-    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        assert page is not None  # the API always paginates
-        context = {**self.get_serializer_context(), "totals": totals_for([c.pk for c in page])}
-        return self.get_paginated_response(CampaignSerializer(page, many=True, context=context).data)
-
-    @extend_schema(summary="A campaign's delivery statistics", responses=StatsSerializer)
-    @action(detail=True, methods=["get"])
-    def stats(self, request: Request, pk: str | None = None) -> Response:
-        campaign = self.get_object()
-        return Response(StatsSerializer(campaign_stats(campaign.pk)).data)
-
-
 class SendSerializer(serializers.ModelSerializer):
     class Meta:
         model = Send
@@ -131,6 +94,209 @@ class SendSerializer(serializers.ModelSerializer):
 
 # Providers this product sends through; the generic JSON webhook only receives.
 SENDING_PROVIDERS = [choice for choice in Provider.choices if choice[0] != Provider.GENERIC]
+
+
+class ProgressSerializer(serializers.Serializer):
+    audience = serializers.IntegerField(help_text="contacts with an address on the channel, when it started")
+    planned_contacts = serializers.IntegerField(help_text="contacts planned so far")
+    planned = serializers.IntegerField(help_text="sends waiting their turn (schedule, quiet hours, the limits)")
+    queued = serializers.IntegerField(help_text="sends a worker holds now")
+    sent = serializers.IntegerField()
+    suppressed = serializers.IntegerField(help_text="refused at send: the address is on the suppression list")
+    failed = serializers.IntegerField(help_text="failed to send: refused by the provider, or a template field missing")
+    unknown = serializers.IntegerField(help_text="may have been sent: for an operator to check")
+    cancelled = serializers.IntegerField()
+
+
+SENDING_FIELDS = [
+    "channel",
+    "provider",
+    "sender",
+    "subject",
+    "body",
+    "audience",
+    "priority",
+    "start_at",
+    "quiet_start",
+    "quiet_end",
+    "time_zone",
+    "use_existing_conversation",
+]
+
+
+class CampaignSerializer(serializers.ModelSerializer):
+    totals = serializers.SerializerMethodField()
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Campaign
+        fields = [
+            "id",
+            "name",
+            "created_at",
+            *SENDING_FIELDS,
+            "state",
+            "state_reason",
+            "started_at",
+            "finished_at",
+            "progress",
+            "totals",
+        ]
+        read_only_fields = ["id", "created_at", "state", "state_reason", "started_at", "finished_at"]
+
+    @extend_schema_field(TotalsSerializer)
+    def get_totals(self, campaign: Campaign) -> dict[str, Any]:
+        totals = self.context.get("totals")
+        return totals[campaign.pk] if totals is not None else totals_for([campaign.pk])[campaign.pk]
+
+    @extend_schema_field(ProgressSerializer(allow_null=True))
+    def get_progress(self, campaign: Campaign) -> dict[str, int] | None:
+        return lifecycle.progress(campaign) if campaign.sendable and campaign.state != Campaign.State.DRAFT else None
+
+
+class NewCampaignSerializer(serializers.ModelSerializer):
+    """A campaign to send: checked here (sender allow-list, template, SMS length, time zone, audience), started
+    with POST .../start/."""
+
+    channel = serializers.ChoiceField(choices=Channel.choices)
+    provider = serializers.ChoiceField(choices=SENDING_PROVIDERS)
+    priority = serializers.ChoiceField(choices=Priority.choices, default=Priority.NORMAL)
+    audience = serializers.JSONField(required=False, default=dict)
+
+    class Meta:
+        model = Campaign
+        fields = ["name", *SENDING_FIELDS]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        merged = {**(lifecycle.fields_of(self.instance) if self.instance else {}), **attrs}
+        found = lifecycle.problems(merged)
+        if found:
+            raise ValidationError(found)
+        check_json(attrs, "the body")
+        return attrs
+
+
+class TestSendSerializer(serializers.Serializer):
+    to = serializers.CharField(max_length=320, help_text="the address to send the test to")
+    contact = serializers.DictField(
+        required=False, default=dict, help_text="values for the template's fields (else the contact at that address)"
+    )
+
+
+class ConflictSerializer(serializers.Serializer):
+    error = serializers.CharField(help_text="why the campaign cannot do that in its state")
+    detail = serializers.JSONField(allow_null=True)
+
+
+STEP_ANSWERS = {200: CampaignSerializer, 409: ConflictSerializer}
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List campaigns with their progress and delivery totals (cursor paginated)"),
+    retrieve=extend_schema(summary="One campaign with its progress and delivery totals"),
+    create=extend_schema(
+        summary="Create a campaign (a draft): channel, provider, sender, template, audience, schedule",
+        request=NewCampaignSerializer,
+        responses={201: CampaignSerializer},
+    ),
+    partial_update=extend_schema(
+        summary="Change a draft campaign", request=NewCampaignSerializer, responses=STEP_ANSWERS
+    ),
+)
+class CampaignViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    serializer_class = CampaignSerializer
+    lookup_value_regex = "[^/]+"
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def get_queryset(self) -> QuerySet[Campaign]:
+        return Campaign.objects.all()
+
+    def get_serializer_class(self) -> type[serializers.BaseSerializer[Any]]:
+        return NewCampaignSerializer if self.action in ("create", "partial_update") else CampaignSerializer
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        incoming = NewCampaignSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        campaign = incoming.save()
+        return Response(CampaignSerializer(campaign).data, status=201)
+
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        campaign = self.get_object()
+        if campaign.state != Campaign.State.DRAFT:
+            return conflict(f"only a draft changes; this campaign is {campaign.state}")
+        incoming = NewCampaignSerializer(campaign, data=request.data, partial=True)
+        incoming.is_valid(raise_exception=True)
+        return Response(CampaignSerializer(incoming.save()).data)
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        assert page is not None  # the API always paginates
+        context = {**self.get_serializer_context(), "totals": totals_for([c.pk for c in page])}
+        return self.get_paginated_response(CampaignSerializer(page, many=True, context=context).data)
+
+    @extend_schema(summary="A campaign's delivery statistics", responses=StatsSerializer)
+    @action(detail=True, methods=["get"])
+    def stats(self, request: Request, pk: str | None = None) -> Response:
+        campaign = self.get_object()
+        return Response(StatsSerializer(campaign_stats(campaign.pk)).data)
+
+    @extend_schema(summary="Start a draft (plan, then send)", request=None, responses=STEP_ANSWERS)
+    @action(detail=True, methods=["post"])
+    def start(self, request: Request, pk: str | None = None) -> Response:
+        return self.change(lambda c: lifecycle.start(c), kick=True)
+
+    @extend_schema(summary="Pause a running campaign", request=None, responses=STEP_ANSWERS)
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, pk: str | None = None) -> Response:
+        return self.change(lambda c: lifecycle.pause(c, f"paused by {request.user}"))
+
+    @extend_schema(summary="Resume a paused campaign", request=None, responses=STEP_ANSWERS)
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk: str | None = None) -> Response:
+        return self.change(lambda c: lifecycle.resume(c), kick=True)
+
+    @extend_schema(summary="Cancel a campaign: what is still planned is not sent", request=None, responses=STEP_ANSWERS)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        return self.change(lambda c: lifecycle.cancel(c))
+
+    @extend_schema(
+        summary="Send the campaign's message to one address now (a test; not counted in the campaign)",
+        request=TestSendSerializer,
+        responses={202: SendSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path="test-send")
+    def test_send(self, request: Request, pk: str | None = None) -> Response:
+        campaign = self.get_object()
+        incoming = TestSendSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        try:
+            send = lifecycle.test_send(campaign, incoming.validated_data["to"], incoming.validated_data["contact"])
+        except (lifecycle.LifecycleError, ValueError) as exc:
+            raise ValidationError({"to": [str(exc)]}) from exc
+        transaction.on_commit(request_dispatch)
+        return Response(SendSerializer(send).data, status=202)
+
+    def change(self, step: Any, kick: bool = False) -> Response:
+        campaign = self.get_object()
+        try:
+            step(campaign)
+        except lifecycle.LifecycleError as exc:
+            return conflict(str(exc))
+        if kick:
+            transaction.on_commit(request_planning)
+        campaign.refresh_from_db()
+        return Response(CampaignSerializer(campaign).data)
+
+
+def conflict(text: str) -> Response:
+    return Response({"error": text, "detail": None}, status=409)
 
 
 class SendContentSerializer(serializers.Serializer):
@@ -198,10 +364,19 @@ class SendViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin, viewsets.G
 
 def request_dispatch() -> None:
     """Ask a worker to send now; beat sends what a lost request leaves."""
+    kick("campaigns.dispatch_sends")
+
+
+def request_planning() -> None:
+    kick("campaigns.plan_campaigns")
+    kick("campaigns.dispatch_sends")
+
+
+def kick(task: str) -> None:
     try:
-        current_app.send_task("campaigns.dispatch_sends")
-    except Exception:  # the broker is down: beat's dispatch finds it
-        logging.getLogger(__name__).warning("dispatch request not published; beat will send", exc_info=True)
+        current_app.send_task(task)
+    except Exception:  # the broker is down: beat runs it soon anyway
+        logging.getLogger(__name__).warning("%s not published; beat will run it", task, exc_info=True)
 
 
 class ContactSerializer(serializers.ModelSerializer):

@@ -12,15 +12,18 @@ found by ``reconcile_stuck``.
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
-from campaigns.models import Send
+from campaigns import lifecycle, throttle
+from campaigns.models import PRIORITY_RANK, Campaign, Send
 from receipts.actions import suppression
 from receipts.actions.messages import register_message
 from receipts.addresses import normalize_address
@@ -28,6 +31,7 @@ from receipts.db import for_update
 from receipts.logging import mask
 from receipts.models import Message
 from receipts.providers.base import SendError
+from receipts.providers.limits import CircuitOpenError, RateLimitWait
 from receipts.providers.senders import sender_for
 
 log = logging.getLogger(__name__)
@@ -46,6 +50,7 @@ def plan(data: dict[str, Any], idempotency_key: str | None) -> tuple[Send, bool]
     used for another message, ValueError for an address that does not normalise."""
     given = {**data, "to": normalize_address(data["channel"], data["to"])}
     fields = {name: given.get(name, DEFAULTS.get(name)) for name in PLANNED_FIELDS}
+    fields["rank"] = PRIORITY_RANK.get(str(fields["priority"]), 2)
     if idempotency_key is not None:
         existing = Send.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
@@ -69,43 +74,107 @@ class Dispatched:
     suppressed: int = 0
     failed: int = 0
     unknown: int = 0
+    retried: int = 0  # not taken (connection refused, 503, 429): planned again after a wait
+    held: int = 0  # given back unsent: no token in time or the provider's breaker open
+    deferred: int = 0  # given back unsent until the contact's quiet hours end
+
+    @property
+    def claimed(self) -> int:
+        return self.sent + self.suppressed + self.failed + self.unknown + self.retried + self.held + self.deferred
 
 
-def dispatch(limit: int = 50, now: datetime | None = None) -> Dispatched:
-    """Claim up to ``limit`` planned sends and send them. Safe in many workers at once."""
+# Providers that take our own message id and answer a repeat with the first answer: sending again is safe.
+IDEMPOTENT = frozenset({"genesys_sms"})
+
+
+def dispatch(
+    limit: int | None = None, provider: str | None = None, now: datetime | None = None, max_wait: float | None = None
+) -> Dispatched:
+    """Claim up to ``limit`` planned sends (critical first) and send them within the providers' limits. Safe in
+    many workers at once. Answers what became of them."""
     now = now or timezone.now()
+    limit = limit or settings.SEND_BATCH
+    max_wait = settings.SEND_MAX_WAIT if max_wait is None else max_wait
+    running = list(Campaign.objects.filter(state=Campaign.State.RUNNING).values_list("pk", flat=True))
+    queue = Send.objects.filter(
+        Q(campaign__isnull=True) | Q(campaign_id__in=running),
+        Q(not_before__isnull=True) | Q(not_before__lte=now),
+        state=Send.State.PLANNED,
+    )
+    if provider:
+        queue = queue.filter(provider=provider)
     with transaction.atomic():
-        claimed = list(
-            for_update(Send.objects.filter(state=Send.State.PLANNED).order_by("id"), skip_locked=True)[:limit]
-        )
-        Send.objects.filter(pk__in=[s.pk for s in claimed]).update(state=Send.State.SENDING, claimed_at=now, attempts=1)
+        claimed = list(for_update(queue.order_by("rank", "id"), skip_locked=True)[:limit])
+        Send.objects.filter(pk__in=[s.pk for s in claimed]).update(state=Send.State.CLAIMED, claimed_at=now)
+    campaigns = Campaign.objects.in_bulk({s.campaign_id for s in claimed if s.campaign_id})
     done = Dispatched()
-    for send in claimed:
-        outcome = send_one(send, now)
+    failing: set[int] = set()
+    for index, send in enumerate(claimed):
+        campaign = campaigns.get(send.campaign_id) if send.campaign_id else None
+        outcome = send_one(send, campaign, max_wait, now)
         setattr(done, outcome, getattr(done, outcome) + 1)
-    if claimed:
+        if campaign is not None and outcome in ("failed", "unknown", "retried"):
+            failing.add(campaign.pk)
+        if outcome == "held":
+            done.held += give_back(claimed[index + 1 :])  # the provider is not taking more now
+            break
+    for campaign_id in failing:
+        lifecycle.trip_if_failing(campaign_id)
+    if done.claimed:
         log.info(
-            "dispatch: %d sent, %d suppressed, %d failed, %d unknown",
+            "dispatch: %d sent, %d suppressed, %d failed, %d unknown, %d retried, %d held, %d deferred",
             done.sent,
             done.suppressed,
             done.failed,
             done.unknown,
+            done.retried,
+            done.held,
+            done.deferred,
         )
     return done
 
 
-def send_one(send: Send, now: datetime) -> str:
+def give_back(sends: list[Send], not_before: datetime | None = None) -> int:
+    """Claimed sends that nothing was sent for go back to the queue."""
+    return Send.objects.filter(pk__in=[s.pk for s in sends], state=Send.State.CLAIMED).update(
+        state=Send.State.PLANNED, claimed_at=None, not_before=not_before
+    )
+
+
+def send_one(send: Send, campaign: Campaign | None, max_wait: float, now: datetime) -> str:
+    if campaign is not None and campaign.quiet_start is not None:
+        zone = send.time_zone or campaign.time_zone
+        allowed = lifecycle.next_allowed(now, zone, campaign.quiet_start, campaign.quiet_end)
+        if allowed > now:
+            give_back([send], not_before=allowed)
+            return "deferred"
     reasons = suppression.is_suppressed(send.channel, send.to, now)
     if reasons:
-        finish(send, Send.State.SUPPRESSED, error=f"suppressed: {', '.join(reasons)}")
+        finish(send, Send.State.SUPPRESSED, error=f"suppressed: {', '.join(reasons)}", finished_at=now)
         return "suppressed"
     sender = sender_for(send.provider)
     if sender is None:
-        finish(send, Send.State.FAILED, error=f"no sender is configured for {send.provider}")
+        finish(send, Send.State.FAILED, error=f"no sender is configured for {send.provider}", finished_at=now)
         return "failed"
+    gate = throttle.gate(send.provider, (send.content or {}).get("from", ""))
+    try:
+        gate.enter(max_wait)
+    except RateLimitWait:
+        give_back([send])
+        return "held"
+    except CircuitOpenError as exc:
+        give_back([send], not_before=now + timedelta(seconds=exc.retry_in))
+        return "held"
+    # Our own id, where the provider takes one, is kept before the request: a repeat sends it again harmlessly.
+    own_id = send.provider_message_id or (str(uuid.uuid4()) if send.provider in IDEMPOTENT else "")
+    Send.objects.filter(pk=send.pk, state=Send.State.CLAIMED).update(
+        state=Send.State.SENDING, attempts=F("attempts") + 1, provider_message_id=own_id
+    )
+    send.attempts += 1
     outgoing = Message(
         channel=send.channel,
         provider=send.provider,
+        provider_message_id=own_id,
         to=send.to,
         content=send.content,
         priority=send.priority,
@@ -115,14 +184,38 @@ def send_one(send: Send, now: datetime) -> str:
     try:
         provider_message_id = sender.send(outgoing)
     except SendError as exc:
-        # Unreachable or refused before anything was accepted: failed. A transient error may have come after the
-        # provider took the message: unknown, for a person to check, never sent again on its own.
-        state = Send.State.UNKNOWN if exc.transient else Send.State.FAILED
-        finish(send, state, error=mask(str(exc)))
-        return "unknown" if exc.transient else "failed"
+        gate.record(success=not exc.transient or exc.throttled)  # a 4xx or a 429 is the provider answering
+        if exc.throttled:
+            gate.pause(exc.retry_after if exc.retry_after is not None else 1.0)
+        elif send.campaign_id:
+            throttle.count_attempt(send.campaign_id, failed=True)
+        return failed_attempt(send, exc, now)
+    gate.record(success=True)
+    if send.campaign_id:
+        throttle.count_attempt(send.campaign_id, failed=False)
     Send.objects.filter(pk=send.pk).update(provider_message_id=provider_message_id[:255])
     track(send, provider_message_id, now)
     return "sent"
+
+
+def failed_attempt(send: Send, exc: SendError, now: datetime) -> str:
+    """Refused: failed. Not taken, or maybe taken by a provider that dedupes our id: planned again after a wait,
+    up to SEND_MAX_ATTEMPTS. Maybe taken by one that does not: unknown, for a person; never sent again on its own."""
+    error = mask(str(exc))[:1000]
+    if not exc.transient:
+        finish(send, Send.State.FAILED, error=error, finished_at=now)
+        return "failed"
+    if exc.may_have_sent and send.provider not in IDEMPOTENT:
+        finish(send, Send.State.UNKNOWN, error=error, finished_at=now)
+        return "unknown"
+    if send.attempts >= settings.SEND_MAX_ATTEMPTS and not exc.throttled:
+        finish(send, Send.State.FAILED, error=f"gave up after {send.attempts} attempts: {error}", finished_at=now)
+        return "failed"
+    wait = exc.retry_after if exc.retry_after is not None else settings.SEND_RETRY_DELAY * 2 ** (send.attempts - 1)
+    Send.objects.filter(pk=send.pk, state=Send.State.SENDING).update(
+        state=Send.State.PLANNED, claimed_at=None, not_before=now + timedelta(seconds=wait), error=error
+    )
+    return "retried"
 
 
 def track(send: Send, provider_message_id: str, sent_at: datetime | None) -> None:
@@ -141,25 +234,43 @@ def track(send: Send, provider_message_id: str, sent_at: datetime | None) -> Non
             "sent_at": sent_at,
         }
     )
-    finish(send, Send.State.SENT, message_id=message.pk, sent_at=sent_at)
+    finish(send, Send.State.SENT, message_id=message.pk, sent_at=sent_at, finished_at=timezone.now(), error="")
 
 
 def finish(send: Send, state: str, **fields: Any) -> None:
-    Send.objects.filter(pk=send.pk, state=Send.State.SENDING).update(state=state, **fields)
+    Send.objects.filter(pk=send.pk, state__in=[Send.State.CLAIMED, Send.State.SENDING]).update(state=state, **fields)
 
 
-def reconcile_stuck(now: datetime | None = None) -> int:
-    """``sending`` rows claimed longer than SEND_CLAIM_TIMEOUT ago: their worker died between the claim and the
-    end. With a provider id they were sent (registered now); without one, they may have been: ``unknown``."""
+def reconcile_stuck(now: datetime | None = None) -> dict[str, int]:
+    """Sends whose worker died between the claim and the end (held longer than SEND_CLAIM_TIMEOUT):
+
+    - ``claimed``: nothing left yet; back to the queue;
+    - ``sending`` through a provider that dedupes our id: back to the queue, to be sent again with the same id;
+    - ``sending`` with the provider's answer kept: it was sent; registered now;
+    - ``sending`` otherwise: it may have been sent; ``unknown``, for a person.
+    """
     now = now or timezone.now()
     stale = Send.objects.filter(
-        state=Send.State.SENDING, claimed_at__lt=now - timedelta(seconds=settings.SEND_CLAIM_TIMEOUT)
+        state__in=[Send.State.CLAIMED, Send.State.SENDING],
+        claimed_at__lt=now - timedelta(seconds=settings.SEND_CLAIM_TIMEOUT),
     )
-    count = 0
-    for send in stale.order_by("id")[:500]:
-        if send.provider_message_id:
+    counts = {"requeued": 0, "registered": 0, "unknown": 0}
+    for send in stale.order_by("claimed_at")[:500]:
+        if send.state == Send.State.CLAIMED:
+            counts["requeued"] += give_back([send])
+        elif send.provider in IDEMPOTENT:
+            counts["requeued"] += Send.objects.filter(pk=send.pk, state=Send.State.SENDING).update(
+                state=Send.State.PLANNED, claimed_at=None
+            )
+        elif send.provider_message_id:
             track(send, send.provider_message_id, send.claimed_at)
+            counts["registered"] += 1
         else:
-            finish(send, Send.State.UNKNOWN, error="the worker stopped while sending: check before sending again")
-        count += 1
-    return count
+            finish(
+                send,
+                Send.State.UNKNOWN,
+                error="the worker stopped while sending: check before sending again",
+                finished_at=now,
+            )
+            counts["unknown"] += 1
+    return counts

@@ -1,17 +1,66 @@
 from django.db import models
 
+# The order sends leave in: critical first (receipts.models.Priority's values).
+PRIORITY_RANK = {"critical": 0, "high": 1, "normal": 2, "bulk": 3}
+
 
 class Campaign(models.Model):
-    """A named send; messages point to it."""
+    """A named send. A campaign only tracked (its messages sent elsewhere) has a name and no channel; one sent
+    through this product has a channel, a provider, a sender, a template and an audience, and moves
+    draft -> running <-> paused -> completed, or cancelled (``campaigns.lifecycle``)."""
+
+    class State(models.TextChoices):
+        DRAFT = "draft"
+        RUNNING = "running"
+        PAUSED = "paused"
+        COMPLETED = "completed"
+        CANCELLED = "cancelled"
 
     name = models.CharField(max_length=200, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    channel = models.CharField(max_length=10, blank=True, help_text="sms or email; empty: tracked only")
+    provider = models.CharField(max_length=20, blank=True)
+    sender = models.CharField(
+        max_length=320, blank=True, help_text="from-address or sender id (SENDER_ALLOW_LIST); empty: the provider's"
+    )
+    subject = models.CharField(max_length=500, blank=True, help_text="email subject template")
+    body = models.TextField(blank=True, help_text="message template: {{ contact.field }} is replaced")
+    audience = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='{} every contact; {"crm_record_ids": [...]}; {"attributes": {"name": "value"}}',
+    )
+    priority = models.CharField(max_length=10, default="normal")
+    start_at = models.DateTimeField(null=True, blank=True, help_text="nothing leaves before; empty: at start")
+    quiet_start = models.TimeField(null=True, blank=True, help_text="no sending from (the contact's local time)")
+    quiet_end = models.TimeField(null=True, blank=True, help_text="... until")
+    time_zone = models.CharField(
+        max_length=64, default="UTC", help_text="for quiet hours, unless the contact's time_zone attribute says"
+    )
+    use_existing_conversation = models.BooleanField(
+        default=False, help_text="Genesys Cloud: reuse the contact's active conversation (threading)"
+    )
+    state = models.CharField(max_length=10, choices=State.choices, default=State.DRAFT)
+    state_reason = models.CharField(max_length=500, blank=True)
+    audience_size = models.IntegerField(null=True, blank=True, help_text="contacts chosen when it started")
+    planned = models.IntegerField(default=0, help_text="contacts planned so far")
+    planned_through = models.BigIntegerField(default=0, help_text="the last contact id planned (resumable)")
+    planning_done = models.BooleanField(default=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["state"], name="campaign_active_idx", condition=models.Q(state="running")),
+        ]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def sendable(self) -> bool:
+        return bool(self.channel and self.provider)
 
 
 class Send(models.Model):
@@ -21,11 +70,13 @@ class Send(models.Model):
 
     class State(models.TextChoices):
         PLANNED = "planned"
+        CLAIMED = "claimed", "claimed (a worker holds it; nothing left yet)"
         SENDING = "sending"
         SENT = "sent"
         SUPPRESSED = "suppressed", "suppressed (refused at send)"
         FAILED = "failed", "failed to send"
         UNKNOWN = "unknown", "unknown (may have been sent: check before sending again)"
+        CANCELLED = "cancelled"
 
     idempotency_key = models.CharField(max_length=200, unique=True, null=True, blank=True)
     channel = models.CharField(max_length=10)
@@ -35,7 +86,10 @@ class Send(models.Model):
     crm_record_id = models.CharField(max_length=255, blank=True)
     campaign = models.ForeignKey(Campaign, null=True, blank=True, on_delete=models.SET_NULL, related_name="sends")
     priority = models.CharField(max_length=10, default="normal")
+    rank = models.PositiveSmallIntegerField(default=2, help_text="0 critical .. 3 bulk: the order sends leave in")
     metadata = models.JSONField(default=dict, blank=True)
+    not_before = models.DateTimeField(null=True, blank=True, help_text="schedule, quiet hours or a retry's wait")
+    time_zone = models.CharField(max_length=64, blank=True, help_text="the contact's, for quiet hours")
     state = models.CharField(max_length=10, choices=State.choices, default=State.PLANNED)
     attempts = models.PositiveSmallIntegerField(default=0)
     claimed_at = models.DateTimeField(null=True, blank=True)
@@ -44,12 +98,16 @@ class Send(models.Model):
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True, help_text="when the send ended: sent, refused, failed")
 
     class Meta:
         ordering = ["-id"]
         indexes = [
-            models.Index(fields=["id"], name="send_planned_idx", condition=models.Q(state="planned")),
-            models.Index(fields=["claimed_at"], name="send_sending_idx", condition=models.Q(state="sending")),
+            models.Index(fields=["rank", "id"], name="send_queue_idx", condition=models.Q(state="planned")),
+            models.Index(
+                fields=["claimed_at"], name="send_held_idx", condition=models.Q(state__in=["claimed", "sending"])
+            ),
+            models.Index(fields=["campaign", "state"], name="send_campaign_state_idx"),
         ]
 
     def __str__(self) -> str:

@@ -1,25 +1,67 @@
-"""Beat and kicks for sending (campaigns.dispatch)."""
+"""Beat and kicks for sending (campaigns.dispatch, campaigns.lifecycle)."""
 
 from __future__ import annotations
 
-from celery import shared_task
+import time
 
-from campaigns import dispatch
+from celery import current_app, shared_task
+from django.db.models import Q
+from django.utils import timezone
+
+from campaigns import dispatch, lifecycle
+from campaigns.models import Campaign, Send
+from receipts.providers.limits import Limits, RateLimit, default_store
+
+DISPATCH_BUDGET = 240.0  # seconds one provider's loop sends before handing over to the next task
 
 
-@shared_task(name="campaigns.dispatch_sends", time_limit=300, soft_time_limit=280)
-def dispatch_sends() -> int:
-    """A POST /api/v1/sends/ asks for it; beat runs it every SEND_DISPATCH_INTERVAL for anything left."""
-    total = 0
-    while True:
-        done = dispatch.dispatch()
-        claimed = done.sent + done.suppressed + done.failed + done.unknown
-        total += claimed
-        if claimed == 0:
-            return total
+@shared_task(name="campaigns.dispatch_sends", time_limit=60, soft_time_limit=50)
+def dispatch_sends() -> list[str]:
+    """Beat (every SEND_DISPATCH_INTERVAL) and POST /api/v1/sends/: one loop per provider with sends due."""
+    now = timezone.now()
+    due = (
+        Send.objects.filter(Q(not_before__isnull=True) | Q(not_before__lte=now), state=Send.State.PLANNED)
+        .values_list("provider", flat=True)
+        .distinct()
+        .order_by()
+    )
+    providers = sorted(set(due))
+    for provider in providers:
+        current_app.send_task("campaigns.dispatch_provider", args=[provider])
+    return providers
+
+
+@shared_task(name="campaigns.dispatch_provider", time_limit=DISPATCH_BUDGET + 60, soft_time_limit=DISPATCH_BUDGET + 30)
+def dispatch_provider(provider: str) -> int:
+    """Send one provider's due sends until none is left or DISPATCH_BUDGET has passed. Loops of the same provider
+    run side by side safely (each claims its own rows, all share the buckets), but one is enough: a second one
+    that finds the provider's loop running leaves at once."""
+    lock = Limits(f"dispatch:{provider}", RateLimit(), lifecycle.throttle.circuit_policy(), default_store())
+    with lock.exclusive("loop", ttl=DISPATCH_BUDGET + 60) as mine:
+        if not mine:
+            return 0
+        started, total = time.monotonic(), 0
+        while time.monotonic() - started < DISPATCH_BUDGET:
+            done = dispatch.dispatch(provider=provider)
+            total += done.claimed - done.held - done.deferred
+            if done.claimed == 0 or done.held:
+                break
+        return total
+
+
+@shared_task(name="campaigns.plan_campaigns", time_limit=120, soft_time_limit=100)
+def plan_campaigns() -> int:
+    """Beat, and a campaign's start: plan the running campaigns not fully planned, then complete the finished."""
+    planned = 0
+    for campaign_id in Campaign.objects.filter(state=Campaign.State.RUNNING, planning_done=False).values_list(
+        "pk", flat=True
+    ):
+        planned += lifecycle.plan(campaign_id, budget=60.0)
+    lifecycle.complete_finished()
+    return planned
 
 
 @shared_task(name="campaigns.reconcile_sends", time_limit=120, soft_time_limit=100)
-def reconcile_sends() -> int:
-    """Beat: sends whose worker died while sending (SEND_CLAIM_TIMEOUT) are settled, never sent again."""
+def reconcile_sends() -> dict[str, int]:
+    """Beat: sends whose worker died while holding them (SEND_CLAIM_TIMEOUT) are put back or settled."""
     return dispatch.reconcile_stuck()

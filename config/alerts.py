@@ -22,6 +22,8 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
+from campaigns.lifecycle import BREAKER
+from campaigns.models import Campaign
 from config.dashboard import last_receipt_at
 from crm_sync import actions as crm
 from receipts.actions import rollups
@@ -53,7 +55,22 @@ def findings(now: datetime | None = None) -> list[Finding]:
     found += open_escalations()
     found += bounce_rate(email)
     found += complaint_rate(email)
+    found += breaker_paused_campaigns()
     return found
+
+
+def breaker_paused_campaigns() -> list[Finding]:
+    """Campaigns the failure-rate breaker paused (campaigns.lifecycle): resolved when resumed or cancelled."""
+    paused = Campaign.objects.filter(state=Campaign.State.PAUSED, state_reason__startswith=BREAKER)
+    return [
+        Finding(
+            key=f"campaign_paused:{campaign.pk}",
+            title=f"Campaign {campaign.name} paused itself: too many of its sends fail",
+            detail=campaign.state_reason,
+            link=reverse("admin:campaigns_campaign_change", args=[campaign.pk]),
+        )
+        for campaign in paused.order_by("pk")[:50]
+    ]
 
 
 def low_delivery_rates(rows: list[dict[str, Any]]) -> list[Finding]:

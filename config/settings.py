@@ -137,14 +137,20 @@ elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     }
 # Several deployments can share one Redis: each reads its own queues. Three of them, so that no kind of work
 # waits behind another: the inbox (drains, sweeps and the other upkeep) on CELERY_QUEUE, the CRM relay on
-# CELERY_QUEUE.crm, the per-message and high-priority polls on CELERY_QUEUE.poll. A worker consumes the ones
-# WORKER_QUEUES names (all three by default); `make run` gives the inbox a worker of its own (docs/operating.md).
+# CELERY_QUEUE.crm, the per-message and high-priority polls on CELERY_QUEUE.poll, sending on CELERY_QUEUE.send (its
+# tasks wait for the providers' tokens). A worker consumes the ones WORKER_QUEUES names (all four by default);
+# `make run` gives the inbox a worker of its own, and sending another (docs/operating.md).
 CELERY_QUEUE = env.str("CELERY_QUEUE", default="receipts")
 CELERY_TASK_DEFAULT_QUEUE = CELERY_QUEUE
-WORK_QUEUES = {"inbox": CELERY_QUEUE, "crm": f"{CELERY_QUEUE}.crm", "poll": f"{CELERY_QUEUE}.poll"}
+WORK_QUEUES = {
+    "inbox": CELERY_QUEUE,
+    "crm": f"{CELERY_QUEUE}.crm",
+    "poll": f"{CELERY_QUEUE}.poll",
+    "send": f"{CELERY_QUEUE}.send",
+}
 WORKER_QUEUES = env.list("WORKER_QUEUES", default=list(WORK_QUEUES))
 if unknown_queues := set(WORKER_QUEUES) - set(WORK_QUEUES):
-    raise ImproperlyConfigured(f"WORKER_QUEUES: unknown {sorted(unknown_queues)}; use inbox, crm, poll")
+    raise ImproperlyConfigured(f"WORKER_QUEUES: unknown {sorted(unknown_queues)}; use inbox, crm, poll, send")
 # One direct exchange named after CELERY_QUEUE (Celery's own default), each queue bound by its own name.
 CELERY_TASK_DEFAULT_EXCHANGE = CELERY_QUEUE
 CELERY_TASK_DEFAULT_ROUTING_KEY = CELERY_QUEUE
@@ -159,7 +165,9 @@ CELERY_TASK_ROUTES = {
     "receipts.poll_high_priority": {"queue": WORK_QUEUES["poll"], "routing_key": WORK_QUEUES["poll"]},
     "receipts.poll_messages": {"queue": WORK_QUEUES["poll"], "routing_key": WORK_QUEUES["poll"]},
     # Calls to the providers, like polling: never in the way of the inbox.
-    "campaigns.dispatch_sends": {"queue": WORK_QUEUES["poll"], "routing_key": WORK_QUEUES["poll"]},
+    "campaigns.dispatch_sends": {"queue": WORK_QUEUES["send"], "routing_key": WORK_QUEUES["send"]},
+    "campaigns.dispatch_provider": {"queue": WORK_QUEUES["send"], "routing_key": WORK_QUEUES["send"]},
+    "campaigns.plan_campaigns": {"queue": WORK_QUEUES["send"], "routing_key": WORK_QUEUES["send"]},
     # Minutes on its first run over a big table: never in the way of the inbox.
     "receipts.refresh_rollups": {"queue": WORK_QUEUES["poll"], "routing_key": WORK_QUEUES["poll"]},
 }
@@ -200,6 +208,24 @@ PROVIDER_SILENT_MINUTES = env.float("PROVIDER_SILENT_MINUTES", default=15.0)
 # --- sending (campaigns/dispatch.py) ---
 SEND_DISPATCH_INTERVAL = env.float("SEND_DISPATCH_INTERVAL", default=5.0)
 SEND_CLAIM_TIMEOUT = env.float("SEND_CLAIM_TIMEOUT", default=300.0)
+SEND_BATCH = env.int("SEND_BATCH", default=20)  # sends one worker claims at a time
+SEND_MAX_WAIT = env.float("SEND_MAX_WAIT", default=5.0)  # seconds a worker waits for a token before giving back
+SEND_MAX_ATTEMPTS = env.int("SEND_MAX_ATTEMPTS", default=5)  # a send nothing took is tried this often
+SEND_RETRY_DELAY = env.float("SEND_RETRY_DELAY", default=30.0)  # the first retry's wait, doubled each time
+# Sends a second each provider takes (0: no bucket of ours; Genesys Cloud's client keeps its API budget anyway),
+# and each sender id / from-address (0: off). SEND_RATE_HEADROOM of it is kept free.
+SEND_RATE_GENESYS_CLOUD = env.float("SEND_RATE_GENESYS_CLOUD", default=0.0)
+SEND_RATE_GENESYS_SMS = env.float("SEND_RATE_GENESYS_SMS", default=20.0)
+SEND_RATE_WEBEX_CONNECT = env.float("SEND_RATE_WEBEX_CONNECT", default=20.0)
+SEND_RATE_PER_SENDER = env.float("SEND_RATE_PER_SENDER", default=0.0)
+SEND_RATE_HEADROOM = env.float("SEND_RATE_HEADROOM", default=0.04)
+SEND_RATE_WINDOW = env.float("SEND_RATE_WINDOW", default=10.0)
+# Sender ids and from-addresses a campaign may use besides the configured defaults: "provider:sender" or "sender".
+SENDER_ALLOW_LIST = env.list("SENDER_ALLOW_LIST", default=[])
+# The failure-rate breaker: a campaign whose send attempts fail more than this share over the window pauses.
+CAMPAIGN_FAILURE_RATE_MAX = env.float("CAMPAIGN_FAILURE_RATE_MAX", default=0.15)
+CAMPAIGN_FAILURE_WINDOW = env.float("CAMPAIGN_FAILURE_WINDOW", default=300.0)
+CAMPAIGN_FAILURE_MIN_SENDS = env.int("CAMPAIGN_FAILURE_MIN_SENDS", default=20)
 
 # --- alerts (config/alerts.py): checked by beat; open ones shown in the admin, sent to a webhook and by mail ---
 ALERT_INTERVAL = env.float("ALERT_INTERVAL", default=60.0)
@@ -488,6 +514,11 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": SEND_DISPATCH_INTERVAL},
     },
     "reconcile-sends": {"task": "campaigns.reconcile_sends", "schedule": 60.0},
+    "plan-campaigns": {
+        "task": "campaigns.plan_campaigns",
+        "schedule": SEND_DISPATCH_INTERVAL,
+        "options": {"expires": SEND_DISPATCH_INTERVAL},
+    },
     "evaluate-alerts": {
         "task": "config.evaluate_alerts",
         "schedule": ALERT_INTERVAL,

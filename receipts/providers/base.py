@@ -216,11 +216,32 @@ HTTP_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 
 
 class SendError(Exception):
-    """The provider refused or could not be reached. ``transient``: trying again later can work."""
+    """The provider refused or could not be reached.
 
-    def __init__(self, message: str, *, transient: bool = False) -> None:
+    ``transient``: trying again later can work. ``may_have_sent``: the request may have reached the provider and
+    been taken (a timeout once it was out, a 500/502/504 from a gateway), so sending again could send twice; a
+    connection refused, a 429 or a 503 say nothing was taken. ``retry_after``: the provider's own wait, seconds.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool = False,
+        may_have_sent: bool = False,
+        retry_after: float | None = None,
+        status: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.transient = transient
+        self.may_have_sent = may_have_sent
+        self.retry_after = retry_after
+        self.status = status  # the provider's HTTP status, when it answered
+
+    @property
+    def throttled(self) -> bool:
+        """A 429: the provider is well and asks us to slow down."""
+        return self.status == 429
 
 
 class Sender(Protocol):
@@ -237,8 +258,32 @@ def content_of(message: Message) -> dict[str, str]:
     return content
 
 
+# Answers that say the provider did not take the request: sending again cannot send twice.
+NOT_TAKEN = frozenset({429, 503})
+
+
 def raise_for(response: httpx.Response, provider: str) -> None:
     if response.status_code < 400:
         return
-    transient = response.status_code == 429 or response.status_code >= 500
-    raise SendError(f"{provider} answered {response.status_code}: {response.text[:200]}", transient=transient)
+    status = response.status_code
+    raise SendError(
+        f"{provider} answered {status}: {response.text[:200]}",
+        transient=status == 429 or status >= 500,
+        may_have_sent=status >= 500 and status not in NOT_TAKEN,
+        retry_after=retry_after_of(response),
+        status=status,
+    )
+
+
+def transport_error(provider: str, exc: httpx.HTTPError) -> SendError:
+    """A request that got no answer: before it left (nothing sent) or after (maybe sent)."""
+    left = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+    return SendError(f"{provider} unreachable: {type(exc).__name__}", transient=True, may_have_sent=left)
+
+
+def retry_after_of(response: httpx.Response) -> float | None:
+    """``Retry-After`` in seconds (the HTTP-date form is not used by these providers: read as absent)."""
+    try:
+        return max(0.0, float(response.headers.get("retry-after", "")))
+    except ValueError:
+        return None

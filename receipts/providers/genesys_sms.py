@@ -24,12 +24,12 @@ from receipts.normalized import MalformedReceipt, NormalizedReceipt, Outcome
 from receipts.providers.base import (
     HTTP_TIMEOUT,
     Provider,
-    SendError,
     content_of,
     load_json,
     raise_for,
     require,
     text,
+    transport_error,
 )
 from receipts.status import FailureCategory as C
 from receipts.status import Provider as ProviderName
@@ -168,7 +168,9 @@ class GenesysSmsSender:
 
     def send(self, message: Message) -> str:
         content = content_of(message)
-        message_id = str(uuid.uuid4())
+        # Ours to choose: the dispatcher passes one derived from the send, so sending it again is harmless (the
+        # service answers the same message_id once).
+        message_id = message.provider_message_id or str(uuid.uuid4())
         form = {
             "login": settings.GENESYS_SMS_LOGIN,
             "password": settings.GENESYS_SMS_PASSWORD,
@@ -182,7 +184,7 @@ class GenesysSmsSender:
         try:
             response = httpx.post(settings.GENESYS_SMS_MT_URL, data=form, timeout=HTTP_TIMEOUT)
         except httpx.HTTPError as exc:
-            raise SendError(f"SMS Aggregation unreachable: {type(exc).__name__}", transient=True) from exc
+            raise transport_error("SMS Aggregation", exc) from exc
         raise_for(response, "SMS Aggregation")
         log.info("SMS Aggregation MT %s to %s", message_id, mask(message.to))
         return message_id

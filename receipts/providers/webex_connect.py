@@ -24,6 +24,7 @@ from receipts.providers.base import (
     load_json,
     raise_for,
     text,
+    transport_error,
 )
 from receipts.status import Engagement, Status
 from receipts.status import FailureCategory as C
@@ -210,7 +211,7 @@ class WebexConnectSender:
                 url, json=body, headers={"key": settings.WEBEX_CONNECT_SERVICE_KEY}, timeout=HTTP_TIMEOUT
             )
         except httpx.HTTPError as exc:
-            raise SendError(f"Webex Connect unreachable: {type(exc).__name__}", transient=True) from exc
+            raise transport_error("Webex Connect", exc) from exc
         raise_for(response, "Webex Connect")
         try:
             return str(response.json()["response"][0]["transid"])

@@ -115,30 +115,63 @@ def test_a_suppressed_address_is_refused_at_send_and_counted(api: APIClient, sim
     assert not Message.objects.exists()
 
 
-def test_a_provider_that_does_not_answer_leaves_the_send_unknown_never_sent_again(
+def test_a_provider_that_cannot_be_reached_gets_the_send_again_later_then_gives_up(
     api: APIClient, settings: Any
 ) -> None:
-    settings.GENESYS_SMS_MT_URL = "http://127.0.0.1:9/httpapi/receiver"  # nothing listens
+    settings.GENESYS_SMS_MT_URL = "http://127.0.0.1:9/httpapi/receiver"  # nothing listens: nothing left
     settings.GENESYS_SMS_LOGIN, settings.GENESYS_SMS_PASSWORD, settings.SENDERS = "login", "password", {}
+    settings.SEND_MAX_ATTEMPTS = 2
     assert post(api, REMINDER).status_code == 202
-    assert dispatch.dispatch().unknown == 1
-    assert Send.objects.get().state == "unknown"
-    assert dispatch.dispatch().sent == 0  # never claimed again on its own
+    assert dispatch.dispatch().retried == 1
+    send = Send.objects.get()
+    assert (send.state, send.attempts) == ("planned", 1)
+    assert send.not_before is not None and send.not_before > timezone.now()
+    assert dispatch.dispatch().claimed == 0  # not before its wait
+    assert dispatch.dispatch(now=send.not_before + timedelta(seconds=1)).failed == 1
+    send.refresh_from_db()
+    assert send.state == "failed" and send.error.startswith("gave up after 2 attempts")
 
 
 def test_a_send_whose_worker_died_is_settled_not_sent_again(api: APIClient, sim: SimulatorServer) -> None:
     post(api, REMINDER)
     post(api, {**REMINDER, "to": "+15550004444"}, key="reminder-2")
+    post(api, {**REMINDER, "to": "+15550005555"}, key="reminder-3")
     long_ago = timezone.now() - timedelta(hours=1)
-    first, second = Send.objects.order_by("id")
-    # The first died after the provider took it (its id recorded), the second before anything was known.
-    Send.objects.filter(pk=first.pk).update(state="sending", claimed_at=long_ago, provider_message_id="sim-123")
-    Send.objects.filter(pk=second.pk).update(state="sending", claimed_at=long_ago)
+    first, second, third = Send.objects.order_by("id")
+    # The first died after the provider took it (its answer recorded), the second before anything was known (a
+    # provider that does not dedupe), the third while only claimed (nothing left).
+    Send.objects.filter(pk=first.pk).update(
+        state="sending", claimed_at=long_ago, provider_message_id="sim-123", provider="webex_connect"
+    )
+    Send.objects.filter(pk=second.pk).update(state="sending", claimed_at=long_ago, provider="webex_connect")
+    Send.objects.filter(pk=third.pk).update(state="claimed", claimed_at=long_ago)
 
-    assert dispatch.reconcile_stuck() == 2
+    assert dispatch.reconcile_stuck() == {"requeued": 1, "registered": 1, "unknown": 1}
 
     first.refresh_from_db()
     second.refresh_from_db()
+    third.refresh_from_db()
     assert (first.state, Message.objects.get(pk=first.message_id).provider_message_id) == ("sent", "sim-123")
     assert second.state == "unknown"
-    assert dispatch.dispatch().sent == 0
+    assert third.state == "planned"
+    assert dispatch.dispatch().sent == 1  # the third only; the second is never sent again on its own
+    third.refresh_from_db()
+    assert third.state == "sent"
+
+
+def test_sms_aggregation_sends_again_with_the_same_id_and_the_provider_takes_it_once(
+    api: APIClient, sim: SimulatorServer
+) -> None:
+    """Our message_id is kept before the request: a worker that died mid-request is sent again, harmlessly."""
+    post(api, REMINDER)
+    assert dispatch.dispatch().sent == 1
+    send = Send.objects.get()
+    # As if the worker had died after the request and before the answer was kept.
+    Send.objects.filter(pk=send.pk).update(
+        state="sending", claimed_at=timezone.now() - timedelta(hours=1), message_id=None
+    )
+    assert dispatch.reconcile_stuck()["requeued"] == 1
+    assert dispatch.dispatch().sent == 1
+    send.refresh_from_db()
+    assert send.state == "sent"
+    assert sent_by_the_simulator(sim, send.provider_message_id) == 1  # one message at the provider

@@ -33,6 +33,8 @@ NEW = {
     "config.evaluate_alerts",
     "campaigns.dispatch_sends",
     "campaigns.reconcile_sends",
+    "campaigns.dispatch_provider",
+    "campaigns.plan_campaigns",
 }
 OPTIONS = ("acks_late", "reject_on_worker_lost", "time_limit", "soft_time_limit")
 

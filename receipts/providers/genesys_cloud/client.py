@@ -749,17 +749,29 @@ class GenesysCloudClient:
     # --- send (agentless) -------------------------------------------------------------------------------
 
     def send_sms(
-        self, from_address: str, to_address: str, text_body: str, *, messenger_type: str = "sms"
+        self,
+        from_address: str,
+        to_address: str,
+        text_body: str,
+        *,
+        messenger_type: str = "sms",
+        use_existing_conversation: bool = False,
+        external_contact_id: str = "",
     ) -> AgentlessSendResult:
-        """POST /api/v2/conversations/messages/agentless. Never retried on 5xx: a retry could send twice."""
+        """POST /api/v2/conversations/messages/agentless. Never retried on 5xx: a retry could send twice.
+        ``use_existing_conversation``: the message joins the contact's active conversation (threading)."""
         if len(text_body) > SMS_MAX_LENGTH:
             raise ValueError(f"textBody is {len(text_body)} characters; Genesys Cloud takes at most {SMS_MAX_LENGTH}")
-        body = {
+        body: dict[str, Any] = {
             "fromAddress": from_address,
             "toAddress": to_address,
             "toAddressMessengerType": messenger_type,
             "textBody": text_body,
         }
+        if use_existing_conversation:
+            body["useExistingActiveConversation"] = True
+        if external_contact_id:
+            body["externalContactId"] = external_contact_id
         answer = self.request("POST", "/api/v2/conversations/messages/agentless", json_body=body, idempotent=False)
         return AgentlessSendResult.from_json(answer)
 

@@ -5,30 +5,58 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from django.conf import settings
 
 from receipts.models import Message
-from receipts.providers.base import SendError, content_of
-from receipts.providers.genesys_cloud.client import GenesysCloudClient, GenesysCloudError
+from receipts.providers.base import NOT_TAKEN, SendError, content_of
+from receipts.providers.genesys_cloud.client import GenesysCloudClient, GenesysCloudError, GenesysCloudUnavailable
 
 
 class GenesysCloudSender:
-    """Agentless SMS and email through the Genesys Cloud client."""
+    """Agentless SMS and email through the Genesys Cloud client. ``message.metadata`` may ask for threading:
+    ``use_existing_conversation`` (reuse the contact's active conversation) and ``external_contact_id``."""
 
     def send(self, message: Message) -> str:
         content = content_of(message)
         sender = content.get("from") or settings.GENESYS_CLOUD_FROM_ADDRESS
+        metadata = message.metadata or {}
         client = GenesysCloudClient.from_settings()
         try:
             if message.channel == "email":
                 subject = content.get("subject", "")
                 result: Any = client.send_email(sender, message.to, subject, text_body=content["text"])
             else:
-                result = client.send_sms(sender, message.to, content["text"])
+                result = client.send_sms(
+                    sender,
+                    message.to,
+                    content["text"],
+                    use_existing_conversation=bool(metadata.get("use_existing_conversation")),
+                    external_contact_id=str(metadata.get("external_contact_id") or ""),
+                )
         except GenesysCloudError as exc:
-            status = getattr(exc, "status", 0) or 0
-            raise SendError(str(exc), transient=status == 429 or status >= 500) from exc
+            raise send_error(exc) from exc
+        except ValueError as exc:  # too long for the API: refused before anything left
+            raise SendError(str(exc)) from exc
         finally:
             client.close()
         message.conversation_id = getattr(result, "conversation_id", "") or message.conversation_id
         return result.id
+
+
+def send_error(exc: GenesysCloudError) -> SendError:
+    """What the client's error says about the message: refused (4xx), not taken (our circuit or budget, a
+    connection that never opened, 429, 503), or maybe taken (a 5xx or a lost answer)."""
+    status = exc.status or 0
+    if isinstance(exc, GenesysCloudUnavailable):
+        connected = exc.code == "transport" and not isinstance(
+            exc.__cause__, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+        )
+        return SendError(str(exc), transient=True, may_have_sent=connected, retry_after=exc.retry_after)
+    return SendError(
+        str(exc),
+        transient=status == 429 or status >= 500,
+        may_have_sent=status >= 500 and status not in NOT_TAKEN,
+        retry_after=exc.retry_after,
+        status=status or None,
+    )

@@ -1,0 +1,129 @@
+"""How fast sends leave, shared by every worker: a token bucket per provider and per sender, the provider's
+circuit breaker, and the count of each campaign's send failures that trips its failure-rate breaker.
+
+The buckets are ``receipts.providers.limits`` buckets (Redis, or the SQLite file in the embedded mode), over a
+window of ``SEND_RATE_WINDOW`` seconds holding one token at most: a provider limited to N sends a second gets at
+most ``N * (1 - SEND_RATE_HEADROOM)`` a second on average and never more than N in any one second.
+Genesys Cloud's own API budget (``GENESYS_RATE_LIMIT_PER_MINUTE``) and breaker stay in its client; its send bucket
+here is off unless ``SEND_RATE_GENESYS_CLOUD`` is set.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from receipts.providers.limits import CircuitPolicy, Limits, RateLimit, default_store
+
+# The providers whose breaker lives here; Genesys Cloud's client keeps its own.
+OWN_BREAKER = frozenset({"genesys_sms", "webex_connect"})
+
+
+def provider_rate(provider: str) -> float:
+    """Sends a second the provider takes (0: no limit of ours)."""
+    return float(getattr(settings, f"SEND_RATE_{provider.upper()}", 0.0) or 0.0)
+
+
+def bucket_rate(per_second: float) -> RateLimit:
+    window = settings.SEND_RATE_WINDOW
+    return RateLimit(
+        limit=max(2, round(per_second * window)), window=window, headroom=settings.SEND_RATE_HEADROOM, burst=1
+    )
+
+
+def circuit_policy() -> CircuitPolicy:
+    return CircuitPolicy(
+        threshold=settings.CIRCUIT_FAILURE_THRESHOLD,
+        cooldown=settings.CIRCUIT_COOLDOWN_SECONDS,
+        probe_timeout=settings.CIRCUIT_COOLDOWN_SECONDS,
+    )
+
+
+def provider_limits(provider: str) -> Limits | None:
+    per_second = provider_rate(provider)
+    if per_second <= 0 and provider not in OWN_BREAKER:
+        return None
+    rate = bucket_rate(per_second) if per_second > 0 else bucket_rate(1e6)
+    return Limits(f"send:{provider}", rate, circuit_policy(), default_store())
+
+
+def sender_limits(provider: str, sender: str) -> Limits | None:
+    per_second = settings.SEND_RATE_PER_SENDER
+    if per_second <= 0:
+        return None
+    name = f"send:{provider}:{Limits.scope(provider, sender)}"
+    return Limits(name, bucket_rate(per_second), circuit_policy(), default_store())
+
+
+@dataclass
+class Gate:
+    """The limits one send passes: its provider's, then its sender's."""
+
+    provider: str
+    limits: Limits | None
+    sender: Limits | None
+
+    def enter(self, max_wait: float) -> None:
+        """Wait for a token of each (raises RateLimitWait past ``max_wait``, CircuitOpenError when the provider's
+        breaker is open: nothing was sent, the send goes back to the queue)."""
+        if self.limits is not None:
+            if self.provider in OWN_BREAKER:
+                self.limits.allow()
+            if provider_rate(self.provider) > 0:
+                self.limits.acquire(max_wait)
+        if self.sender is not None:
+            self.sender.acquire(max_wait)
+
+    def record(self, success: bool) -> None:
+        if self.limits is not None and self.provider in OWN_BREAKER:
+            self.limits.record(success)
+
+    def pause(self, seconds: float) -> None:
+        """The provider said 429: every worker waits ``seconds``."""
+        if self.limits is not None:
+            self.limits.pause(seconds)
+
+
+def gate(provider: str, sender: str) -> Gate:
+    return Gate(provider, provider_limits(provider), sender_limits(provider, sender))
+
+
+# --- the failure-rate breaker's counts ----------------------------------------------------------------------
+
+MINUTE = 60
+
+
+def attempts_key(campaign_id: int, minute: int) -> str:
+    # CELERY_QUEUE names the deployment: several can share one Redis.
+    return f"campaign-sends:{settings.CELERY_QUEUE}:{campaign_id}:{minute}"
+
+
+def count_attempt(campaign_id: int, failed: bool, now: float | None = None) -> None:
+    """One send attempt of a campaign, counted in its minute (every worker adds to the same counts)."""
+    minute = int((now or time.time()) // MINUTE)
+    default_store().incr(attempts_key(campaign_id, minute), "failed" if failed else "ok")
+
+
+def recent_attempts(campaign_id: int, now: float | None = None) -> tuple[int, int]:
+    """(attempts, failures) of the last CAMPAIGN_FAILURE_WINDOW seconds, by whole minutes."""
+    store = default_store()
+    current = int((now or time.time()) // MINUTE)
+    minutes = max(1, round(settings.CAMPAIGN_FAILURE_WINDOW / MINUTE))
+    attempts = failures = 0
+    for minute in range(current - minutes + 1, current + 1):
+        counts = store.counters(attempts_key(campaign_id, minute))
+        attempts += counts.get("ok", 0) + counts.get("failed", 0)
+        failures += counts.get("failed", 0)
+    for old in range(current - minutes - 3, current - minutes + 1):  # forget what left the window
+        store.delete(attempts_key(campaign_id, old))
+    return attempts, failures
+
+
+def forget_attempts(campaign_id: int, now: float | None = None) -> None:
+    """A resumed campaign starts its window afresh (the failures that paused it are not held against it)."""
+    current = int((now or time.time()) // MINUTE)
+    minutes = max(1, round(settings.CAMPAIGN_FAILURE_WINDOW / MINUTE))
+    for minute in range(current - minutes - 3, current + 1):
+        default_store().delete(attempts_key(campaign_id, minute))

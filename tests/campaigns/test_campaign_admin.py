@@ -1,0 +1,81 @@
+"""A campaign in the admin: made with the same checks as the API, started and paused with its buttons, its
+progress shown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from campaigns import dispatch, lifecycle
+from campaigns.contacts import import_contacts
+from campaigns.models import Campaign
+from simulator import SimulatorServer
+
+pytestmark = pytest.mark.django_db
+
+FORM = {
+    "name": "Flu shots",
+    "channel": "sms",
+    "provider": "genesys_sms",
+    "sender": "",
+    "priority": "normal",
+    "subject": "",
+    "body": "Hi {{ contact.first_name }}, flu shots are in.",
+    "audience": "{}",
+    "start_at_0": "",
+    "start_at_1": "",
+    "quiet_start": "",
+    "quiet_end": "",
+    "time_zone": "UTC",
+}
+
+
+@pytest.fixture
+def staff(client: Client) -> Client:
+    client.force_login(User.objects.create_superuser("ops", "ops@example.com", "pw"))
+    return client
+
+
+def test_a_campaign_made_in_the_admin_is_checked_started_paused_and_shows_progress(
+    staff: Client, providers: SimulatorServer
+) -> None:
+    bad = staff.post("/admin/campaigns/campaign/add/", {**FORM, "body": "Hi {{ first_name }}"})
+    assert bad.status_code == 200 and "contact.first_name" in bad.content.decode()
+    not_allowed = staff.post("/admin/campaigns/campaign/add/", {**FORM, "sender": "+19990000000"})
+    assert "SENDER_ALLOW_LIST" in not_allowed.content.decode()
+    assert not Campaign.objects.exists()
+
+    assert staff.post("/admin/campaigns/campaign/add/", FORM).status_code == 302
+    campaign = Campaign.objects.get()
+    import_contacts(
+        enumerate([{"crm_record_id": f"c{i}", "phone": f"+1555030{i:04d}", "first_name": "A"} for i in range(4)])
+    )
+
+    page = staff.get(f"/admin/campaigns/campaign/{campaign.pk}/change/").content.decode()
+    assert 'value="Start"' in page and 'value="Pause"' not in page
+    assert staff.get(f"/admin/campaigns/campaign/{campaign.pk}/step/start/").status_code == 405
+    assert staff.post(f"/admin/campaigns/campaign/{campaign.pk}/step/start/").status_code == 302
+    lifecycle.plan(campaign.pk)
+    assert dispatch.dispatch(limit=2).sent == 2
+
+    page = staff.get(f"/admin/campaigns/campaign/{campaign.pk}/change/").content.decode()
+    assert "progress-bar" in page and 'value="Pause"' in page
+    assert 'state__exact=sent">2</a>' in page
+    assert staff.post(f"/admin/campaigns/campaign/{campaign.pk}/step/pause/").status_code == 302
+    campaign.refresh_from_db()
+    assert campaign.state == "paused" and "ops" in campaign.state_reason
+    # A started campaign's message is not edited any more.
+    staff.post(f"/admin/campaigns/campaign/{campaign.pk}/change/", {**FORM, "body": "changed"})
+    campaign.refresh_from_db()
+    assert campaign.body == FORM["body"]
+
+
+def test_a_user_without_change_permission_cannot_start(client: Client, settings: Any) -> None:
+    user = User.objects.create_user("viewer", password="pw", is_staff=True)
+    client.force_login(user)
+    campaign = Campaign.objects.create(name="x", channel="sms", provider="genesys_sms", body="hi")
+    assert client.post(f"/admin/campaigns/campaign/{campaign.pk}/step/start/").status_code == 403
+    assert Campaign.objects.get().state == "draft"
