@@ -5,14 +5,17 @@ from __future__ import annotations
 import time
 
 from celery import current_app, shared_task
+from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from campaigns import dispatch, lifecycle
+from campaigns import dispatch, lifecycle, throttle
 from campaigns.models import Campaign, Send
 from receipts.providers.limits import Limits, RateLimit, default_store
 
-DISPATCH_BUDGET = 240.0  # seconds one provider's loop sends before handing over to the next task
+DISPATCH_BUDGET = 20.0  # seconds one provider's loop sends before beat's next kick starts another
+# A loop's slot outlives its task by this much at most: a worker killed mid-loop stalls the provider no longer.
+SLOT_TTL = DISPATCH_BUDGET + 10.0
 
 
 @shared_task(name="campaigns.dispatch_sends", time_limit=60, soft_time_limit=50)
@@ -27,26 +30,40 @@ def dispatch_sends() -> list[str]:
     )
     providers = sorted(set(due))
     for provider in providers:
-        current_app.send_task("campaigns.dispatch_provider", args=[provider])
+        for _ in range(settings.SEND_LOOPS_PER_PROVIDER):
+            # A kick that waited longer than beat's interval is stale: the next tick sends a fresh one.
+            current_app.send_task(
+                "campaigns.dispatch_provider", args=[provider], expires=2 * settings.SEND_DISPATCH_INTERVAL
+            )
     return providers
 
 
-@shared_task(name="campaigns.dispatch_provider", time_limit=DISPATCH_BUDGET + 60, soft_time_limit=DISPATCH_BUDGET + 30)
+@shared_task(name="campaigns.dispatch_provider", time_limit=SLOT_TTL, soft_time_limit=DISPATCH_BUDGET + 5)
 def dispatch_provider(provider: str) -> int:
     """Send one provider's due sends until none is left or DISPATCH_BUDGET has passed. Loops of the same provider
-    run side by side safely (each claims its own rows, all share the buckets), but one is enough: a second one
-    that finds the provider's loop running leaves at once."""
-    lock = Limits(f"dispatch:{provider}", RateLimit(), lifecycle.throttle.circuit_policy(), default_store())
-    with lock.exclusive("loop", ttl=DISPATCH_BUDGET + 60) as mine:
-        if not mine:
-            return 0
-        started, total = time.monotonic(), 0
-        while time.monotonic() - started < DISPATCH_BUDGET:
-            done = dispatch.dispatch(provider=provider)
-            total += done.claimed - done.held - done.deferred
-            if done.claimed == 0 or done.held:
-                break
-        return total
+    run side by side safely (each claims its own rows, all share the buckets); SEND_LOOPS_PER_PROVIDER of them at
+    most, so that one busy provider does not take every sending worker from the others."""
+    slots = Limits(f"dispatch:{provider}", RateLimit(), throttle.circuit_policy(), default_store())
+    for slot in range(settings.SEND_LOOPS_PER_PROVIDER):
+        with slots.exclusive(f"loop:{slot}", ttl=SLOT_TTL) as mine:
+            if not mine:
+                continue
+            sent, more = send_loop(provider)
+        if more:  # its time was up with sends still due: the next loop starts now, not at beat's next tick
+            current_app.send_task("campaigns.dispatch_provider", args=[provider])
+        return sent
+    return 0
+
+
+def send_loop(provider: str) -> tuple[int, bool]:
+    """(sends handled, whether it stopped for time with more due)."""
+    started, total = time.monotonic(), 0
+    while time.monotonic() - started < DISPATCH_BUDGET:
+        done = dispatch.dispatch(provider=provider)
+        total += done.claimed - done.held - done.deferred
+        if done.claimed == 0 or done.held:
+            return total, False
+    return total, True
 
 
 @shared_task(name="campaigns.plan_campaigns", time_limit=120, soft_time_limit=100)

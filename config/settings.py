@@ -209,6 +209,8 @@ PROVIDER_SILENT_MINUTES = env.float("PROVIDER_SILENT_MINUTES", default=15.0)
 SEND_DISPATCH_INTERVAL = env.float("SEND_DISPATCH_INTERVAL", default=5.0)
 SEND_CLAIM_TIMEOUT = env.float("SEND_CLAIM_TIMEOUT", default=300.0)
 SEND_BATCH = env.int("SEND_BATCH", default=20)  # sends one worker claims at a time
+SEND_LOOPS_PER_PROVIDER = env.int("SEND_LOOPS_PER_PROVIDER", default=1)  # workers sending for one provider at once
+SEND_RECONCILE_INTERVAL = env.float("SEND_RECONCILE_INTERVAL", default=60.0)  # beat: settle sends of dead workers
 SEND_MAX_WAIT = env.float("SEND_MAX_WAIT", default=5.0)  # seconds a worker waits for a token before giving back
 SEND_MAX_ATTEMPTS = env.int("SEND_MAX_ATTEMPTS", default=5)  # a send nothing took is tried this often
 SEND_RETRY_DELAY = env.float("SEND_RETRY_DELAY", default=30.0)  # the first retry's wait, doubled each time
@@ -513,7 +515,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": SEND_DISPATCH_INTERVAL,
         "options": {"expires": SEND_DISPATCH_INTERVAL},
     },
-    "reconcile-sends": {"task": "campaigns.reconcile_sends", "schedule": 60.0},
+    "reconcile-sends": {"task": "campaigns.reconcile_sends", "schedule": SEND_RECONCILE_INTERVAL},
     "plan-campaigns": {
         "task": "campaigns.plan_campaigns",
         "schedule": SEND_DISPATCH_INTERVAL,
