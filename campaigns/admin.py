@@ -51,6 +51,9 @@ class CampaignForm(forms.ModelForm):
             "quiet_start",
             "quiet_end",
             "time_zone",
+            "fallback_channel",
+            "fallback_provider",
+            "fallback_subject",
         ]
 
     def clean(self) -> dict[str, Any]:
@@ -84,6 +87,10 @@ class CampaignAdmin(admin.ModelAdmin):
         ("Sending", {"fields": ["channel", "provider", "sender", "priority", "use_existing_conversation"]}),
         ("Message", {"fields": ["subject", "body"]}),
         ("Audience and schedule", {"fields": ["audience", "start_at", "quiet_start", "quiet_end", "time_zone"]}),
+        (
+            "Fallback (critical messages that escalate go again on this channel)",
+            {"fields": ["fallback_channel", "fallback_provider", "fallback_subject"]},
+        ),
     ]
     STATE_FIELDS = ["state", "state_reason", "created_at", "started_at", "finished_at"]
 

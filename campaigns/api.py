@@ -20,12 +20,12 @@ from rest_framework.response import Response
 
 from campaigns import dispatch, lifecycle
 from campaigns.contacts import MAX_CONTACTS, import_contacts
-from campaigns.models import Campaign, Contact, Send
+from campaigns.models import SENDING_PROVIDER_CHOICES, Campaign, Contact, Send
 from campaigns.stats import campaign_stats, totals_for
 from receipts.addresses import normalize_address
 from receipts.db import check_json
 from receipts.models import Priority
-from receipts.status import Channel, Provider
+from receipts.status import Channel
 
 
 class TotalsSerializer(serializers.Serializer):
@@ -92,8 +92,7 @@ class SendSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "state", "provider_message_id", "message_id", "error", "created_at", "sent_at"]
 
 
-# Providers this product sends through; the generic JSON webhook only receives.
-SENDING_PROVIDERS = [choice for choice in Provider.choices if choice[0] != Provider.GENERIC]
+SENDING_PROVIDERS = SENDING_PROVIDER_CHOICES
 
 
 class ProgressSerializer(serializers.Serializer):
@@ -121,6 +120,9 @@ SENDING_FIELDS = [
     "quiet_end",
     "time_zone",
     "use_existing_conversation",
+    "fallback_channel",
+    "fallback_provider",
+    "fallback_subject",
 ]
 
 
@@ -254,7 +256,8 @@ class CampaignViewSet(
     @extend_schema(summary="Pause a running campaign", request=None, responses=STEP_ANSWERS)
     @action(detail=True, methods=["post"])
     def pause(self, request: Request, pk: str | None = None) -> Response:
-        return self.change(lambda c: lifecycle.pause(c, f"paused by {request.user}"))
+        who = getattr(request.auth, "name", "") or "an API client"
+        return self.change(lambda c: lifecycle.pause(c, f"paused by {who}"))
 
     @extend_schema(summary="Resume a paused campaign", request=None, responses=STEP_ANSWERS)
     @action(detail=True, methods=["post"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -21,15 +22,18 @@ from django.db.models import Count, QuerySet
 from django.utils import timezone
 
 from campaigns import templating, throttle
-from campaigns.models import PRIORITY_RANK, Campaign, Contact, Send
+from campaigns.models import PRIORITY_RANK, SENDING_PROVIDER_CHOICES, Campaign, Contact, Send
 from receipts.addresses import normalize_address
 from receipts.db import for_update
+from receipts.status import Channel
 
 log = logging.getLogger(__name__)
 
 PLAN_BATCH = 1000
 ATTRIBUTE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 BREAKER = "failure-rate breaker"
+SENDING_PROVIDERS = frozenset(value for value, _ in SENDING_PROVIDER_CHOICES)
+SMS_ONLY = frozenset({"genesys_sms"})  # SMS Aggregation carries no email
 
 
 class LifecycleError(ValueError):
@@ -78,6 +82,9 @@ def problems(fields: dict[str, Any]) -> dict[str, list[str]]:
             add("body", problem)
     if channel == "email" and not fields.get("subject", "").strip():
         add("subject", "an email needs a subject")
+    if channel == "email" and provider in SMS_ONLY:
+        add("provider", f"{provider} sends SMS only")
+    fallback_problems(fields, add)
     for name in ("time_zone",):
         try:
             ZoneInfo(fields.get(name) or "UTC")
@@ -99,6 +106,44 @@ def problems(fields: dict[str, Any]) -> dict[str, list[str]]:
         ):
             add("audience", "attributes must map attribute names to plain values")
     return found
+
+
+def fallback_problems(fields: dict[str, Any], add: Callable[[str, str], None]) -> None:
+    """The fallback channel: another channel than the campaign's, a provider that sends on it, a subject for an
+    email, and a body that fits an SMS when the fallback is one (the body is rendered again for it)."""
+    channel, fallback = fields.get("channel", ""), fields.get("fallback_channel") or ""
+    provider = fields.get("fallback_provider") or ""
+    if not fallback:
+        if provider:
+            add("fallback_provider", "a fallback provider needs a fallback channel")
+        return
+    if fallback not in (Channel.SMS, Channel.EMAIL):
+        add("fallback_channel", "use sms, email, or empty for no fallback")
+        return
+    if fallback == channel:
+        add("fallback_channel", f"the fallback goes on another channel than the campaign's ({channel})")
+    if not provider:
+        add("fallback_provider", f"name the provider that sends the {fallback} fallback")
+    elif provider not in SENDING_PROVIDERS:
+        add("fallback_provider", f"unknown sending provider {provider!r}")
+    elif fallback == Channel.EMAIL and provider in SMS_ONLY:
+        add("fallback_provider", f"{provider} sends SMS only")
+    subject = fields.get("fallback_subject") or ""
+    if fallback == Channel.EMAIL:
+        try:
+            templating.parse(subject)
+        except templating.TemplateError as exc:
+            add("fallback_subject", str(exc))
+        if not subject.strip():
+            add("fallback_subject", "an email fallback needs a subject")
+    body = fields.get("body", "")
+    if fallback == Channel.SMS and body.strip() and provider in SENDING_PROVIDERS:
+        try:
+            templating.parse(body)
+        except templating.TemplateError:
+            return  # said under body already
+        for problem in templating.check_sms(body, provider):
+            add("body", f"as the SMS fallback: {problem}")
 
 
 # --- quiet hours ---------------------------------------------------------------------------------------------
@@ -170,40 +215,51 @@ def plan_batch(campaign_id: int, size: int = PLAN_BATCH, now: datetime | None = 
     return len(contacts)
 
 
-def planned_send(campaign: Campaign, contact: Contact, now: datetime) -> Send:
+def planned_send(campaign: Campaign, contact: Contact, now: datetime, fallback_of: int | None = None) -> Send:
+    """The campaign's message to ``contact``; with ``fallback_of`` (an escalated message's id), its fallback: on the
+    fallback channel and provider, critical, keyed ``fallback:<message id>``, the body rendered again."""
+    fallback = fallback_of is not None
+    channel = campaign.fallback_channel if fallback else campaign.channel
+    provider = campaign.fallback_provider if fallback else campaign.provider
+    subject = campaign.fallback_subject if fallback else campaign.subject
+    priority = "critical" if fallback else campaign.priority
     values = templating.contact_values(contact.crm_record_id, contact.phone, contact.email, contact.attributes)
-    to = contact.phone if campaign.channel == "sms" else contact.email
+    to = contact.phone if channel == "sms" else contact.email
     tz = contact_zone(campaign, contact)
     metadata: dict[str, Any] = {"contact": contact.crm_record_id}
-    if campaign.use_existing_conversation:
+    if fallback:
+        metadata["fallback_of"] = fallback_of
+    elif campaign.use_existing_conversation:
         metadata["use_existing_conversation"] = True
     if contact.external_contact_id:
         metadata["external_contact_id"] = contact.external_contact_id
+    key = f"fallback:{fallback_of}" if fallback else f"campaign:{campaign.pk}:{contact.crm_record_id}"
     send = Send(
-        idempotency_key=f"campaign:{campaign.pk}:{contact.crm_record_id}"[:200],
-        channel=campaign.channel,
-        provider=campaign.provider,
+        idempotency_key=key[:200],
+        channel=channel,
+        provider=provider,
         to=to,
         crm_record_id=contact.crm_record_id,
         campaign=campaign,
-        priority=campaign.priority,
-        rank=PRIORITY_RANK.get(campaign.priority, 2),
+        priority=priority,
+        rank=PRIORITY_RANK.get(priority, 2),
         metadata=metadata,
         time_zone=tz,
         not_before=next_allowed(max(campaign.start_at or now, now), tz, campaign.quiet_start, campaign.quiet_end),
     )
     try:
         content = {"text": templating.parse(campaign.body).render(values)}
-        if campaign.channel == "email":
-            content["subject"] = templating.parse(campaign.subject).render(values)
+        if channel == "email":
+            content["subject"] = templating.parse(subject).render(values)
     except templating.TemplateError as exc:
         send.state, send.error, send.finished_at = Send.State.FAILED, f"template: {exc}", now
         return send
-    too_long = templating.check_sms(content["text"], campaign.provider) if campaign.channel == "sms" else []
+    too_long = templating.check_sms(content["text"], provider) if channel == "sms" else []
     if too_long:
         send.state, send.error, send.finished_at = Send.State.FAILED, f"message: {'; '.join(too_long)}", now
         return send
-    if campaign.sender:
+    # The campaign's sender is allowed for its own provider; a fallback goes from its provider's default.
+    if campaign.sender and not fallback:
         content["from"] = campaign.sender
     send.content = content
     return send
@@ -369,5 +425,18 @@ def progress(campaign: Campaign) -> dict[str, int]:
 
 
 def fields_of(campaign: Campaign) -> dict[str, Any]:
-    names = ("channel", "provider", "sender", "subject", "body", "audience", "time_zone", "quiet_start", "quiet_end")
+    names = (
+        "channel",
+        "provider",
+        "sender",
+        "subject",
+        "body",
+        "audience",
+        "time_zone",
+        "quiet_start",
+        "quiet_end",
+        "fallback_channel",
+        "fallback_provider",
+        "fallback_subject",
+    )
     return {name: getattr(campaign, name) for name in names}

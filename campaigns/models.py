@@ -1,7 +1,12 @@
 from django.db import models
+from django.utils import timezone
+
+from receipts.status import Channel, Provider
 
 # The order sends leave in: critical first (receipts.models.Priority's values).
 PRIORITY_RANK = {"critical": 0, "high": 1, "normal": 2, "bulk": 3}
+# Providers this product sends through; the generic JSON webhook only receives.
+SENDING_PROVIDER_CHOICES = [choice for choice in Provider.choices if choice[0] != Provider.GENERIC]
 
 
 class Campaign(models.Model):
@@ -40,6 +45,19 @@ class Campaign(models.Model):
     use_existing_conversation = models.BooleanField(
         default=False, help_text="Genesys Cloud: reuse the contact's active conversation (threading)"
     )
+    # A critical message that escalates (not delivered in time, or failed for good) goes again to the contact on
+    # this channel, the body rendered again (campaigns.fallback).
+    fallback_channel = models.CharField(
+        max_length=10,
+        blank=True,
+        choices=Channel.choices,
+        help_text="sms or email: where an escalated critical message goes again (not the campaign's channel); "
+        "empty: nowhere",
+    )
+    fallback_provider = models.CharField(
+        max_length=20, blank=True, choices=SENDING_PROVIDER_CHOICES, help_text="the provider that sends the fallback"
+    )
+    fallback_subject = models.CharField(max_length=500, blank=True, help_text="email subject template of the fallback")
     state = models.CharField(max_length=10, choices=State.choices, default=State.DRAFT)
     state_reason = models.CharField(max_length=500, blank=True)
     audience_size = models.IntegerField(null=True, blank=True, help_text="contacts chosen when it started")
@@ -108,6 +126,8 @@ class Send(models.Model):
                 fields=["claimed_at"], name="send_held_idx", condition=models.Q(state__in=["claimed", "sending"])
             ),
             models.Index(fields=["campaign", "state"], name="send_campaign_state_idx"),
+            # The fallback sweep finds the send an escalated message came from.
+            models.Index(fields=["message_id"], name="send_message_idx", condition=models.Q(message_id__isnull=False)),
         ]
 
     def __str__(self) -> str:
@@ -135,3 +155,23 @@ class Contact(models.Model):
 
     def __str__(self) -> str:
         return f"contact {self.crm_record_id}"
+
+
+class Fallback(models.Model):
+    """What the fallback sweep decided for one escalation, once (``campaigns.fallback``): a fallback send planned,
+    or why not. Escalations and messages are ``receipts``' rows, named here by id: retention deletes them without
+    looking at this table."""
+
+    escalation_id = models.BigIntegerField(unique=True)
+    message_id = models.BigIntegerField(help_text="the escalated message (the first of its retry chain)")
+    campaign = models.ForeignKey(Campaign, null=True, blank=True, on_delete=models.SET_NULL, related_name="fallbacks")
+    send = models.ForeignKey(Send, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    planned = models.BooleanField(default=False)
+    reason = models.CharField(max_length=500, help_text="what was planned, or why nothing was (no address in it)")
+    decided_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"fallback for escalation {self.escalation_id}: {'planned' if self.planned else 'none'}"

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from campaigns import dispatch, lifecycle, throttle
+from campaigns import dispatch, fallback, lifecycle, throttle
 from campaigns.models import Campaign, Send
 from receipts.providers.limits import Limits, RateLimit, default_store
 
@@ -82,3 +82,13 @@ def plan_campaigns() -> int:
 def reconcile_sends() -> dict[str, int]:
     """Beat: sends whose worker died while holding them (SEND_CLAIM_TIMEOUT) are put back or settled."""
     return dispatch.reconcile_stuck()
+
+
+# --- the fallback channel (campaigns.fallback) ----------------------------------------------------------------
+
+
+@shared_task(name="campaigns.fall_back", time_limit=120, soft_time_limit=100)
+def fall_back() -> int:
+    """Beat (every FALLBACK_SWEEP_INTERVAL): plan the fallback sends of escalated critical campaign messages; the
+    dispatcher sends them at its next run."""
+    return fallback.fall_back()

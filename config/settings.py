@@ -168,6 +168,7 @@ CELERY_TASK_ROUTES = {
     "campaigns.dispatch_sends": {"queue": WORK_QUEUES["send"], "routing_key": WORK_QUEUES["send"]},
     "campaigns.dispatch_provider": {"queue": WORK_QUEUES["send"], "routing_key": WORK_QUEUES["send"]},
     "campaigns.plan_campaigns": {"queue": WORK_QUEUES["send"], "routing_key": WORK_QUEUES["send"]},
+    "campaigns.fall_back": {"queue": WORK_QUEUES["send"], "routing_key": WORK_QUEUES["send"]},
     # Minutes on its first run over a big table: never in the way of the inbox.
     "receipts.refresh_rollups": {"queue": WORK_QUEUES["poll"], "routing_key": WORK_QUEUES["poll"]},
 }
@@ -323,6 +324,14 @@ SENDERS = env.dict("SENDERS", default={})
 RETRY_SWEEP_INTERVAL = env.float("RETRY_SWEEP_INTERVAL", default=10.0)
 ESCALATION_SWEEP_INTERVAL = env.float("ESCALATION_SWEEP_INTERVAL", default=30.0)
 SUPPRESSION_EXPIRY_INTERVAL = env.float("SUPPRESSION_EXPIRY_INTERVAL", default=300.0)
+# Campaign fallbacks (campaigns/fallback.py): beat looks this often (seconds) for escalations of campaign messages
+# whose campaign names a fallback channel; escalations raised longer ago than FALLBACK_MAX_AGE_MINUTES get none.
+FALLBACK_SWEEP_INTERVAL = env.float("FALLBACK_SWEEP_INTERVAL", default=30.0)
+FALLBACK_MAX_AGE = timedelta(minutes=env.float("FALLBACK_MAX_AGE_MINUTES", default=60.0))
+# Reply confirmations (receipts/actions/confirmations.py): an inbound reply that is one of these words (trimmed,
+# any case) confirms the latest message to the address on its channel, sent within the window before the reply.
+CONFIRM_WORDS = env.list("CONFIRM_WORDS", default=["YES", "Y", "CONFIRM", "OK"])
+CONFIRMATION_WINDOW = timedelta(hours=env.float("CONFIRMATION_WINDOW_HOURS", default=72.0))
 
 # --- CRM sync (crm_sync: outbox, relay, adapters, change feed) -------------------------------------------
 CRM_BACKEND = env.str("CRM_BACKEND", default="none")  # none | generic | salesforce
@@ -393,6 +402,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "SuppressionSourceEnum": "receipts.models.SuppressionSource",
         "ProviderEnum": "receipts.status.Provider",
+        "ChannelEnum": "receipts.status.Channel",
         "SendingProviderEnum": "campaigns.api.SENDING_PROVIDERS",  # the providers that send (not generic)
     },
     "POSTPROCESSING_HOOKS": [
@@ -520,6 +530,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "campaigns.plan_campaigns",
         "schedule": SEND_DISPATCH_INTERVAL,
         "options": {"expires": SEND_DISPATCH_INTERVAL},
+    },
+    "fall-back": {
+        "task": "campaigns.fall_back",
+        "schedule": FALLBACK_SWEEP_INTERVAL,
+        "options": {"expires": FALLBACK_SWEEP_INTERVAL},
     },
     "evaluate-alerts": {
         "task": "config.evaluate_alerts",

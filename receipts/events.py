@@ -20,7 +20,8 @@ class Kind:
     ESCALATION = "escalation"
     SUPPRESSION_ADDED = "suppression_added"
     SUPPRESSION_LIFTED = "suppression_lifted"
-    ALL = (STATUS_CHANGED, REVIEW_RESOLVED, ESCALATION, SUPPRESSION_ADDED, SUPPRESSION_LIFTED)
+    CONFIRMATION = "confirmation"  # the recipient replied to confirm a message ("Reply YES")
+    ALL = (STATUS_CHANGED, REVIEW_RESOLVED, ESCALATION, SUPPRESSION_ADDED, SUPPRESSION_LIFTED, CONFIRMATION)
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,9 @@ class Message(models.Model):
     first_read_at = models.DateTimeField(null=True, blank=True)
     complained_at = models.DateTimeField(null=True, blank=True)
     unsubscribed_at = models.DateTimeField(null=True, blank=True)
+    # A reply that confirms it ("Reply YES to confirm"): when, and the word (receipts.actions.confirmations).
+    confirmed_at = models.DateTimeField(null=True, blank=True, help_text="When the recipient replied to confirm.")
+    confirmation = models.CharField(max_length=100, blank=True, help_text="The reply that confirmed (a keyword).")
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
@@ -502,6 +505,9 @@ class Escalation(models.Model):
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     acknowledged_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     note = models.TextField(blank=True)
+    fallback = models.CharField(
+        max_length=500, blank=True, help_text="A fallback planned for it on its own (another channel), if any."
+    )
 
     class Meta:
         ordering = ["-raised_at", "-id"]

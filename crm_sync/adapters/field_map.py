@@ -28,6 +28,9 @@ DEFAULT_FIELD_MAP: dict[str, Any] = {
     "Delivery_Failure_Reason__c": "failure_category",
     "Delivery_Needs_Review__c": "needs_review",
     "Delivery_Review_Reason__c": "review_reason",
+    # A reply that confirmed the message ("Reply YES to confirm"): when, and the word.
+    "Delivery_Confirmed_At__c": {"kinds": ["confirmation"], "from": "confirmed_at"},
+    "Delivery_Confirmation__c": {"kinds": ["confirmation"], "from": "confirmation"},
     "HasOptedOutOfEmail": [
         {
             "kinds": ["suppression_added"],

@@ -152,3 +152,9 @@ def acknowledge(ids: list[int], user: Any = None, note: str = "", now: datetime 
     return Escalation.objects.filter(pk__in=ids, acknowledged_at=None).update(
         acknowledged_at=now or timezone.now(), acknowledged_by=user, note=note
     )
+
+
+def record_fallback(escalation_id: int, text: str) -> int:
+    """Say on the escalation what was done for it on its own (a fallback planned on another channel), so that the
+    operator who sees it knows before calling. Kept apart from the operator's ``note``, which acknowledging sets."""
+    return Escalation.objects.filter(pk=escalation_id).update(fallback=text[:500])

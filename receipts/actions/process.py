@@ -3,7 +3,8 @@ status machine and write the timeline, all in one transaction per batch.
 
 Safe in many workers at once (rows claimed with SKIP LOCKED on PostgreSQL, under SQLite's single writer lock in the
 embedded mode); processing an event twice writes nothing twice. What a receipt means beyond the status (suppression,
-retries) is ``receipts.actions.effects``, called inside the same transaction.
+retries) is ``receipts.actions.effects``, and a reply that confirms a message ``receipts.actions.confirmations``,
+both called inside the same transaction.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from receipts import machine
-from receipts.actions import effects, transitions
+from receipts.actions import confirmations, effects, transitions
 from receipts.addresses import normalize_address
 from receipts.db import for_update, plain_text, update_rows
 from receipts.events import DomainEvent, publish
@@ -176,6 +177,7 @@ def apply_events(events: list[ReceiptEvent], now: datetime) -> None:
     MessageEvent.objects.bulk_create(batch.timeline)
     update_rows(events, EVENT_STATE_FIELDS)
     effects.apply_receipt_effects(batch.effects, now)
+    batch.changes += confirmations.record_confirmations(batch.effects, now)
     publish(batch.changes)
     orphans = sum(1 for e in events if e.state == InboxState.ORPHAN)
     log.info("inbox batch: %d event(s), %d change(s), %d orphan(s)", len(events), len(batch.changes), orphans)

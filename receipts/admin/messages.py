@@ -165,7 +165,17 @@ class MessagePage(admin.ModelAdmin):
         ),
         (
             "Engagement",
-            {"fields": ["read_count", "first_read_at", "click_count", "complained_at", "unsubscribed_at"]},
+            {
+                "fields": [
+                    "read_count",
+                    "first_read_at",
+                    "click_count",
+                    "complained_at",
+                    "unsubscribed_at",
+                    "confirmed_at",
+                    "confirmation",
+                ]
+            },
         ),
         ("CRM", {"fields": ["crm_record_id", "conversation_id", "correlation_id", "metadata"]}),
         ("Times", {"fields": ["created_at", "updated_at"]}),

@@ -78,6 +78,7 @@ class EscalationAdmin(ExactSearch, LargeTableAdmin):
         "crm_record_id",
         "status",
         "reason",
+        "fallback",
         "acknowledged_at",
     ]
     list_filter = [AcknowledgedFilter, "status", ("raised_at", DateRangeFilter)]
@@ -96,6 +97,7 @@ class EscalationAdmin(ExactSearch, LargeTableAdmin):
         "acknowledged_at",
         "acknowledged_by",
         "note",
+        "fallback",
     ]
     fields = cast(FieldGroups, readonly_fields)
     actions = ["acknowledge"]
@@ -126,9 +128,10 @@ class EscalationAdmin(ExactSearch, LargeTableAdmin):
             return f"Done: acknowledged at {obj.acknowledged_at:%Y-%m-%d %H:%M:%S %Z} by {who}."
         record = f" (CRM record {obj.message.crm_record_id})" if obj.message.crm_record_id else ""
         how = "Call" if obj.message.channel == "sms" else "Reach"
+        planned = f"Done on its own: {obj.fallback}; see that it got through. " if obj.fallback else ""
         return (
-            f"{how} {obj.message.to}{record}: the critical message did not get through. Then, in the list of "
-            'escalations, select this one and choose "Acknowledge", so that nobody calls twice.'
+            f"{planned}{how} {obj.message.to}{record}: the critical message did not get through. Then, in the list "
+            'of escalations, select this one and choose "Acknowledge", so that nobody calls twice.'
         )
 
     @admin.action(description="Acknowledge (the fallback is taken care of)", permissions=["change"])

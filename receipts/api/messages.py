@@ -71,6 +71,8 @@ class MessageSerializer(ModelSerializer):
             "first_read_at",
             "complained_at",
             "unsubscribed_at",
+            "confirmed_at",
+            "confirmation",
             "created_at",
             "updated_at",
         ]

@@ -35,6 +35,7 @@ NEW = {
     "campaigns.reconcile_sends",
     "campaigns.dispatch_provider",
     "campaigns.plan_campaigns",
+    "campaigns.fall_back",
 }
 OPTIONS = ("acks_late", "reject_on_worker_lost", "time_limit", "soft_time_limit")
 
