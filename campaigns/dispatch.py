@@ -12,6 +12,7 @@ found by ``reconcile_stuck``.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -88,10 +89,15 @@ IDEMPOTENT = frozenset({"genesys_sms"})
 
 
 def dispatch(
-    limit: int | None = None, provider: str | None = None, now: datetime | None = None, max_wait: float | None = None
+    limit: int | None = None,
+    provider: str | None = None,
+    now: datetime | None = None,
+    max_wait: float | None = None,
+    deadline: float | None = None,
 ) -> Dispatched:
     """Claim up to ``limit`` planned sends (critical first) and send them within the providers' limits. Safe in
-    many workers at once. Answers what became of them."""
+    many workers at once. Answers what became of them. Past ``deadline`` (``time.monotonic()``) no send starts:
+    the rest of the batch goes back to the queue."""
     now = now or timezone.now()
     limit = limit or settings.SEND_BATCH
     max_wait = settings.SEND_MAX_WAIT if max_wait is None else max_wait
@@ -110,7 +116,12 @@ def dispatch(
     done = Dispatched()
     failing: set[int] = set()
     for index, send in enumerate(claimed):
+        if deadline is not None and time.monotonic() > deadline:
+            done.held += give_back(claimed[index:])
+            break
         campaign = campaigns.get(send.campaign_id) if send.campaign_id else None
+        if campaign is not None:
+            send.campaign = campaign  # read once for the batch, not once a send
         outcome = send_one(send, campaign, max_wait, now)
         setattr(done, outcome, getattr(done, outcome) + 1)
         if campaign is not None and outcome in ("failed", "unknown", "retried"):
@@ -184,6 +195,15 @@ def send_one(send: Send, campaign: Campaign | None, max_wait: float, now: dateti
     try:
         provider_message_id = sender.send(outgoing)
     except SendError as exc:
+        if exc.held:  # the sender's own limits: nothing left; back to the queue, the batch stops
+            wait = exc.retry_after or 0.0
+            Send.objects.filter(pk=send.pk, state=Send.State.SENDING).update(
+                state=Send.State.PLANNED,
+                claimed_at=None,
+                attempts=F("attempts") - 1,
+                not_before=now + timedelta(seconds=wait),
+            )
+            return "held"
         gate.record(success=not exc.transient or exc.throttled)  # a 4xx or a 429 is the provider answering
         if exc.throttled:
             gate.pause(exc.retry_after if exc.retry_after is not None else 1.0)
@@ -227,7 +247,7 @@ def track(send: Send, provider_message_id: str, sent_at: datetime | None) -> Non
             "provider_message_id": provider_message_id,
             "to": send.to,
             "crm_record_id": send.crm_record_id,
-            "campaign": send.campaign.name if send.campaign is not None else "",
+            "campaign_id": send.campaign_id,
             "priority": send.priority,
             "metadata": send.metadata,
             "content": send.content,

@@ -13,9 +13,12 @@ from campaigns import dispatch, fallback, lifecycle, throttle
 from campaigns.models import Campaign, Send
 from receipts.providers.limits import Limits, RateLimit, default_store
 
-DISPATCH_BUDGET = 20.0  # seconds one provider's loop sends before beat's next kick starts another
+DISPATCH_BUDGET = 20.0  # seconds in which one provider's loop starts sends; then the next loop takes over
+# One send takes at most SEND_MAX_WAIT for a token and the HTTP timeout (10 s) for the answer, so a loop ends by
+# DISPATCH_BUDGET + SEND_BOUND; the soft time limit, which would stop a send midway, lies beyond it.
+SEND_BOUND = 30.0
 # A loop's slot outlives its task by this much at most: a worker killed mid-loop stalls the provider no longer.
-SLOT_TTL = DISPATCH_BUDGET + 10.0
+SLOT_TTL = DISPATCH_BUDGET + SEND_BOUND + 15.0
 
 
 @shared_task(name="campaigns.dispatch_sends", time_limit=60, soft_time_limit=50)
@@ -38,7 +41,7 @@ def dispatch_sends() -> list[str]:
     return providers
 
 
-@shared_task(name="campaigns.dispatch_provider", time_limit=SLOT_TTL, soft_time_limit=DISPATCH_BUDGET + 5)
+@shared_task(name="campaigns.dispatch_provider", time_limit=SLOT_TTL - 5, soft_time_limit=DISPATCH_BUDGET + SEND_BOUND)
 def dispatch_provider(provider: str) -> int:
     """Send one provider's due sends until none is left or DISPATCH_BUDGET has passed. Loops of the same provider
     run side by side safely (each claims its own rows, all share the buckets); SEND_LOOPS_PER_PROVIDER of them at
@@ -57,9 +60,9 @@ def dispatch_provider(provider: str) -> int:
 
 def send_loop(provider: str) -> tuple[int, bool]:
     """(sends handled, whether it stopped for time with more due)."""
-    started, total = time.monotonic(), 0
-    while time.monotonic() - started < DISPATCH_BUDGET:
-        done = dispatch.dispatch(provider=provider)
+    deadline, total = time.monotonic() + DISPATCH_BUDGET, 0
+    while time.monotonic() < deadline:
+        done = dispatch.dispatch(provider=provider, deadline=deadline)
         total += done.claimed - done.held - done.deferred
         if done.claimed == 0 or done.held:
             return total, False

@@ -22,11 +22,14 @@ def register_message(data: dict[str, Any]) -> tuple[Message, bool]:
     Receipts that arrived before it (orphans) are queued to be matched again.
     """
     to = normalize_address(data["channel"], data["to"])
-    campaign = campaign_named(data["campaign"]) if data.get("campaign") else None
+    if data.get("campaign_id"):  # a caller that holds the campaign (the dispatcher) saves the lookup
+        campaign_ref: dict[str, Any] = {"campaign_id": data["campaign_id"]}
+    else:
+        campaign_ref = {"campaign": campaign_named(data["campaign"]) if data.get("campaign") else None}
     defaults = {
         "channel": data["channel"],
         "crm_record_id": data.get("crm_record_id", ""),
-        "campaign": campaign,
+        **campaign_ref,
         "priority": data.get("priority") or "normal",
         "conversation_id": data.get("conversation_id", ""),
         "correlation_id": data.get("correlation_id", ""),

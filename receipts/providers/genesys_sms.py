@@ -22,9 +22,9 @@ from receipts.logging import mask
 from receipts.models import Message
 from receipts.normalized import MalformedReceipt, NormalizedReceipt, Outcome
 from receipts.providers.base import (
-    HTTP_TIMEOUT,
     Provider,
     content_of,
+    http_client,
     load_json,
     raise_for,
     require,
@@ -182,7 +182,7 @@ class GenesysSmsSender:
             "app_id": settings.GENESYS_SMS_APP_ID,
         }
         try:
-            response = httpx.post(settings.GENESYS_SMS_MT_URL, data=form, timeout=HTTP_TIMEOUT)
+            response = http_client().post(settings.GENESYS_SMS_MT_URL, data=form)
         except httpx.HTTPError as exc:
             raise transport_error("SMS Aggregation", exc) from exc
         raise_for(response, "SMS Aggregation")

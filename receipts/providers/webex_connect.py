@@ -15,11 +15,11 @@ from django.http import HttpRequest
 from receipts.models import Message
 from receipts.normalized import MalformedReceipt, NormalizedReceipt, Outcome, parse_time
 from receipts.providers.base import (
-    HTTP_TIMEOUT,
     Provider,
     SendError,
     content_of,
     hmac_signature_ok,
+    http_client,
     identifier,
     load_json,
     raise_for,
@@ -207,9 +207,7 @@ class WebexConnectSender:
         body = {"deliverychannel": message.channel, "channels": channels, "destination": destination}
         url = settings.WEBEX_CONNECT_URL.rstrip("/") + "/resources/v1/messaging"
         try:
-            response = httpx.post(
-                url, json=body, headers={"key": settings.WEBEX_CONNECT_SERVICE_KEY}, timeout=HTTP_TIMEOUT
-            )
+            response = http_client().post(url, json=body, headers={"key": settings.WEBEX_CONNECT_SERVICE_KEY})
         except httpx.HTTPError as exc:
             raise transport_error("Webex Connect", exc) from exc
         raise_for(response, "Webex Connect")

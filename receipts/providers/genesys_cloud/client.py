@@ -757,6 +757,7 @@ class GenesysCloudClient:
         messenger_type: str = "sms",
         use_existing_conversation: bool = False,
         external_contact_id: str = "",
+        max_wait: float | None = None,
     ) -> AgentlessSendResult:
         """POST /api/v2/conversations/messages/agentless. Never retried on 5xx: a retry could send twice.
         ``use_existing_conversation``: the message joins the contact's active conversation (threading)."""
@@ -772,7 +773,9 @@ class GenesysCloudClient:
             body["useExistingActiveConversation"] = True
         if external_contact_id:
             body["externalContactId"] = external_contact_id
-        answer = self.request("POST", "/api/v2/conversations/messages/agentless", json_body=body, idempotent=False)
+        answer = self.request(
+            "POST", "/api/v2/conversations/messages/agentless", json_body=body, idempotent=False, max_wait=max_wait
+        )
         return AgentlessSendResult.from_json(answer)
 
     def send_email(
@@ -785,6 +788,7 @@ class GenesysCloudClient:
         html_body: str = "",
         from_name: str = "",
         reply_to: str = "",
+        max_wait: float | None = None,
     ) -> EmailSendResult:
         """POST /api/v2/conversations/emails/agentless (AgentlessEmailSendRequestDto)."""
         body: dict[str, Any] = {
@@ -799,7 +803,9 @@ class GenesysCloudClient:
             body["htmlBody"] = html_body
         if reply_to:
             body["replyToAddress"] = {"email": reply_to}
-        answer = self.request("POST", "/api/v2/conversations/emails/agentless", json_body=body, idempotent=False)
+        answer = self.request(
+            "POST", "/api/v2/conversations/emails/agentless", json_body=body, idempotent=False, max_wait=max_wait
+        )
         return EmailSendResult.from_json(answer)
 
 

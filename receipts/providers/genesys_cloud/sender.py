@@ -3,7 +3,8 @@ circuit breaker)."""
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, ClassVar
 
 import httpx
 from django.conf import settings
@@ -15,17 +16,35 @@ from receipts.providers.genesys_cloud.client import GenesysCloudClient, GenesysC
 
 class GenesysCloudSender:
     """Agentless SMS and email through the Genesys Cloud client. ``message.metadata`` may ask for threading:
-    ``use_existing_conversation`` (reuse the contact's active conversation) and ``external_contact_id``."""
+    ``use_existing_conversation`` (reuse the contact's active conversation) and ``external_contact_id``.
+
+    One client per process: its connections stay open and its TLS context is built once."""
+
+    _clients: ClassVar[dict[tuple[Any, ...], GenesysCloudClient]] = {}
+
+    def client(self) -> GenesysCloudClient:
+        key = (
+            os.getpid(),
+            settings.GENESYS_CLOUD_BASE_URL,
+            settings.GENESYS_CLOUD_LOGIN_URL,
+            settings.GENESYS_CLOUD_REGION,
+            settings.GENESYS_CLOUD_CLIENT_ID,
+        )
+        if key not in self._clients:
+            self._clients[key] = GenesysCloudClient.from_settings()
+        return self._clients[key]
 
     def send(self, message: Message) -> str:
         content = content_of(message)
         sender = content.get("from") or settings.GENESYS_CLOUD_FROM_ADDRESS
         metadata = message.metadata or {}
-        client = GenesysCloudClient.from_settings()
+        client = self.client()
         try:
             if message.channel == "email":
                 subject = content.get("subject", "")
-                result: Any = client.send_email(sender, message.to, subject, text_body=content["text"])
+                result: Any = client.send_email(
+                    sender, message.to, subject, text_body=content["text"], max_wait=settings.SEND_MAX_WAIT
+                )
             else:
                 result = client.send_sms(
                     sender,
@@ -33,13 +52,12 @@ class GenesysCloudSender:
                     content["text"],
                     use_existing_conversation=bool(metadata.get("use_existing_conversation")),
                     external_contact_id=str(metadata.get("external_contact_id") or ""),
+                    max_wait=settings.SEND_MAX_WAIT,
                 )
         except GenesysCloudError as exc:
             raise send_error(exc) from exc
         except ValueError as exc:  # too long for the API: refused before anything left
             raise SendError(str(exc)) from exc
-        finally:
-            client.close()
         message.conversation_id = getattr(result, "conversation_id", "") or message.conversation_id
         return result.id
 
@@ -49,6 +67,8 @@ def send_error(exc: GenesysCloudError) -> SendError:
     connection that never opened, 429, 503), or maybe taken (a 5xx or a lost answer)."""
     status = exc.status or 0
     if isinstance(exc, GenesysCloudUnavailable):
+        if exc.code in ("circuit.open", "ratelimit.budget"):  # our own limits: nothing left, wait our turn
+            return SendError(str(exc), transient=True, retry_after=exc.retry_after, held=True)
         connected = exc.code == "transport" and not isinstance(
             exc.__cause__, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
         )
