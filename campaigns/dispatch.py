@@ -98,7 +98,7 @@ def dispatch(
     """Claim up to ``limit`` planned sends (critical first) and send them within the providers' limits. Safe in
     many workers at once. Answers what became of them. Past ``deadline`` (``time.monotonic()``) no send starts:
     the rest of the batch goes back to the queue."""
-    now = now or timezone.now()
+    fixed_now, now = now, now or timezone.now()
     limit = limit or settings.SEND_BATCH
     max_wait = settings.SEND_MAX_WAIT if max_wait is None else max_wait
     running = list(Campaign.objects.filter(state=Campaign.State.RUNNING).values_list("pk", flat=True))
@@ -122,7 +122,8 @@ def dispatch(
         campaign = campaigns.get(send.campaign_id) if send.campaign_id else None
         if campaign is not None:
             send.campaign = campaign  # read once for the batch, not once a send
-        outcome = send_one(send, campaign, max_wait, now)
+        # Each send at its own time (a slow provider's batch takes seconds), unless the caller fixed the time.
+        outcome = send_one(send, campaign, max_wait, fixed_now or timezone.now())
         setattr(done, outcome, getattr(done, outcome) + 1)
         if campaign is not None and outcome in ("failed", "unknown", "retried"):
             failing.add(campaign.pk)
@@ -186,6 +187,7 @@ def send_one(send: Send, campaign: Campaign | None, max_wait: float, now: dateti
         channel=send.channel,
         provider=send.provider,
         provider_message_id=own_id,
+        correlation_id=correlation_of(send),
         to=send.to,
         content=send.content,
         priority=send.priority,
@@ -245,6 +247,7 @@ def track(send: Send, provider_message_id: str, sent_at: datetime | None) -> Non
             "channel": send.channel,
             "provider": send.provider,
             "provider_message_id": provider_message_id,
+            "correlation_id": correlation_of(send),
             "to": send.to,
             "crm_record_id": send.crm_record_id,
             "campaign_id": send.campaign_id,
@@ -255,6 +258,11 @@ def track(send: Send, provider_message_id: str, sent_at: datetime | None) -> Non
         }
     )
     finish(send, Send.State.SENT, message_id=message.pk, sent_at=sent_at, finished_at=timezone.now(), error="")
+
+
+def correlation_of(send: Send) -> str:
+    """Our name for a send at the provider (Webex Connect's ``correlationid``) and on its message."""
+    return f"send-{send.pk}"
 
 
 def finish(send: Send, state: str, **fields: Any) -> None:

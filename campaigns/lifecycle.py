@@ -32,6 +32,24 @@ log = logging.getLogger(__name__)
 PLAN_BATCH = 1000
 ATTRIBUTE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 BREAKER = "failure-rate breaker"
+# What a campaign sends and how: set while it is a draft, checked by ``problems``.
+SENDING_FIELDS = [
+    "channel",
+    "provider",
+    "sender",
+    "subject",
+    "body",
+    "audience",
+    "priority",
+    "start_at",
+    "quiet_start",
+    "quiet_end",
+    "time_zone",
+    "use_existing_conversation",
+    "fallback_channel",
+    "fallback_provider",
+    "fallback_subject",
+]
 SENDING_PROVIDERS = frozenset(value for value, _ in SENDING_PROVIDER_CHOICES)
 SMS_ONLY = frozenset({"genesys_sms"})  # SMS Aggregation carries no email
 
@@ -265,14 +283,20 @@ def planned_send(campaign: Campaign, contact: Contact, now: datetime, fallback_o
     return send
 
 
-def plan(campaign_id: int, budget: float = 60.0) -> int:
-    """Plan a running campaign until done or ``budget`` seconds have passed (the next run goes on)."""
+def plan(campaign_id: int | None = None, budget: float = 60.0) -> int:
+    """Plan running campaigns (or one) a batch each in turn, so that each starts sending after its first batch
+    rather than after the others' whole audiences; until all are planned or ``budget`` seconds have passed (the
+    next run goes on). Each round asks again which campaigns are running: one started meanwhile joins in."""
     started, total = timezone.now(), 0
     while (timezone.now() - started).total_seconds() < budget:
-        done = plan_batch(campaign_id)
-        total += done
-        if done == 0:
+        waiting = Campaign.objects.filter(state=Campaign.State.RUNNING, planning_done=False)
+        if campaign_id is not None:
+            waiting = waiting.filter(pk=campaign_id)
+        ids = list(waiting.order_by("pk").values_list("pk", flat=True))
+        if not ids:
             break
+        for pk in ids:
+            total += plan_batch(pk)
     return total
 
 
@@ -425,18 +449,4 @@ def progress(campaign: Campaign) -> dict[str, int]:
 
 
 def fields_of(campaign: Campaign) -> dict[str, Any]:
-    names = (
-        "channel",
-        "provider",
-        "sender",
-        "subject",
-        "body",
-        "audience",
-        "time_zone",
-        "quiet_start",
-        "quiet_end",
-        "fallback_channel",
-        "fallback_provider",
-        "fallback_subject",
-    )
-    return {name: getattr(campaign, name) for name in names}
+    return {name: getattr(campaign, name) for name in SENDING_FIELDS}

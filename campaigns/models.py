@@ -121,7 +121,10 @@ class Send(models.Model):
     class Meta:
         ordering = ["-id"]
         indexes = [
-            models.Index(fields=["rank", "id"], name="send_queue_idx", condition=models.Q(state="planned")),
+            # The queue: each provider's loop claims its own sends, critical first, without reading the others'.
+            models.Index(
+                fields=["provider", "rank", "id"], name="send_provider_queue_idx", condition=models.Q(state="planned")
+            ),
             models.Index(
                 fields=["claimed_at"], name="send_held_idx", condition=models.Q(state__in=["claimed", "sending"])
             ),

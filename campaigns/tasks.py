@@ -10,7 +10,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from campaigns import dispatch, fallback, lifecycle, throttle
-from campaigns.models import Campaign, Send
+from campaigns.models import Send
 from receipts.providers.limits import Limits, RateLimit, default_store
 
 DISPATCH_BUDGET = 20.0  # seconds in which one provider's loop starts sends; then the next loop takes over
@@ -72,11 +72,7 @@ def send_loop(provider: str) -> tuple[int, bool]:
 @shared_task(name="campaigns.plan_campaigns", time_limit=120, soft_time_limit=100)
 def plan_campaigns() -> int:
     """Beat, and a campaign's start: plan the running campaigns not fully planned, then complete the finished."""
-    planned = 0
-    for campaign_id in Campaign.objects.filter(state=Campaign.State.RUNNING, planning_done=False).values_list(
-        "pk", flat=True
-    ):
-        planned += lifecycle.plan(campaign_id, budget=60.0)
+    planned = lifecycle.plan(budget=60.0)
     lifecycle.complete_finished()
     return planned
 

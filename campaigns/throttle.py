@@ -27,10 +27,16 @@ def provider_rate(provider: str) -> float:
 
 
 def bucket_rate(per_second: float) -> RateLimit:
-    window = settings.SEND_RATE_WINDOW
-    return RateLimit(
-        limit=max(2, round(per_second * window)), window=window, headroom=settings.SEND_RATE_HEADROOM, burst=1
-    )
+    """``per_second`` over SEND_RATE_WINDOW, less the headroom, with the largest burst that still keeps any one
+    second at ``per_second`` or under: burst + (budget - burst) / window <= per_second. A burst lets a worker
+    that fell behind (a slow database write, a busy CPU) catch up on the tokens it would otherwise lose."""
+    window = max(settings.SEND_RATE_WINDOW, 3 / per_second)  # a slow limit gets a window of 3 sends at least
+    limit = max(3, round(per_second * window))
+    rate = RateLimit(limit=limit, window=window, headroom=settings.SEND_RATE_HEADROOM, burst=1)
+    if window > 1:
+        burst = int((per_second - rate.budget / window) / (1 - 1 / window))
+        rate = RateLimit(limit=limit, window=window, headroom=settings.SEND_RATE_HEADROOM, burst=max(1, burst))
+    return rate
 
 
 def circuit_policy() -> CircuitPolicy:

@@ -167,8 +167,11 @@ CELERY_TASK_ROUTES = {
     # Calls to the providers, like polling: never in the way of the inbox.
     "campaigns.dispatch_sends": {"queue": WORK_QUEUES["send"], "routing_key": WORK_QUEUES["send"]},
     "campaigns.dispatch_provider": {"queue": WORK_QUEUES["send"], "routing_key": WORK_QUEUES["send"]},
-    "campaigns.plan_campaigns": {"queue": WORK_QUEUES["send"], "routing_key": WORK_QUEUES["send"]},
-    "campaigns.fall_back": {"queue": WORK_QUEUES["send"], "routing_key": WORK_QUEUES["send"]},
+    # Planning, fallbacks and the settling of dead workers' sends call no provider: they never wait for a process
+    # behind the sending loops, which may hold every one of the sending worker's for 20 s.
+    "campaigns.plan_campaigns": {"queue": WORK_QUEUES["poll"], "routing_key": WORK_QUEUES["poll"]},
+    "campaigns.fall_back": {"queue": WORK_QUEUES["poll"], "routing_key": WORK_QUEUES["poll"]},
+    "campaigns.reconcile_sends": {"queue": WORK_QUEUES["poll"], "routing_key": WORK_QUEUES["poll"]},
     # Minutes on its first run over a big table: never in the way of the inbox.
     "receipts.refresh_rollups": {"queue": WORK_QUEUES["poll"], "routing_key": WORK_QUEUES["poll"]},
 }
@@ -186,7 +189,10 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # --- receipts pipeline -----------------------------------------------------------------------------------
 WEBHOOK_MAX_BODY = env.int("WEBHOOK_MAX_BODY", default=1024 * 1024)
-DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_BODY
+# The API's and the admin's bodies (the webhooks check WEBHOOK_MAX_BODY themselves): 10,000 contacts with their
+# attributes in one POST /api/v1/contacts/ come to a few MiB.
+API_MAX_BODY = env.int("API_MAX_BODY", default=16 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY
 WEBHOOK_SECRET_GENESYS_CLOUD = env.list("WEBHOOK_SECRET_GENESYS_CLOUD", default=[])
 WEBHOOK_SECRET_GENESYS_SMS = env.list("WEBHOOK_SECRET_GENESYS_SMS", default=[])
 WEBHOOK_SECRET_WEBEX_CONNECT = env.list("WEBHOOK_SECRET_WEBEX_CONNECT", default=[])
