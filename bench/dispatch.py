@@ -154,7 +154,7 @@ def main() -> int:
             "SEND_LOOPS_PER_PROVIDER": str(args.loops),
             "SEND_DISPATCH_INTERVAL": "1",
             "DEFAULT_PHONE_REGION": "US",
-            "LOG_LEVEL": "WARNING",
+            "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
         }
         url = env.start_web(workers=2, threads=4, **settings)
         sender = env.start_worker(concurrency=args.worker_concurrency, WORKER_QUEUES="send", **settings)
@@ -172,7 +172,12 @@ def main() -> int:
             audience[provider] = [f"{provider}-{i}" for i in range(count)]
             for start in range(0, count, 10_000):
                 rows = [
-                    {"crm_record_id": record, "phone": f"+1555{(n + k) % 10_000_000:07d}", "first_name": "Ann"}
+                    {
+                        "crm_record_id": record,
+                        "phone": f"+1555{(n + k) % 10_000_000:07d}",
+                        "first_name": "Ann",
+                        "bench_provider": provider,
+                    }
                     for k, record in enumerate(audience[provider][start : start + 10_000])
                 ]
                 n += len(rows)
@@ -187,7 +192,7 @@ def main() -> int:
                     "channel": "sms",
                     "provider": provider,
                     "body": "Hi {{ contact.first_name }}, your appointment is tomorrow at 10:00.",
-                    "audience": {"crm_record_ids": audience[provider]},
+                    "audience": {"attributes": {"bench_provider": provider}},
                 },
             )
             assert made.status_code == 201, made.text

@@ -37,24 +37,7 @@ class CampaignForm(forms.ModelForm):
 
     class Meta:
         model = Campaign
-        fields = [
-            "name",
-            "channel",
-            "provider",
-            "sender",
-            "priority",
-            "use_existing_conversation",
-            "subject",
-            "body",
-            "audience",
-            "start_at",
-            "quiet_start",
-            "quiet_end",
-            "time_zone",
-            "fallback_channel",
-            "fallback_provider",
-            "fallback_subject",
-        ]
+        fields = ["name", *lifecycle.SENDING_FIELDS]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}

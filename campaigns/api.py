@@ -107,23 +107,7 @@ class ProgressSerializer(serializers.Serializer):
     cancelled = serializers.IntegerField()
 
 
-SENDING_FIELDS = [
-    "channel",
-    "provider",
-    "sender",
-    "subject",
-    "body",
-    "audience",
-    "priority",
-    "start_at",
-    "quiet_start",
-    "quiet_end",
-    "time_zone",
-    "use_existing_conversation",
-    "fallback_channel",
-    "fallback_provider",
-    "fallback_subject",
-]
+SENDING_FIELDS = lifecycle.SENDING_FIELDS
 
 
 class CampaignSerializer(serializers.ModelSerializer):

@@ -18,7 +18,7 @@ ERRORS = {
     "403": "The token lacks the scope this needs (`read` for GET, `write` for the rest).",
     "404": "No such object, or a cursor this API did not hand out.",
     "405": "The method is not allowed on this path.",
-    "413": "The request body is over WEBHOOK_MAX_BODY.",
+    "413": "The request body is over API_MAX_BODY.",
     "415": "The body is not JSON (or a form).",
 }
 

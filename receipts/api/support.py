@@ -52,6 +52,7 @@ class PayloadTooLarge(exceptions.APIException):
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Errors answer ``{"error": "...", "detail": ...}`` so every failure names its problem the same way."""
     if isinstance(exc, RequestDataTooBig):
+        drain(context["request"])
         exc = PayloadTooLarge(f"request body over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes")
     response = drf_exception_handler(exc, context)
     if response is not None:
@@ -59,6 +60,19 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         message = detail.get("detail") if isinstance(detail, dict) and "detail" in detail else "invalid request"
         response.data = {"error": str(message), "detail": detail}
     return response
+
+
+def drain(request: Any) -> None:
+    """Read the body that was refused for its size, so that the server answers 413 on a connection in a known
+    state (granian behind the front closed it mid-body, and the client got a 502). The front bounds the body
+    (FRONT_MAX_BODY)."""
+    stream = request._request.META.get("wsgi.input")
+    left = int(request._request.META.get("CONTENT_LENGTH") or 0)
+    while stream is not None and left > 0:
+        chunk = stream.read(min(left, 1 << 16))
+        if not chunk:
+            return
+        left -= len(chunk)
 
 
 class CursorPagination(pagination.CursorPagination):

@@ -204,7 +204,9 @@ class WebexConnectSender:
             sender = content.get("from") or settings.WEBEX_CONNECT_SENDER_ID
             channels = {"sms": {"text": content["text"], "senderid": sender}}
             destination = [{"msisdn": [message.to.lstrip("+")]}]
-        body = {"deliverychannel": message.channel, "channels": channels, "destination": destination}
+        body: dict[str, Any] = {"deliverychannel": message.channel, "channels": channels, "destination": destination}
+        if message.correlation_id:  # ours, echoed in the answer and the receipts: how to find a send at Webex
+            body["correlationid"] = message.correlation_id
         url = settings.WEBEX_CONNECT_URL.rstrip("/") + "/resources/v1/messaging"
         try:
             response = http_client().post(url, json=body, headers={"key": settings.WEBEX_CONNECT_SERVICE_KEY})

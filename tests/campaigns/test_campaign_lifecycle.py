@@ -308,3 +308,23 @@ def test_a_test_send_goes_to_one_address_outside_the_campaign(api: APIClient, pr
     assert (send.campaign_id, send.to, send.content["text"][:7]) == (None, "+15550203333", "Hi Tess")
     missing = api.post(f"/api/v1/campaigns/{campaign_id}/test-send/", {"to": "+15550203333"}, format="json")
     assert missing.status_code == 400 and "first_name" in str(missing.json())
+
+
+def test_webex_gets_our_correlation_id_so_a_send_can_be_found_there(api: APIClient, providers: SimulatorServer) -> None:
+    contacts(1)
+    start(api, create(api, provider="webex_connect").json()["id"])
+    assert dispatch.dispatch().sent == 1
+    send = Send.objects.get()
+    (at_webex,) = providers.sim.messages
+    assert at_webex.extra["correlationid"] == f"send-{send.pk}"
+    assert Message.objects.get(pk=send.message_id).correlation_id == f"send-{send.pk}"
+
+
+def test_ten_thousand_contacts_with_attributes_fit_one_request(api: APIClient) -> None:
+    rows = [
+        {"crm_record_id": f"crm-{i:05d}", "phone": f"+1555{i:07d}", "first_name": f"Ann{i}", "segment": "gold"}
+        for i in range(10_000)
+    ]
+    answer = api.post("/api/v1/contacts/", {"contacts": rows}, format="json")
+    assert answer.status_code == 200, answer.content[:300]
+    assert (answer.json()["added"], answer.json()["refused"]) == (10_000, [])

@@ -12,7 +12,6 @@ from campaigns.templating import (
     GSM_BASIC,
     GSM_DEFAULT_ALPHABET,
     GSM_EXTENSION,
-    GSM_EXTENSION_TABLE,
     MissingField,
     SmsLength,
     TemplateError,
@@ -181,44 +180,6 @@ def test_the_default_alphabet_has_128_codes_and_127_characters() -> None:
     assert "\x1b" not in GSM_BASIC
     assert [hex(ord(c)) for c in "ΔΦΓΛΩΠΨΣΘΞ"] == [hex(ord(GSM_DEFAULT_ALPHABET[i])) for i in (16, *range(18, 27))]
     assert set("ΔΦΓΛΩΠΨΣΘΞ") <= GSM_BASIC and all(0x391 <= ord(c) <= 0x3A9 for c in "ΔΦΓΛΩΠΨΣΘΞ")  # Greek block
-
-
-def test_the_extension_table() -> None:
-    assert GSM_EXTENSION_TABLE == {
-        0x0A: "\f",
-        0x14: "^",
-        0x28: "{",
-        0x29: "}",
-        0x2F: "\\",
-        0x3C: "[",
-        0x3D: "~",
-        0x3E: "]",
-        0x40: "|",
-        0x65: "€",
-    }
-    assert not GSM_EXTENSION & GSM_BASIC
-
-
-# --- encoding and length -----------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "encoding", "characters"),
-    [
-        ("café", "GSM-7", 4),  # é is in the default alphabet
-        ("crêpe", "UCS-2", 5),  # ê is not
-        ("ç", "UCS-2", 1),  # only the capital Ç is
-        ("5" + EURO, "GSM-7", 3),
-        ("^{}\\[~]|\f", "GSM-7", 18),
-        ("it\u2019s", "UCS-2", 4),  # a typographic apostrophe
-        ("ok " + EMOJI, "UCS-2", 5),
-        ("Ω", "GSM-7", 1),  # GREEK CAPITAL LETTER OMEGA; U+2126 OHM SIGN is not in the alphabet
-        ("\u2126", "UCS-2", 1),
-    ],
-)
-def test_encoding_and_characters(text: str, encoding: str, characters: int) -> None:
-    length = sms_length(text)
-    assert (length.encoding, length.characters) == (encoding, characters)
 
 
 def test_empty_text_is_no_segments() -> None:

@@ -11,11 +11,11 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from campaigns import lifecycle
+from campaigns.api import request_planning
+from campaigns.contacts import import_contacts
 from campaigns.models import Campaign
-from receipts.actions.messages import register_message
 from receipts.models import Message, MessageEvent
-from receipts.providers.base import SendError
-from receipts.providers.senders import BUILT_IN
 
 # (provider, channel, priority, share of the campaign)
 PLAN = [
@@ -40,12 +40,11 @@ class Command(BaseCommand):
         self.wait_for(f"{options['app_url']}/healthz", "the app")
         self.wait_for(f"{options['simulator_url']}/_sim/health", "the provider simulator")
         campaign = f"demo-{timezone.now():%H%M%S}"
-        sent = self.send_campaign(campaign, options["messages"])
-        campaign_id = Campaign.objects.filter(name=campaign).values_list("id", flat=True).first()
+        planned = self.send_campaign(campaign, options["messages"])
         self.stdout.write(
-            f"Sent {sent} messages as campaign {campaign!r}. Watch them in the admin: "
-            f"{options['app_url']}/admin/receipts/message/?campaign__id__exact={campaign_id} "
-            f"and the review queue: {options['app_url']}/admin/receipts/reviewqueue/"
+            f"Started {planned} messages as campaigns {campaign}-*. Watch them in the admin: "
+            f"{options['app_url']}/admin/campaigns/campaign/ and the review queue: "
+            f"{options['app_url']}/admin/receipts/reviewqueue/"
         )
         started = time.monotonic()
         while not options["report_for"] or time.monotonic() - started < options["report_for"]:
@@ -64,39 +63,47 @@ class Command(BaseCommand):
         raise CommandError(f"{what} did not answer at {url} within {timeout:.0f} s")
 
     def send_campaign(self, campaign: str, count: int) -> int:
-        sent = 0
+        """Contacts, then one campaign per provider and channel, started: the sending worker sends them as it
+        sends any campaign (suppression checked at send, within the providers' limits)."""
+        rows = [
+            {
+                "crm_record_id": f"demo-contact-{index}",
+                "phone": f"+1555010{index:04d}",
+                "email": f"demo-{index}@example.com",
+                "first_name": f"Guest {index}",
+            }
+            for index in range(count)
+        ]
+        import_contacts(enumerate(rows))
+        groups: dict[tuple[str, str, str], list[str]] = {}
         for index in range(count):
-            provider, channel, priority = pick(index, count)
-            to = f"demo-{index}@example.com" if channel == "email" else f"+1555010{index:04d}"
-            content = {"text": f"Demo reminder {index}: your appointment is tomorrow at 10:00. Reply STOP to opt out."}
-            if channel == "email":
-                content["subject"] = "Your appointment"
-            draft = Message(channel=channel, provider=provider, to=to, content=content, priority=priority)
-            try:
-                provider_message_id = BUILT_IN[provider]().send(draft)
-            except SendError as exc:
-                self.stderr.write(f"send {index} via {provider} failed: {exc}")
-                continue
-            register_message(
-                {
-                    "channel": channel,
-                    "provider": provider,
-                    "provider_message_id": provider_message_id,
-                    "to": to,
-                    "campaign": campaign,
-                    "priority": priority,
-                    "conversation_id": draft.conversation_id,
-                    "crm_record_id": f"demo-contact-{index}",
-                    "content": content,
-                }
+            groups.setdefault(pick(index, count), []).append(f"demo-contact-{index}")
+        planned = 0
+        for (provider, channel, priority), records in groups.items():
+            made = Campaign.objects.create(
+                name=f"{campaign}-{provider}-{channel}",
+                channel=channel,
+                provider=provider,
+                priority=priority,
+                subject="Your appointment" if channel == "email" else "",
+                body="Hi {{ contact.first_name }}: your appointment is tomorrow at 10:00. Reply STOP to opt out.",
+                audience={"crm_record_ids": records},
             )
-            sent += 1
-        return sent
+            try:
+                lifecycle.start(made)
+            except lifecycle.LifecycleError as exc:
+                self.stderr.write(f"campaign {made.name} did not start: {exc}")
+                continue
+            planned += len(records)
+        request_planning()
+        return planned
 
     def report(self, campaign: str, elapsed: float) -> None:
-        messages = Message.objects.filter(campaign__name=campaign)
+        messages = Message.objects.filter(campaign__name__startswith=campaign)
         statuses = Counter(messages.values_list("status", flat=True))
-        events = Counter(MessageEvent.objects.filter(message__campaign__name=campaign).values_list("source", flat=True))
+        events = Counter(
+            MessageEvent.objects.filter(message__campaign__name__startswith=campaign).values_list("source", flat=True)
+        )
         review = messages.filter(needs_review=True).count()
         by_status = ", ".join(f"{status} {n}" for status, n in sorted(statuses.items()))
         self.stdout.write(
