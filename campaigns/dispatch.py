@@ -20,7 +20,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from campaigns import lifecycle, throttle
@@ -101,14 +101,7 @@ def dispatch(
     fixed_now, now = now, now or timezone.now()
     limit = limit or settings.SEND_BATCH
     max_wait = settings.SEND_MAX_WAIT if max_wait is None else max_wait
-    running = list(Campaign.objects.filter(state=Campaign.State.RUNNING).values_list("pk", flat=True))
-    queue = Send.objects.filter(
-        Q(campaign__isnull=True) | Q(campaign_id__in=running),
-        Q(not_before__isnull=True) | Q(not_before__lte=now),
-        state=Send.State.PLANNED,
-    )
-    if provider:
-        queue = queue.filter(provider=provider)
+    queue = due(now, provider)
     with transaction.atomic():
         claimed = list(for_update(queue.order_by("rank", "id"), skip_locked=True)[:limit])
         Send.objects.filter(pk__in=[s.pk for s in claimed]).update(state=Send.State.CLAIMED, claimed_at=now)
@@ -146,10 +139,24 @@ def dispatch(
     return done
 
 
-def give_back(sends: list[Send], not_before: datetime | None = None) -> int:
-    """Claimed sends that nothing was sent for go back to the queue."""
-    return Send.objects.filter(pk__in=[s.pk for s in sends], state=Send.State.CLAIMED).update(
-        state=Send.State.PLANNED, claimed_at=None, not_before=not_before
+def due(now: datetime, provider: str | None = None) -> QuerySet[Send]:
+    """The planned sends that may leave now: single sends, and those of running campaigns whose time has come."""
+    running = list(Campaign.objects.filter(state=Campaign.State.RUNNING).values_list("pk", flat=True))
+    queue = Send.objects.filter(
+        Q(campaign__isnull=True) | Q(campaign_id__in=running),
+        Q(not_before__isnull=True) | Q(not_before__lte=now),
+        state=Send.State.PLANNED,
+    )
+    return queue.filter(provider=provider) if provider else queue
+
+
+def give_back(
+    sends: list[Send], not_before: datetime | None = None, held: str = Send.State.CLAIMED, **fields: Any
+) -> int:
+    """Sends back to the queue, from the state this worker ``held`` them in (``claimed``: nothing was sent;
+    ``sending``: nothing was taken, or the provider takes our id once)."""
+    return Send.objects.filter(pk__in=[s.pk for s in sends], state=held).update(
+        state=Send.State.PLANNED, claimed_at=None, not_before=not_before, **fields
     )
 
 
@@ -198,13 +205,8 @@ def send_one(send: Send, campaign: Campaign | None, max_wait: float, now: dateti
         provider_message_id = sender.send(outgoing)
     except SendError as exc:
         if exc.held:  # the sender's own limits: nothing left; back to the queue, the batch stops
-            wait = exc.retry_after or 0.0
-            Send.objects.filter(pk=send.pk, state=Send.State.SENDING).update(
-                state=Send.State.PLANNED,
-                claimed_at=None,
-                attempts=F("attempts") - 1,
-                not_before=now + timedelta(seconds=wait),
-            )
+            wait = timedelta(seconds=exc.retry_after or 0.0)
+            give_back([send], now + wait, held=Send.State.SENDING, attempts=F("attempts") - 1)
             return "held"
         gate.record(success=not exc.transient or exc.throttled)  # a 4xx or a 429 is the provider answering
         if exc.throttled:
@@ -234,9 +236,7 @@ def failed_attempt(send: Send, exc: SendError, now: datetime) -> str:
         finish(send, Send.State.FAILED, error=f"gave up after {send.attempts} attempts: {error}", finished_at=now)
         return "failed"
     wait = exc.retry_after if exc.retry_after is not None else settings.SEND_RETRY_DELAY * 2 ** (send.attempts - 1)
-    Send.objects.filter(pk=send.pk, state=Send.State.SENDING).update(
-        state=Send.State.PLANNED, claimed_at=None, not_before=now + timedelta(seconds=wait), error=error
-    )
+    give_back([send], now + timedelta(seconds=wait), held=Send.State.SENDING, error=error)
     return "retried"
 
 
@@ -287,9 +287,7 @@ def reconcile_stuck(now: datetime | None = None) -> dict[str, int]:
         if send.state == Send.State.CLAIMED:
             counts["requeued"] += give_back([send])
         elif send.provider in IDEMPOTENT:
-            counts["requeued"] += Send.objects.filter(pk=send.pk, state=Send.State.SENDING).update(
-                state=Send.State.PLANNED, claimed_at=None
-            )
+            counts["requeued"] += give_back([send], send.not_before, held=Send.State.SENDING)
         elif send.provider_message_id:
             track(send, send.provider_message_id, send.claimed_at)
             counts["registered"] += 1

@@ -94,7 +94,7 @@ def decide(escalation: Escalation, send: Send | None, retry: Message | None, now
     contact = Contact.objects.filter(crm_record_id=send.crm_record_id).first() if send.crm_record_id else None
     if contact is None:
         return Decision(f"no contact {send.crm_record_id!r}")
-    address = contact.phone if channel == "sms" else contact.email
+    address = getattr(contact, lifecycle.address_field(channel))
     if not address:
         return Decision(f"contact {contact.crm_record_id} has no {channel} address")
     reasons = suppression.is_suppressed(channel, address, now)

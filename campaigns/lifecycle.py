@@ -242,7 +242,7 @@ def planned_send(campaign: Campaign, contact: Contact, now: datetime, fallback_o
     subject = campaign.fallback_subject if fallback else campaign.subject
     priority = "critical" if fallback else campaign.priority
     values = templating.contact_values(contact.crm_record_id, contact.phone, contact.email, contact.attributes)
-    to = contact.phone if channel == "sms" else contact.email
+    to = getattr(contact, address_field(channel))
     tz = contact_zone(campaign, contact)
     metadata: dict[str, Any] = {"contact": contact.crm_record_id}
     if fallback:

@@ -6,11 +6,9 @@ import time
 
 from celery import current_app, shared_task
 from django.conf import settings
-from django.db.models import Q
 from django.utils import timezone
 
 from campaigns import dispatch, fallback, lifecycle, throttle
-from campaigns.models import Send
 from receipts.providers.limits import Limits, RateLimit, default_store
 
 DISPATCH_BUDGET = 20.0  # seconds in which one provider's loop starts sends; then the next loop takes over
@@ -25,13 +23,7 @@ SLOT_TTL = DISPATCH_BUDGET + SEND_BOUND + 15.0
 def dispatch_sends() -> list[str]:
     """Beat (every SEND_DISPATCH_INTERVAL) and POST /api/v1/sends/: one loop per provider with sends due."""
     now = timezone.now()
-    due = (
-        Send.objects.filter(Q(not_before__isnull=True) | Q(not_before__lte=now), state=Send.State.PLANNED)
-        .values_list("provider", flat=True)
-        .distinct()
-        .order_by()
-    )
-    providers = sorted(set(due))
+    providers = sorted(set(dispatch.due(now).values_list("provider", flat=True).distinct().order_by()))
     for provider in providers:
         for _ in range(settings.SEND_LOOPS_PER_PROVIDER):
             # A kick that waited longer than beat's interval is stale: the next tick sends a fresh one.

@@ -106,6 +106,10 @@ def attempts_key(campaign_id: int, minute: int) -> str:
     return f"campaign-sends:{settings.CELERY_QUEUE}:{campaign_id}:{minute}"
 
 
+def window_minutes() -> int:
+    return max(1, round(settings.CAMPAIGN_FAILURE_WINDOW / MINUTE))
+
+
 def count_attempt(campaign_id: int, failed: bool, now: float | None = None) -> None:
     """One send attempt of a campaign, counted in its minute (every worker adds to the same counts)."""
     minute = int((now or time.time()) // MINUTE)
@@ -115,8 +119,7 @@ def count_attempt(campaign_id: int, failed: bool, now: float | None = None) -> N
 def recent_attempts(campaign_id: int, now: float | None = None) -> tuple[int, int]:
     """(attempts, failures) of the last CAMPAIGN_FAILURE_WINDOW seconds, by whole minutes."""
     store = default_store()
-    current = int((now or time.time()) // MINUTE)
-    minutes = max(1, round(settings.CAMPAIGN_FAILURE_WINDOW / MINUTE))
+    current, minutes = int((now or time.time()) // MINUTE), window_minutes()
     attempts = failures = 0
     for minute in range(current - minutes + 1, current + 1):
         counts = store.counters(attempts_key(campaign_id, minute))
@@ -129,7 +132,6 @@ def recent_attempts(campaign_id: int, now: float | None = None) -> tuple[int, in
 
 def forget_attempts(campaign_id: int, now: float | None = None) -> None:
     """A resumed campaign starts its window afresh (the failures that paused it are not held against it)."""
-    current = int((now or time.time()) // MINUTE)
-    minutes = max(1, round(settings.CAMPAIGN_FAILURE_WINDOW / MINUTE))
+    current, minutes = int((now or time.time()) // MINUTE), window_minutes()
     for minute in range(current - minutes - 3, current + 1):
         default_store().delete(attempts_key(campaign_id, minute))
