@@ -137,7 +137,9 @@ if TYPE_CHECKING:
 
 PROVIDER = "genesys_cloud"
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Labels split on their dots one way only, so a long run of dots is read once (the former
+# `[^@\s]+\.[^@\s]+$` backtracked over it: quadratic).
+EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+$")
 MESSAGE_STATUS = {
     "queued": "queued",
     "sent": "sent",

@@ -56,7 +56,9 @@ if TYPE_CHECKING:
 
 PROVIDER = "webex_connect"
 MSISDN = re.compile(r"^\+?[1-9]\d{6,14}$")
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Labels split on their dots one way only, so a long run of dots is read once (the former
+# `[^@\s]+\.[^@\s]+$` backtracked over it: quadratic).
+EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+$")
 MAX_DESTINATIONS = 1000
 
 
