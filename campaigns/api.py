@@ -19,9 +19,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from campaigns import dispatch, lifecycle
-from campaigns.contacts import MAX_CONTACTS, import_contacts
+from campaigns.contacts import ERASED, MAX_CONTACTS, import_contacts
 from campaigns.models import SENDING_PROVIDER_CHOICES, Campaign, Contact, Send
 from campaigns.stats import campaign_stats, totals_for
+from receipts.actions.suppression import erased
 from receipts.addresses import normalize_address
 from receipts.db import check_json
 from receipts.models import Priority
@@ -302,9 +303,11 @@ class NewSendSerializer(serializers.Serializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         try:
-            normalize_address(attrs["channel"], attrs["to"])
+            address = normalize_address(attrs["channel"], attrs["to"])
         except ValueError as exc:
             raise ValidationError({"to": [str(exc)]}) from exc
+        if erased(attrs["channel"], [address]):
+            raise ValidationError({"to": [ERASED]})
         check_json(attrs, "the body")
         return attrs
 
@@ -341,7 +344,7 @@ class SendViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin, viewsets.G
         incoming = NewSendSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         try:
-            send, created = dispatch.plan(incoming.validated_data, key)
+            send, created = dispatch.plan(incoming.validated_data, key, client=getattr(request.auth, "pk", None))
         except dispatch.IdempotencyConflict as exc:
             return Response({"error": str(exc), "detail": {"Idempotency-Key": key}}, status=409)
         if created:

@@ -12,15 +12,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
-from django.utils import timezone
 
 from campaigns.models import Contact
+from receipts.actions.suppression import erased
 from receipts.addresses import normalize_address
 from receipts.db import check_json, check_text
 from receipts.logging import mask
 
 KNOWN = ("crm_record_id", "phone", "email", "external_contact_id", "attributes")
 MAX_CONTACTS = 10_000  # a request or a file; split bigger imports
+ERASED = "its address was erased on request; an operator must allow it again (Erasures) before it is added"
 
 
 @dataclass
@@ -47,22 +48,28 @@ def import_contacts(rows: Iterable[tuple[int, dict[str, Any]]]) -> ContactImport
             continue
         lines[key] = line
         clean[key] = fields
+    blocked = {("sms", a) for a in erased("sms", [f["phone"] for f in clean.values() if f["phone"]])} | {
+        ("email", a) for a in erased("email", [f["email"] for f in clean.values() if f["email"]])
+    }
+    for key, fields in list(clean.items()):
+        if ("sms", fields["phone"]) in blocked or ("email", fields["email"]) in blocked:
+            report.refused.append((lines[key], ERASED))
+            del clean[key]
+    # One statement whatever runs beside it: INSERT ... ON CONFLICT (crm_record_id) DO UPDATE. Reading first and
+    # then inserting had let two imports of the same new record both insert (a duplicate key, answered 500).
+    existing = set(Contact.objects.filter(crm_record_id__in=list(clean)).values_list("crm_record_id", flat=True))
     with transaction.atomic():
-        existing = {c.crm_record_id: c for c in Contact.objects.filter(crm_record_id__in=list(clean))}
-        new = [Contact(**values) for key, values in clean.items() if key not in existing]
-        Contact.objects.bulk_create(new, batch_size=1000)
-        changed: list[Contact] = []
-        for key, values in clean.items():
-            if key in existing:
-                contact = existing[key]
-                for name, value in values.items():
-                    setattr(contact, name, value)
-                contact.updated_at = timezone.now()  # bulk_update leaves auto_now alone
-                changed.append(contact)
-        Contact.objects.bulk_update(
-            changed, ["phone", "email", "external_contact_id", "attributes", "updated_at"], batch_size=1000
+        Contact.objects.bulk_create(
+            [Contact(**values) for values in clean.values()],
+            batch_size=1000,
+            update_conflicts=True,
+            unique_fields=["crm_record_id"],
+            update_fields=["phone", "email", "external_contact_id", "attributes", "updated_at"],
         )
+    # Counted from what was there just before: a record another import added meanwhile counts as added here too.
+    new, changed = [k for k in clean if k not in existing], [k for k in clean if k in existing]
     report.added, report.updated = len(new), len(changed)
+    report.refused.sort()
     return report
 
 

@@ -46,21 +46,23 @@ PLANNED_FIELDS = ("channel", "provider", "to", "content", "crm_record_id", "prio
 DEFAULTS: dict[str, Any] = {"content": {}, "crm_record_id": "", "priority": "normal", "metadata": {}}
 
 
-def plan(data: dict[str, Any], idempotency_key: str | None) -> tuple[Send, bool]:
-    """A planned send, or the one this key planned already (False). Raises IdempotencyConflict when the key was
-    used for another message, ValueError for an address that does not normalise."""
+def plan(data: dict[str, Any], idempotency_key: str | None, client: int | None = None) -> tuple[Send, bool]:
+    """A planned send, or the one this key planned already (False). A key is its API client's own: another
+    client's send under the same key is neither found nor named. Raises IdempotencyConflict when the key was used
+    for another message, ValueError for an address that does not normalise."""
     given = {**data, "to": normalize_address(data["channel"], data["to"])}
     fields = {name: given.get(name, DEFAULTS.get(name)) for name in PLANNED_FIELDS}
     fields["rank"] = PRIORITY_RANK.get(str(fields["priority"]), 2)
+    mine = Send.objects.filter(client=client) if client is not None else Send.objects.filter(client__isnull=True)
     if idempotency_key is not None:
-        existing = Send.objects.filter(idempotency_key=idempotency_key).first()
+        existing = mine.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
             return same_or_conflict(existing, fields), False
     try:
         with transaction.atomic():
-            return Send.objects.create(idempotency_key=idempotency_key, **fields), True
-    except IntegrityError:  # the same key, planned by a concurrent request
-        return same_or_conflict(Send.objects.get(idempotency_key=idempotency_key), fields), False
+            return Send.objects.create(idempotency_key=idempotency_key, client=client, **fields), True
+    except IntegrityError:  # the same key, planned by a concurrent request of the same client
+        return same_or_conflict(mine.get(idempotency_key=idempotency_key), fields), False
 
 
 def same_or_conflict(existing: Send, fields: dict[str, Any]) -> Send:

@@ -96,7 +96,10 @@ class Send(models.Model):
         UNKNOWN = "unknown", "unknown (may have been sent: check before sending again)"
         CANCELLED = "cancelled"
 
-    idempotency_key = models.CharField(max_length=200, unique=True, null=True, blank=True)
+    # A key is its API client's own: two clients may use the same one. Campaign sends have no client. The client
+    # is kept by id, not as a foreign key: deleting a client must not move its keys into another's namespace.
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001 - NULL: no key
+    client = models.BigIntegerField(null=True, blank=True, help_text="the API client that asked for it (its id)")
     channel = models.CharField(max_length=10)
     provider = models.CharField(max_length=20)
     to = models.CharField(max_length=320, help_text="Normalised: E.164 for SMS, lower-case for email.")
@@ -131,6 +134,16 @@ class Send(models.Model):
             models.Index(fields=["campaign", "state"], name="send_campaign_state_idx"),
             # The fallback sweep finds the send an escalated message came from.
             models.Index(fields=["message_id"], name="send_message_idx", condition=models.Q(message_id__isnull=False)),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client", "idempotency_key"],
+                condition=models.Q(client__isnull=False),
+                name="send_client_key_once",
+            ),
+            models.UniqueConstraint(
+                fields=["idempotency_key"], condition=models.Q(client__isnull=True), name="send_own_key_once"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -10,8 +10,14 @@ class CrmSyncConfig(AppConfig):
 
     def ready(self) -> None:
         # Imported once the apps are ready: these modules import models, which cannot load before ready().
-        from crm_sync import checks  # noqa: F401 - registers the system checks
+        from crm_sync import (
+            checks,  # noqa: F401 - registers the system checks
+            erasure,
+        )
         from crm_sync.actions import on_changes
         from receipts.events import DomainEvent, changes
+        from receipts.models import Erasure
+        from receipts.personal import erasing
 
         changes.connect(on_changes, sender=DomainEvent, dispatch_uid="crm_sync.outbox")
+        erasing.connect(erasure.erase, sender=Erasure, dispatch_uid="crm_sync.erasure")

@@ -527,10 +527,22 @@ class Erasure(models.Model):
     messages = models.PositiveIntegerField(default=0, help_text="messages deleted, with their timelines")
     inbox_rows = models.PositiveIntegerField(default=0, help_text="raw inbox bodies deleted")
     soft_bounces = models.PositiveIntegerField(default=0)
+    suppressions = models.PositiveIntegerField(default=0, help_text="suppressions deleted, with their history")
+    suppressed_for = models.JSONField(
+        default=list, blank=True, help_text="the reasons it was suppressed for, restored if it is allowed again"
+    )
+    others = models.JSONField(default=dict, blank=True, help_text="rows other apps erased, by model")
     created_at = models.DateTimeField(default=timezone.now)
+    # Until lifted, nothing is sent to the address and it cannot be added as a contact: the erasure is its block.
+    lifted_at = models.DateTimeField(null=True, blank=True, help_text="allowed again on purpose")
+    lifted_by = models.CharField(max_length=200, blank=True)
+    lift_note = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["channel", "address_sha256"], name="erasure_active_idx", condition=Q(lifted_at=None)),
+        ]
 
     def __str__(self) -> str:
         return f"erasure {self.pk} ({self.channel}, {self.created_at:%Y-%m-%d})"

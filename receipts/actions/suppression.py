@@ -29,8 +29,17 @@ from receipts.addresses import normalize_address, normalize_fast
 from receipts.db import for_update
 from receipts.events import DomainEvent, Kind, publish
 from receipts.logging import mask
-from receipts.models import Message, SoftBounce, Suppression, SuppressionChange, SuppressionReason, SuppressionSource
+from receipts.models import (
+    Erasure,
+    Message,
+    SoftBounce,
+    Suppression,
+    SuppressionChange,
+    SuppressionReason,
+    SuppressionSource,
+)
 from receipts.normalized import MalformedReceipt, parse_time
+from receipts.personal import address_digest
 from receipts.status import Channel
 
 log = logging.getLogger(__name__)
@@ -472,25 +481,49 @@ def active_in(channel: str, addresses: list[str], now: datetime) -> dict[str, li
     """
     found: dict[str, list[tuple[str, datetime | None]]] = defaultdict(list)
     table = connection.ops.quote_name(Suppression._meta.db_table)
+    erasures = connection.ops.quote_name(Erasure._meta.db_table)
     when = connection.ops.adapt_datetimefield_value(now)
     postgres = connection.vendor == "postgresql"
     with connection.cursor() as cursor:
         for chunk in chunked(addresses):
+            # An erasure blocks its address by hash (it holds nothing else of it): looked up in the same query.
+            digests = {address_digest(channel, a): a for a in chunk}
             params: list[Any]
             if postgres and not any(" " in a for a in chunk):
-                matches, params = "= ANY(string_to_array(%s, ' '))", [" ".join(chunk)]
+                matches, erased_in, params = (
+                    "= ANY(string_to_array(%s, ' '))",
+                    "= ANY(string_to_array(%s, ' '))",
+                    [" ".join(chunk), " ".join(digests)],
+                )
             elif postgres:
-                matches, params = "= ANY(%s)", [chunk]
+                matches, erased_in, params = "= ANY(%s)", "= ANY(%s)", [chunk, list(digests)]
             else:
-                matches, params = f"IN ({', '.join(['%s'] * len(chunk))})", chunk
+                matches = f"IN ({', '.join(['%s'] * len(chunk))})"
+                erased_in, params = matches, [*chunk, *digests]
             sql = (
                 f"SELECT address, reason, expires_at FROM {table} WHERE channel = %s AND address {matches} "  # noqa: S608 - names from the model, values bound
-                "AND lifted_at IS NULL AND (expires_at IS NULL OR expires_at > %s)"
+                "AND lifted_at IS NULL AND (expires_at IS NULL OR expires_at > %s) "
+                f"UNION ALL SELECT address_sha256, %s, NULL FROM {erasures} WHERE channel = %s "
+                f"AND address_sha256 {erased_in} AND lifted_at IS NULL"
             )
-            cursor.execute(sql, [channel, *params, when])
+            addressed, hashed = (params[:1], params[1:]) if postgres else (params[: len(chunk)], params[len(chunk) :])
+            cursor.execute(sql, [channel, *addressed, when, ERASED, channel, *hashed])
             for address, reason, expires_at in cursor.fetchall():
-                found[address].append((reason, aware(expires_at)))
+                if reason == ERASED and address in digests:
+                    found[digests[address]].append((ERASED, None))
+                else:
+                    found[address].append((reason, aware(expires_at)))
     return found
+
+
+ERASED = "erased"  # an erasure on request blocks the address until an operator allows it again
+
+
+def erased(channel: str, addresses: list[str]) -> set[str]:
+    """Those of the normalised ``addresses`` whose erasure still blocks them."""
+    digests = {address_digest(channel, a): a for a in addresses}
+    blocked = Erasure.objects.filter(channel=channel, lifted_at=None, address_sha256__in=list(digests))
+    return {digests[d] for d in blocked.values_list("address_sha256", flat=True)}
 
 
 def aware(value: datetime | str | None) -> datetime | None:

@@ -7,11 +7,12 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 
-from receipts.actions.retention import erase_address
+from receipts.actions.retention import allow_again, erase_address
 from receipts.logging import mask
 from receipts.models import Erasure
 
@@ -24,15 +25,38 @@ class EraseForm(forms.Form):
     note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), help_text="The request: why, ticket.")
     confirm = forms.BooleanField(
         label="Erase for good",
-        help_text="Its messages with their timelines, the raw bodies that carry it and its soft bounces are deleted. "
-        "Suppressions stay: lift them first if the request covers them.",
+        help_text="Its messages, contacts, suppressions and everything else that holds it are deleted; sends to it "
+        "keep only their state. The address stays blocked until it is allowed again.",
+    )
+
+
+class AllowForm(forms.Form):
+    address = forms.CharField(max_length=320, help_text="The erased address, typed again: only its hash is kept.")
+    channel = forms.ChoiceField(
+        choices=[("", "from the address (an @ means email)"), ("sms", "sms"), ("email", "email")], required=False
+    )
+    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), help_text="Why: the person asked.")
+    confirm = forms.BooleanField(
+        label="Allow it again",
+        help_text="Sends to it and contacts with it are accepted again; the suppressions it had are restored.",
     )
 
 
 @admin.register(Erasure)
 class ErasureAdmin(admin.ModelAdmin):
-    list_display = ["id", "created_at", "channel", "short_digest", "messages", "inbox_rows", "soft_bounces", "by"]
-    list_filter = ["channel"]
+    list_display = [
+        "id",
+        "created_at",
+        "channel",
+        "short_digest",
+        "messages",
+        "inbox_rows",
+        "soft_bounces",
+        "suppressions",
+        "by",
+        "lifted_at",
+    ]
+    list_filter = ["channel", ("lifted_at", admin.EmptyFieldListFilter)]
     search_fields = ["=requested_by"]
     readonly_fields = [f.name for f in Erasure._meta.fields]
 
@@ -49,6 +73,49 @@ class ErasureAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+    def get_urls(self) -> list[Any]:
+        allow = path("allow/", self.admin_site.admin_view(self.allow_view), name="receipts_erasure_allow")
+        return [allow, *super().get_urls()]
+
+    def allow_view(self, request: HttpRequest) -> HttpResponse:
+        """Lift an erasure's block on purpose: the operator types the address again."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = AllowForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                lifted = allow_again(
+                    data["address"],
+                    by=f"operator:{request.user.get_username()}",
+                    note=data["note"],
+                    channel=data["channel"] or None,
+                )
+            except ValueError as exc:
+                form.add_error("address", mask(str(exc)))
+            else:
+                if not lifted:
+                    form.add_error("address", "No erasure blocks this address.")
+                else:
+                    restored = sorted({r for erasure in lifted for r in erasure.suppressed_for})
+                    self.message_user(
+                        request,
+                        f"Allowed again; suppressions restored: {', '.join(restored) or 'none'}.",
+                        messages.SUCCESS,
+                    )
+                    return HttpResponseRedirect(reverse("admin:receipts_erasure_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Allow an erased address again",
+            "intro": "An erased address stays blocked: nothing is sent to it and no contact is added with it. "
+            "Allow it again only when the person asks to be contacted; the suppressions it had (an opt-out, a "
+            "bounce) come back with it.",
+            "submit": "Allow again",
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/receipts/erasure/erase.html", context)
 
     def add_view(
         self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
@@ -71,7 +138,9 @@ class ErasureAdmin(admin.ModelAdmin):
                 self.message_user(
                     request,
                     f"Erased: {erasure.messages} message(s), {erasure.inbox_rows} raw inbox row(s), "
-                    f"{erasure.soft_bounces} soft bounce(s).",
+                    f"{erasure.soft_bounces} soft bounce(s), {erasure.suppressions} suppression(s)"
+                    + "".join(f", {rows} {label}" for label, rows in erasure.others.items())
+                    + ".",
                     messages.SUCCESS,
                 )
                 return HttpResponseRedirect(reverse("admin:receipts_erasure_changelist"))

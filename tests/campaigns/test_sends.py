@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 from campaigns import dispatch
 from campaigns.models import Send
 from receipts.actions import suppression
-from receipts.models import Message
+from receipts.models import ApiClient, Message
 from simulator import SimulatorServer
 
 pytestmark = pytest.mark.django_db
@@ -85,6 +85,23 @@ def test_the_same_key_for_another_message_is_a_conflict(api: APIClient, sim: Sim
     assert other.status_code == 409
     assert "Idempotency-Key" in other.json()["error"]
     assert Send.objects.count() == 1
+
+
+def test_a_key_belongs_to_its_api_client(api: APIClient, sim: SimulatorServer) -> None:
+    """Client A's key is not client B's: B's different message under the same key is its own send, and nothing
+    of A's (its key, its message) is named to B. Before, B got a 409 naming A's key."""
+    assert post(api, REMINDER, key="shared-key-of-a").status_code == 202
+    _, token = ApiClient.issue("another-client", ["read", "write"])
+    other = APIClient()
+    other.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+
+    theirs = post(other, {**REMINDER, "to": "+15550003333"}, key="shared-key-of-a")
+    assert theirs.status_code == 202, theirs.content
+    assert "+15550002222" not in theirs.content.decode()
+    assert Send.objects.count() == 2
+    # Each client's repeat finds its own send.
+    assert post(api, REMINDER, key="shared-key-of-a").json()["to"] == "+15550002222"
+    assert post(other, {**REMINDER, "to": "+15550003333"}, key="shared-key-of-a").status_code == 200
 
 
 @pytest.mark.parametrize(

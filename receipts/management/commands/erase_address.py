@@ -9,8 +9,9 @@ from receipts.logging import mask
 class Command(BaseCommand):
     help = (
         "Erase everything held about one address on request: its messages with their timelines, the raw inbox "
-        "bodies that carry it, its soft-bounce history. Suppressions stay (lift them first if the request covers "
-        "them). Leaves an audit line naming the address by its hash only."
+        "bodies that carry it, its soft bounces and suppressions, the contacts with it, the text of the sends to "
+        "it (docs/operating.md lists every place). Leaves an audit line naming the address by its hash only, which "
+        "blocks the address until an operator allows it again (Erasures -> Allow an erased address again)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -26,5 +27,7 @@ class Command(BaseCommand):
             raise CommandError(mask(str(exc))) from exc
         self.stdout.write(
             f"Erased {erasure.channel} {mask(address)}: {erasure.messages} message(s), {erasure.inbox_rows} raw "
-            f"inbox row(s), {erasure.soft_bounces} soft bounce(s). Audit line {erasure.pk}."
+            f"inbox row(s), {erasure.soft_bounces} soft bounce(s), {erasure.suppressions} suppression(s)"
+            + "".join(f", {rows} {label}" for label, rows in erasure.others.items())
+            + f". Audit line {erasure.pk}; the address is blocked until allowed again."
         )

@@ -77,7 +77,7 @@ def someone(client: Client) -> dict[str, Any]:
     return {"mine": mine, "other": other, "stop": stop}
 
 
-def test_erasure_takes_messages_timelines_and_raw_bodies_and_keeps_the_suppression(someone: dict) -> None:
+def test_erasure_takes_messages_timelines_raw_bodies_and_suppressions_and_blocks_the_address(someone: dict) -> None:
     assert ReceiptEvent.objects.filter(state=InboxState.ORPHAN).count() == 1
 
     erasure = retention.erase_address("(555) 000-1111", requested_by="ticket 42", note="asked by phone")
@@ -87,7 +87,11 @@ def test_erasure_takes_messages_timelines_and_raw_bodies_and_keeps_the_suppressi
     assert MessageEvent.objects.count() == 1
     # The raw bodies that carried it are gone, the other person's stays.
     assert [json.loads(b)["id"] for b in ReceiptEvent.objects.values_list("body", flat=True)] == ["theirs"]
-    assert Suppression.objects.get(pk=someone["stop"].pk).is_active()
+    # The suppression goes too (it held the address); the erasure blocks the address instead, and remembers why
+    # it was suppressed so that allowing it again restores that.
+    assert not Suppression.objects.filter(pk=someone["stop"].pk).exists()
+    assert suppression.is_suppressed("sms", NUMBER) == ["erased"]
+    assert erasure.suppressed_for == ["unsubscribe"]
     assert (erasure.channel, erasure.messages, erasure.inbox_rows) == ("sms", 2, 3)
     assert erasure.address_sha256 == retention.address_digest("sms", NUMBER)
     # The audit line keeps nothing of the address.
