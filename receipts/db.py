@@ -229,3 +229,16 @@ def finite_float(literal: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"number {literal[:40]} is out of range")
     return value
+
+
+# What a database answers when it is busy rather than wrong: SQLite's writer lock held past busy_timeout, and on
+# PostgreSQL a serialization failure, a deadlock or a lock wait past lock_timeout. The request can be tried again.
+BUSY_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+
+
+def database_busy(exc: BaseException) -> bool:
+    if not isinstance(exc, OperationalError):
+        return False
+    if "database is locked" in str(exc) or "database table is locked" in str(exc):
+        return True
+    return getattr(exc.__cause__, "sqlstate", None) in BUSY_SQLSTATES
