@@ -34,7 +34,7 @@ def test_four_imports_of_overlapping_new_records_at_once_all_succeed() -> None:
         try:
             go.wait()
             reports.append(import_contacts(enumerate(rows)))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             failures.append(exc)
         finally:
             connections.close_all()
