@@ -74,12 +74,14 @@ def import_contacts(rows: Iterable[tuple[int, dict[str, Any]]]) -> ContactImport
 
 
 def cleaned(row: dict[str, Any]) -> dict[str, Any]:
-    record = str(row.get("crm_record_id") or "").strip()
+    """The contact's columns, or ValueError saying what is wrong without quoting it."""
+    check_json(row, "the contact")  # a NUL or a lone surrogate anywhere in it
+    record = text(row, "crm_record_id")
     if not record:
         raise ValueError("crm_record_id is missing")
     check_text(record, "crm_record_id", 255)
-    phone = str(row.get("phone") or "").strip()
-    email = str(row.get("email") or "").strip()
+    phone = text(row, "phone")
+    email = text(row, "email")
     if not phone and not email:
         raise ValueError("a contact needs a phone number or an email")
     attributes = row.get("attributes")
@@ -88,12 +90,31 @@ def cleaned(row: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(attributes, dict):
         raise ValueError("attributes must be an object")
     check_json(attributes, "attributes")
-    external = str(row.get("external_contact_id") or "").strip()
+    external = text(row, "external_contact_id")
     check_text(external, "external_contact_id", 255)
     return {
         "crm_record_id": record,
-        "phone": normalize_address("sms", phone) if phone else "",
-        "email": normalize_address("email", email) if email else "",
+        "phone": address(phone, "sms", "phone"),
+        "email": address(email, "email", "email"),
         "external_contact_id": external,
         "attributes": attributes,
     }
+
+
+def text(row: dict[str, Any], name: str) -> str:
+    """A column given as text (a number is taken as its digits); a list, an object or true/false is refused."""
+    value = row.get(name)
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError(f"{name} must be text, not {type(value).__name__}")
+    return str(value).strip()
+
+
+def address(value: str, channel: str, name: str) -> str:
+    if not value:
+        return ""
+    try:
+        return normalize_address(channel, value)
+    except ValueError as exc:
+        raise ValueError(f"{name} {exc}") from None

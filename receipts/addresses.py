@@ -6,12 +6,19 @@ without a full parse (the suppression check's bulk of 10,000 addresses).
 
 import re
 
+import email_validator
 import phonenumbers
 from django.conf import settings
 
+from receipts.logging import mask
 
-def normalize_address(channel: str, raw: str) -> str:
-    value = (raw or "").strip()
+
+def normalize_address(channel: str, raw: object) -> str:
+    """The canonical form of an address, or ValueError saying why it is none. The reason never quotes the value:
+    it is stored and shown, and the value may be someone's address."""
+    if not isinstance(raw, str):
+        raise ValueError("an address must be text (a string)")
+    value = raw.strip()
     if not value:
         raise ValueError("address is empty")
     if channel == "email":
@@ -20,23 +27,38 @@ def normalize_address(channel: str, raw: str) -> str:
 
 
 def normalize_email(value: str) -> str:
-    local, at, domain = value.rpartition("@")
-    if not at or not local or not domain or " " in value:
-        raise ValueError(f"{value!r} is not an email address")
+    """Lower case with an IDNA (ASCII) domain, if email-validator finds it a deliverable form of address: no
+    quoted or bracketed parts, no ``..``, a domain with a dot that is not special-use (``localhost``, ``.test``),
+    no IP literal, a local part of at most 64 characters, no control or direction-changing characters."""
     try:
-        ascii_domain = domain.encode("idna").decode("ascii")
-    except UnicodeError as exc:
-        raise ValueError(f"{value!r} has an invalid domain") from exc
-    return f"{local}@{ascii_domain}".lower()
+        checked = email_validator.validate_email(
+            value, check_deliverability=False, allow_quoted_local=False, allow_domain_literal=False
+        )
+    except email_validator.EmailNotValidError as exc:
+        raise ValueError(f"is not an email address: {mask(str(exc))}") from None
+    domain = checked.ascii_domain or checked.domain
+    return f"{checked.local_part}@{domain}".lower()
+
+
+# What people write in a phone number besides digits; a letter (a vanity number, an extension) is refused: the
+# parser would turn ABC into 222 or drop "ext 34" without a word, and a message cannot reach an extension.
+PHONE_CHARACTERS = frozenset("0123456789+-(). \t/")
+NOT_DIGITS = "is not a phone number: digits, spaces and + - ( ) . / only (no letters, no extension)"
 
 
 def normalize_phone(value: str) -> str:
+    if len(value) > 64:
+        raise ValueError("is not a phone number: over 64 characters")
+    if not set(value) <= PHONE_CHARACTERS:
+        raise ValueError(NOT_DIGITS)
     try:
         number = phonenumbers.parse(value, settings.DEFAULT_PHONE_REGION)
-    except phonenumbers.NumberParseException as exc:
-        raise ValueError(f"{value!r} is not a phone number") from exc
+    except phonenumbers.NumberParseException:
+        raise ValueError("is not a phone number") from None
+    if number.extension:
+        raise ValueError("is not a phone number: it has an extension, which a text message cannot reach")
     if not phonenumbers.is_possible_number(number):
-        raise ValueError(f"{value!r} is not a possible phone number")
+        raise ValueError("is not a possible phone number")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 

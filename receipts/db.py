@@ -208,15 +208,19 @@ def check_json(value: Any, where: str, levels: int = MAX_JSON_DEPTH) -> None:
                 check_json(child, where, levels - 1)
 
 
-def load_json(text: str, where: str = "the body") -> Any:
+def load_json(text: str, where: str = "the body", *, check_strings: bool = True) -> Any:
     """JSON that every JSON column takes: finite numbers only (NaN, Infinity and 1e400 refused), no NUL and no
     lone surrogate in any string or key, at most ``MAX_JSON_DEPTH`` levels deep. Raises ValueError naming the
-    problem (``json.JSONDecodeError`` for the syntax, an integer over Python's 4,300 digits too)."""
+    problem (``json.JSONDecodeError`` for the syntax, an integer over Python's 4,300 digits too).
+
+    ``check_strings=False`` leaves the strings (and the depth past what the parser itself allows) to the caller,
+    for a body of many items each refused on its own (``check_json`` on each)."""
     try:
         data = json.loads(text, parse_constant=refuse_constant, parse_float=finite_float)
     except RecursionError as exc:
         raise ValueError(f"{where} is nested deeper than {MAX_JSON_DEPTH} levels") from exc
-    check_json(data, where)
+    if check_strings:
+        check_json(data, where)
     return data
 
 

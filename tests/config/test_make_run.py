@@ -115,3 +115,15 @@ def test_a_crashed_worker_is_started_again_and_ctrl_c_stops_everything_cleanly(
     for name in ("web", "front", "worker", "worker-sync", "beat"):
         assert re.search(rf"stopped: {name} \(exit status 0\)", output), f"{name} did not stop cleanly:\n{output}"
     assert "SIGKILL" not in output.split("received SIGINT")[1], output
+
+
+def test_access_lines_mask_addresses_in_paths(supervised: tuple[AppEnv, subprocess.Popen, str, Path]) -> None:
+    """granian's access log printed raw paths (GET /api/v1/nope+15558675309/): its lines go through the same
+    filter as Django's (config/granian-logging.json), so a number or an email in a path is masked there too."""
+    _, _, url, log = supervised
+    for path in ("/api/v1/nope+15558675309/", "/api/v1/contacts/ann.private%40example.com/"):
+        assert httpx.get(f"{url}{path}", timeout=10).status_code in (401, 404)
+    wait_until(lambda: "***09" in log.read_text(), 30, "the access line")
+    text = log.read_text()
+    assert "5558675309" not in text and "ann.private" not in text
+    assert re.search(r'"GET /api/v1/nope\+\*\*\*09/ HTTP/1\.1" 40[14]', text), text[-2000:]

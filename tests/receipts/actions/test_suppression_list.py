@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from receipts import addresses
 from receipts.actions import suppression
-from receipts.addresses import normalize_address
+from receipts.addresses import NOT_DIGITS, normalize_address
 from receipts.events import Kind
 from receipts.models import Suppression
 from tests.conftest import register
@@ -208,7 +208,7 @@ def test_check_answers_each_address_in_order_with_its_reasons(time_machine: Any)
             "until": until.isoformat(),
         },
         {"address": "+15550000003", "normalized": "+15550000003", "suppressed": False},
-        {"address": "nope", "normalized": None, "suppressed": False, "error": "'nope' is not a phone number"},
+        {"address": "nope", "normalized": None, "suppressed": False, "error": NOT_DIGITS},
         {"address": "+15550000004", "normalized": "+15550000004", "suppressed": False},
     ]
     time_machine.shift(timedelta(days=3))
@@ -249,7 +249,7 @@ def test_import_adds_good_rows_and_refuses_the_rest_saying_why(time_machine: Any
     refused = {line: why for line, why, _ in report.refused}
     assert refused == {
         4: "channel must be one of sms, email, got 'fax'",
-        5: "'not a number' is not a phone number",
+        5: NOT_DIGITS,
         6: "reason must be one of hard_bounce, soft_bounce_threshold, complaint, unsubscribe, "
         "invalid_destination, manual, got 'spam'",
         7: "expires_at 2020-01-01 is in the past",

@@ -8,6 +8,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from receipts.actions import suppression
+from receipts.addresses import NOT_DIGITS
 from receipts.models import ApiClient, Suppression
 
 pytestmark = pytest.mark.django_db
@@ -45,7 +46,7 @@ def test_post_defaults_to_manual_and_refuses_bad_input(api: APIClient) -> None:
 
     bad = api.post("/api/v1/suppressions/", {"channel": "sms", "address": "call me"}, format="json")
     assert bad.status_code == 400
-    assert bad.json()["detail"]["address"] == ["'call me' is not a phone number"]
+    assert bad.json()["detail"]["address"] == [NOT_DIGITS]
     past = api.post(
         "/api/v1/suppressions/",
         {"channel": "sms", "address": NUMBER, "expires_at": "2020-01-01T00:00:00Z"},
@@ -112,7 +113,7 @@ def test_check_answers_every_address_in_order(api: APIClient) -> None:
         ("+15550000000", False, None),
         (None, False, None),
     ]
-    assert body["results"][2]["error"] == "'nope' is not a phone number"
+    assert body["results"][2]["error"] == NOT_DIGITS
 
 
 @pytest.mark.parametrize(
