@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from receipts.actions import review
 from receipts.admin.messages import SETTLE_ACTIONS
-from receipts.models import Message
+from receipts.models import ApiClient, InboxState, Message, ReceiptEvent
 from tests.conftest import register
 
 pytestmark = pytest.mark.django_db
@@ -116,3 +116,38 @@ def test_the_suppression_import_shows_only_to_who_may_add() -> None:
     adder = staff_with("adder", "view_suppression", "add_suppression")
     assert importing not in viewer.get("/admin/receipts/suppression/").content.decode()
     assert importing in adder.get("/admin/receipts/suppression/").content.decode()
+
+
+# (the list, the action, the permission it needs besides viewing)
+GUARDED_ACTIONS = [
+    ("/admin/receipts/receiptevent/", "replay", ("receipts", "change_receiptevent"), ("receipts", "view_receiptevent")),
+    ("/admin/receipts/apiclient/", "revoke", ("receipts", "change_apiclient"), ("receipts", "view_apiclient")),
+    (
+        "/admin/crm_sync/outboxmessage/",
+        "retry",
+        ("crm_sync", "change_outboxmessage"),
+        ("crm_sync", "view_outboxmessage"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("url", "action", "needs", "views"), GUARDED_ACTIONS, ids=[a[1] for a in GUARDED_ACTIONS])
+def test_list_actions_that_change_things_show_only_to_who_may_change(
+    in_review: Message, url: str, action: str, needs: tuple[str, str], views: tuple[str, str]
+) -> None:
+    # A row in each list (Django offers no action over an empty one): the review's CRM change is in the outbox.
+    ReceiptEvent.objects.create(provider="generic", body="{}", state=InboxState.DEAD, dedupe_key="dead-1")
+    ApiClient.issue("a-crm", ["read"])
+
+    def staff(name: str, *perms: tuple[str, str]) -> Client:
+        user = User.objects.create_user(name, password="pw", is_staff=True)
+        for app, codename in perms:
+            user.user_permissions.add(Permission.objects.get(content_type__app_label=app, codename=codename))
+        client = Client()
+        client.force_login(user)
+        return client
+
+    offered = f'<option value="{action}">'
+    assert 'name="_selected_action"' in staff("another-changer", views, needs).get(url).content.decode()
+    assert offered not in staff("viewer", views).get(url).content.decode()
+    assert offered in staff("changer", views, needs).get(url).content.decode()
