@@ -76,9 +76,9 @@ def test_each_settle_button_on_a_message_page_settles_it(
     assert in_review.resolutions.count() == 1, f"{label!r} recorded no decision"
     assert in_review.status == status
     assert in_review.needs_review is still_in_review
+    # Back on the message's page, which says so.
+    assert page.url.endswith(f"/admin/receipts/message/{in_review.pk}/change/"), page.url
     assert page.locator(".messagelist .success").count() == 1
-    # The message's page says so too.
-    page.goto(f"/admin/receipts/message/{in_review.pk}/change/")
     assert page.inner_text("#message-status .badge") == status
     assert "review history" in page.inner_text("#content").lower()
     assert page.locator(".settle").count() == (1 if still_in_review else 0)
@@ -127,3 +127,19 @@ def test_each_button_on_a_campaign_page_moves_the_campaign(
     assert re.search(rf"/admin/campaigns/campaign/{campaign.pk}/change/$", page.url)
     assert page.inner_text(".messagelist").strip() == f"{campaign.name}: {label.lower()} done"
     assert page.inner_text("#campaign-progress h2").startswith(f"Sending: {after.capitalize()}")
+
+
+def test_a_drafts_save_still_saves_the_form_and_start_leaves_unsaved_edits_alone(page: Any, sendable: None) -> None:
+    """The steps' forms sit outside the change form: Save posts the campaign's fields, Start posts none."""
+    campaign = campaign_in("draft")
+    page.goto(f"/admin/campaigns/campaign/{campaign.pk}/change/")
+    page.fill("textarea[name=body]", "Hi, flu shots are in.")
+    with page.expect_navigation():
+        page.click("input[name=_continue]")
+    campaign.refresh_from_db()
+    assert (campaign.body, campaign.state) == ("Hi, flu shots are in.", "draft")
+
+    page.fill("textarea[name=body]", "an edit nobody saved")
+    click_and_load(page, "Start")
+    campaign.refresh_from_db()
+    assert (campaign.body, campaign.state) == ("Hi, flu shots are in.", "running")

@@ -151,3 +151,23 @@ def test_list_actions_that_change_things_show_only_to_who_may_change(
     assert 'name="_selected_action"' in staff("another-changer", views, needs).get(url).content.decode()
     assert offered not in staff("viewer", views).get(url).content.decode()
     assert offered in staff("changer", views, needs).get(url).content.decode()
+
+
+@pytest.mark.parametrize(
+    ("back", "lands_on"),
+    [
+        ("/admin/receipts/message/{pk}/change/", "/admin/receipts/message/{pk}/change/"),
+        ("", "/admin/receipts/reviewqueue/"),
+        ("https://evil.example/", "/admin/receipts/reviewqueue/"),
+        ("//evil.example/", "/admin/receipts/reviewqueue/"),
+    ],
+)
+def test_a_decision_from_a_message_page_goes_back_to_it_and_nowhere_else(
+    settler: Client, in_review: Message, back: str, lands_on: str
+) -> None:
+    response = settler.post(
+        "/admin/receipts/reviewqueue/",
+        {"action": "poll_again", "_selected_action": in_review.pk, "index": 0, "back": back.format(pk=in_review.pk)},
+    )
+    assert (response.status_code, response["Location"]) == (302, lands_on.format(pk=in_review.pk))
+    assert in_review.resolutions.count() == 1
