@@ -164,10 +164,12 @@ class CampaignAdmin(admin.ModelAdmin):
             if campaign is not None and campaign.sendable:
                 extra["progress"] = lifecycle.progress(campaign)
                 extra["progress_bar"] = progress_bar(extra["progress"])
+                # Only the buttons this user may press: a view-only user sees the state, not Start or Cancel.
+                may_change = self.has_change_permission(request, campaign)
                 extra["steps"] = [
-                    (reverse("admin:campaigns_campaign_step", args=[campaign.pk, step]), label)
+                    (step, reverse("admin:campaigns_campaign_step", args=[campaign.pk, step]), label)
                     for step, label, states in STEPS
-                    if campaign.state in states
+                    if may_change and campaign.state in states
                 ]
                 extra["sends_url"] = f"{reverse('admin:campaigns_send_changelist')}?campaign__id__exact={campaign.pk}"
         return super().change_view(request, object_id, form_url, extra)

@@ -218,6 +218,7 @@ def evaluate(now: datetime | None = None) -> dict[str, list[str]]:
     fired, resolved = [], []
     for key, finding in found.items():
         if key in open_alerts:
+            refresh(open_alerts[key], finding)
             continue
         try:
             with transaction.atomic():
@@ -238,6 +239,14 @@ def evaluate(now: datetime | None = None) -> dict[str, list[str]]:
     if fired or resolved:
         log.warning("alerts: %d fired (%s), %d resolved (%s)", len(fired), fired, len(resolved), resolved)
     return {"fired": fired, "resolved": resolved}
+
+
+def refresh(alert: Alert, finding: Finding) -> None:
+    """An open alert says what holds now: its figures (how far behind, how many) are those of the last check, not
+    of when it fired. The notices are not sent again for a figure that moved."""
+    now_says = {"title": finding.title[:300], "detail": finding.detail, "link": finding.link[:500]}
+    if any(getattr(alert, name) != value for name, value in now_says.items()):
+        Alert.objects.filter(pk=alert.pk, resolved_at=None).update(**now_says)
 
 
 def notify(state: str, alert: Alert, now: datetime) -> bool:

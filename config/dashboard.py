@@ -75,7 +75,9 @@ def dashboard(request: HttpRequest) -> TemplateResponse:
         "review_total": sum(row["count"] for row in review),
         "inbox": inbox(),
         "crm": relay,
-        "crm_lag": "none waiting" if relay.lag is None else duration(relay.lag.total_seconds()),
+        "crm_lag": ("none waiting" if relay.pushing else "nothing pushed")
+        if relay.lag is None
+        else duration(relay.lag.total_seconds()),
         "time_legend": legend(
             {"delivered": COLOURS["delivered"], "failed": COLOURS["failed"], "not final yet": COLOURS["pending"]}
         ),

@@ -472,13 +472,19 @@ class OutboxSummary:
         return self.paused_until - self.now if self.paused_until and self.paused else timedelta(0)
 
     @property
+    def pushing(self) -> bool:
+        """A CRM is configured to push to. With ``CRM_BACKEND=none`` the pending rows are the change feed's, and
+        nothing waits for a relay: they are no backlog, no lag, nothing to alert on."""
+        return self.backend != "none"
+
+    @property
     def lag(self) -> timedelta | None:
-        """How long the oldest change not yet sent has waited."""
-        return self.now - self.oldest_pending_at if self.oldest_pending_at else None
+        """How long the oldest change not yet sent has waited (None: none waits, or nothing is pushed)."""
+        return self.now - self.oldest_pending_at if self.oldest_pending_at and self.pushing else None
 
     @property
     def due_lag(self) -> timedelta | None:
-        return self.now - self.oldest_due_at if self.oldest_due_at else None
+        return self.now - self.oldest_due_at if self.oldest_due_at and self.pushing else None
 
 
 def summary(now: datetime | None = None) -> OutboxSummary:

@@ -111,7 +111,13 @@ class OutboxMessageAdmin(LargeTableAdmin):
     def short_error(self, obj: OutboxMessage) -> str:
         return obj.last_error[:80]
 
-    @admin.action(description="Retry selected changes now (dead ones with the changes held behind them)")
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        # Not has_change_permission: every staff user passes that, to open the read-only detail page.
+        return request.user.has_perm("crm_sync.change_outboxmessage")
+
+    @admin.action(
+        description="Retry selected changes now (dead ones with the changes held behind them)", permissions=["retry"]
+    )
     def retry(self, request: HttpRequest, queryset: QuerySet[OutboxMessage]) -> None:
         count = actions.retry(queryset)
         self.message_user(request, f"{count} change(s) queued to send now.", messages.SUCCESS)

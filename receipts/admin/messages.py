@@ -434,7 +434,11 @@ class ReceiptEventAdmin(LargeTableAdmin, ReadOnlyAdmin):
     def masked_body(self, obj: ReceiptEvent) -> str:
         return format_html("<pre style='white-space:pre-wrap'>{}</pre>", mask(obj.body))
 
-    @admin.action(description="Replay selected dead, rejected or unmatched events")
+    def has_replay_permission(self, request: HttpRequest) -> bool:
+        # Not has_change_permission: every staff user passes that, to open the read-only detail page.
+        return request.user.has_perm("receipts.change_receiptevent")
+
+    @admin.action(description="Replay selected dead, rejected or unmatched events", permissions=["replay"])
     def replay(self, request: HttpRequest, queryset: QuerySet[ReceiptEvent]) -> TemplateResponse:
         """Queue them again, process up to REPLAY_INLINE of them right away, and say what became of each."""
         selected = list(queryset.values_list("pk", flat=True))
@@ -476,7 +480,7 @@ class ApiClientAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # tokens are issued by `manage.py create_api_client`, which shows the token once
 
-    @admin.action(description="Revoke selected clients")
+    @admin.action(description="Revoke selected clients", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiClient]) -> None:
         count = queryset.filter(revoked_at=None).update(revoked_at=timezone.now())
         self.message_user(request, f"{count} client(s) revoked.", messages.SUCCESS)

@@ -6,8 +6,9 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import OuterRef, QuerySet, Subquery
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.timesince import timesince
 from rangefilter.filters import DateRangeFilter
 
@@ -92,6 +93,7 @@ class ReviewQueueAdmin(ExactSearch, CsvExport, LargeTableAdmin, MessagePage, Rea
     def _settle(self, request: HttpRequest, queryset: QuerySet, action: str, form_class: type | None, title: str):
         """Apply a decision; actions that need a category or a note ask for it on an intermediate page."""
         form = None
+        back = back_to(request)
         if form_class is not None:
             form = form_class(request.POST if "apply" in request.POST else None)
             if not form.is_bound or not form.is_valid():
@@ -103,13 +105,14 @@ class ReviewQueueAdmin(ExactSearch, CsvExport, LargeTableAdmin, MessagePage, Rea
                     "form": form,
                     "action": action,
                     "opts": self.model._meta,
+                    "back": back,
                 }
                 return TemplateResponse(request, "admin/receipts/reviewqueue/settle.html", context)
         data = form.cleaned_data if form else {}
         settlement = review.Settlement(action, note=data.get("note", ""), category=data.get("category", ""))
         count = review.settle(list(queryset.values_list("pk", flat=True)), settlement, request.user)
         self.message_user(request, f"{count} message(s): {ReviewResolution.Action(action).label}.", messages.SUCCESS)
-        return None
+        return HttpResponseRedirect(back) if back else None  # None: back to the queue
 
     @admin.action(description="Confirm delivered", permissions=["settle"])
     def confirm_delivered(self, request: HttpRequest, queryset: QuerySet) -> object:
@@ -126,3 +129,11 @@ class ReviewQueueAdmin(ExactSearch, CsvExport, LargeTableAdmin, MessagePage, Rea
     @admin.action(description="Resolve with a note", permissions=["settle"])
     def resolve(self, request: HttpRequest, queryset: QuerySet) -> object:
         return self._settle(request, queryset, "resolve", ResolveForm, "Resolve with a note")
+
+
+def back_to(request: HttpRequest) -> str:
+    """Where a decision made from a message's page goes back to (``back`` in the form): that page, on this site
+    only; empty for the queue's own bulk actions."""
+    back = request.POST.get("back", "")
+    safe = url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}, require_https=request.is_secure())
+    return back if back.startswith("/") and safe else ""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.test import Client
 
 from campaigns import dispatch, lifecycle
@@ -79,3 +79,39 @@ def test_a_user_without_change_permission_cannot_start(client: Client, settings:
     campaign = Campaign.objects.create(name="x", channel="sms", provider="genesys_sms", body="hi")
     assert client.post(f"/admin/campaigns/campaign/{campaign.pk}/step/start/").status_code == 403
     assert Campaign.objects.get().state == "draft"
+
+
+def campaign_staff(name: str, *codenames: str) -> Client:
+    user = User.objects.create_user(name, password="pw", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label="campaigns", codename__in=codenames))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def buttons(client: Client, campaign: Campaign) -> list[str]:
+    html = client.get(f"/admin/campaigns/campaign/{campaign.pk}/change/").content.decode()
+    assert "campaign-progress" in html  # the state and progress show to both
+    return [label for label in ("Start", "Pause", "Resume", "Cancel") if f'value="{label}"' in html]
+
+
+def test_view_only_staff_see_a_campaign_without_its_buttons_and_who_may_change_it_sees_them(settings: Any) -> None:
+    settings.GENESYS_SMS_SENDER = "+15559876543"
+    viewer = campaign_staff("viewer", "view_campaign")
+    changer = campaign_staff("changer", "view_campaign", "change_campaign")
+    draft = Campaign.objects.create(name="draft", channel="sms", provider="genesys_sms", body="hi")
+    running = lifecycle.start(Campaign.objects.create(name="running", channel="sms", provider="genesys_sms", body="hi"))
+    paused = lifecycle.pause(
+        lifecycle.start(Campaign.objects.create(name="paused", channel="sms", provider="genesys_sms", body="hi"))
+    )
+
+    assert [buttons(viewer, c) for c in (draft, running, paused)] == [[], [], []]
+    assert [buttons(changer, c) for c in (draft, running, paused)] == [
+        ["Start", "Cancel"],
+        ["Pause", "Cancel"],
+        ["Resume", "Cancel"],
+    ]
+    # Each button's form is outside the change form, where the browser posts it.
+    html = changer.get(f"/admin/campaigns/campaign/{draft.pk}/change/").content.decode()
+    assert html.index('<form id="campaign-start"') > html.index("</form>")
+    assert f'action="/admin/campaigns/campaign/{draft.pk}/step/start/"' in html

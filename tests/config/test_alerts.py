@@ -4,6 +4,7 @@ second notice; a notice that fails is sent again at the next check."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -16,6 +17,8 @@ from django.test import Client
 from django.utils import timezone
 
 from config import alerts
+from crm_sync import actions as crm
+from crm_sync.models import OutboxMessage
 from receipts.actions import rollups
 from receipts.models import Alert, Escalation, InboxState, Message, ReceiptEvent
 from tests.conftest import drain, post_webhook, register
@@ -147,3 +150,49 @@ def test_a_complaint_rate_over_the_threshold_fires(client: Client, receiver: Rec
 
     assert "complaint_rate" in alerts.evaluate()["fired"]  # 1 of 25 delivered: 4%
     assert Alert.objects.get(key="complaint_rate").title == "Email complaint rate 4.00% (over 0.10%)"
+
+
+def changes_for_the_crm(client: Client) -> None:
+    """Status changes, each written to the CRM outbox as it is made."""
+    register(provider_message_id="crm-1", to="+15550007777", crm_record_id="003A")
+    assert post_webhook(client, "generic", json.dumps({"id": "crm-1", "status": "delivered"})).status_code == 200
+    drain()
+    assert OutboxMessage.objects.pending().exists()
+
+
+def test_with_no_crm_configured_nothing_waits_for_one(
+    client: Client, admin_client: Client, receiver: Receiver, settings: Any
+) -> None:
+    settings.CRM_BACKEND = "none"
+    changes_for_the_crm(client)
+    later = timezone.now() + timedelta(minutes=40)
+
+    assert "crm_lag" not in {f.key for f in alerts.findings(later)}
+    assert alerts.evaluate(later)["fired"] == []
+    assert crm.summary(later).lag is None
+    html = admin_client.get("/admin/dashboard/").content.decode()
+    assert "CRM changes waiting" not in html
+    assert "no CRM configured" in html
+    assert re.search(r'crm_relay_lag_seconds\{backend="none"\} 0\.0', client.get("/metrics").content.decode())
+
+    # With a CRM to push to, the same changes wait for it, and 40 minutes is late.
+    settings.CRM_BACKEND = "generic"
+    assert alerts.evaluate(later)["fired"] == ["crm_lag"]
+
+
+def test_an_open_alert_says_what_holds_now_not_what_held_when_it_fired(
+    client: Client, admin_client: Client, receiver: Receiver, settings: Any
+) -> None:
+    settings.CRM_BACKEND, settings.ALERT_CRM_LAG_MINUTES = "generic", 10
+    changes_for_the_crm(client)
+    start = timezone.now()
+
+    assert alerts.evaluate(start + timedelta(minutes=11))["fired"] == ["crm_lag"]
+    assert Alert.objects.get().title == "CRM sync is 11 minutes behind (over 10)"
+
+    assert alerts.evaluate(start + timedelta(minutes=51)) == {"fired": [], "resolved": []}
+    alert = Alert.objects.get()
+    assert alert.title == "CRM sync is 51 minutes behind (over 10)"
+    assert alert.fired_at == start + timedelta(minutes=11)  # still the one alert, fired once
+    assert "CRM sync is 51 minutes behind" in admin_client.get("/admin/").content.decode()
+    assert [b["state"] for b in receiver.bodies] == ["firing"]  # a figure that moved is not a new notice
