@@ -21,8 +21,8 @@ What the providers document (and what the simulator takes from it):
 - Genesys Cloud: agentless email is documented at 300 messages a minute ("Email rate limits", help.mypurecloud.com);
   no throughput figure for agentless SMS was found beyond the API's requests per token (``rate_limit_per_minute``).
   ``send_limits["genesys_cloud"]`` covers agentless SMS and email together; its figure is ours.
-- SMS Aggregation: its HTTP API guide (docs.genesys.com) documents no throughput figure; the figure is ours. Its own
-  result code 6, "Throttled; resubmit", gives the 429's wording.
+- SMS Aggregation: its HTTP API guide (docs.genesys.com) documents no throughput figure; the figure is ours. A
+  refused MT is answered as the service throttles, in a 2xx with result code 6 (throttled), not a 429.
 - Per sender: carriers limit each long code or sender id (commonly about 1 message a second for a long code); the
   figure is ours to set.
 
