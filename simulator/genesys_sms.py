@@ -23,7 +23,9 @@ Receipts (only when ``receipt=TRUE``): form-encoded POSTs to ``/webhooks/genesys
 ``message_id``, ``message_state``, ``result_code`` and, when given in the MT, ``app_id`` and ``conversation_id``,
 authenticated with ``X-Webhook-Token: <WEBHOOK_SECRET_GENESYS_SMS>``. First ``message_state=6`` (accepted by the
 aggregator), then the final one: 2 delivered; 3 expired; 5 undeliverable or 4 deleted with result_code 1, 3, 6,
-98 or 99; 8 rejected with result_code 2, 7 or 8.
+98 or 99; 8 rejected with result_code 2 or 8. An MT sent again with a ``message_id`` the simulator has (answered
+``result=7``) and ``receipt=TRUE`` gets one more receipt, ``message_state=8&result_code=7``: the copy is a
+duplicate, rejected, while the first copy goes its own way (a duplicate is never a message's final outcome).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from __future__ import annotations
 import base64
 import hmac
 import re
+import time
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
@@ -47,6 +50,7 @@ SENDER = re.compile(r"^\d{1,15}$")
 PRIORITIES = ("BULK_LOW", "BULK", "INTERACTIVE_LOW", "INTERACTIVE")
 ALIASES = {"phone_number": "to", "sender": "from", "message": "body"}
 ACCEPTED, INVALID, AUTH_FAILED, THROTTLED, DUPLICATE = 0, 1, 2, 6, 7
+DUPLICATE_RECEIPT = "duplicate"  # the push event of the receipt for a copy sent again
 
 
 def answer(code: int, reason: str = "") -> Response:
@@ -106,6 +110,8 @@ def send(sim: Simulator, request: Request) -> Response:
             )
     if existing:
         sim.stats.duplicate_send()
+        if receipt == "TRUE" and sim.pusher is not None and sim.config.pushes(PROVIDER):
+            sim.pusher.schedule(existing[0], DUPLICATE_RECEIPT, time.time())
         return answer(DUPLICATE, "duplicate message_id")
     sim.accepted(message)
     return answer(ACCEPTED)
@@ -114,6 +120,8 @@ def send(sim: Simulator, request: Request) -> Response:
 def state_and_result(message: SimMessage, event: str) -> tuple[int, int]:
     if event == "sent":
         return 6, 0
+    if event == DUPLICATE_RECEIPT:
+        return 8, DUPLICATE  # rejected: the message is a duplicate
     if message.outcome == "delivered":
         return 2, 0
     state, _, result = message.reason.partition(":")

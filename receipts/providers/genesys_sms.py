@@ -70,12 +70,21 @@ RESULT_CODE: dict[int, tuple[str, bool]] = {
 }
 
 
+# A receipt's result_code 7 says the message is a duplicate of a message_id the service already took (we send the
+# same id again when an MT's outcome was unknown): evidence that the first copy was taken, never a failure of it.
+# Whatever its state says (8 REJECTED, 4, 5), it counts as sent: rank 20 never undoes a later status, and the
+# message is never marked rejected for it (docs/design.md says why this departs from DESIGN.md's table).
+RESULT_OVERRIDES: dict[int, Outcome] = {7: Outcome(Status.SENT, C.DUPLICATE)}
+
+
 def outcome_for(state: int, result_code: int) -> Outcome:
     base = MESSAGE_STATE.get(state)
     if base is None:
         return Outcome(unmapped=True)
     if state not in STATES_CATEGORISED_BY_RESULT:
         return base
+    if result_code in RESULT_OVERRIDES:
+        return RESULT_OVERRIDES[result_code]
     category, retryable = RESULT_CODE.get(result_code, (C.UNKNOWN, False))
     unmapped = result_code not in RESULT_CODE
     return Outcome(base.status, category, retryable, unmapped=unmapped)
