@@ -67,3 +67,59 @@ def test_a_refused_send_is_a_send_error_that_says_whether_to_try_again(configure
 
     with pytest.raises(SendError, match="no text"):
         sender_for("genesys_sms").send(Message(provider="genesys_sms", channel="sms", to="+1555", content={}))  # type: ignore[union-attr]
+
+
+def test_genesys_cloud_refuses_an_email_from_the_sms_number(configured: SimulatorServer) -> None:
+    """What the app must never send: agentless email's fromAddress.email must be an email address."""
+    http = httpx.Client(base_url=configured.url, timeout=10)
+    token = http.post("/oauth/token", auth=("c", "s"), data={"grant_type": "client_credentials"}).json()
+    request = {
+        "senderType": "Outbound",
+        "fromAddress": {"email": "+15559876543"},
+        "toAddresses": [{"email": "alice@example.com"}],
+        "subject": "Hi",
+        "textBody": "Hello",
+    }
+
+    refused = http.post(
+        "/api/v2/conversations/emails/agentless",
+        json=request,
+        headers={"Authorization": f"Bearer {token['access_token']}"},
+    )
+
+    assert refused.status_code == 400
+    assert "fromAddress" in refused.json()["message"]
+
+
+@pytest.mark.django_db
+def test_genesys_cloud_email_goes_out_from_the_email_from_address_and_sms_from_the_number(
+    configured: SimulatorServer, settings: Any
+) -> None:
+    settings.GENESYS_CLOUD_EMAIL_FROM, settings.GENESYS_CLOUD_EMAIL_FROM_NAME = "news@acme.example", "Acme News"
+    sender = sender_for("genesys_cloud")
+    assert sender is not None
+
+    email = sender.send(Message(provider="genesys_cloud", channel="email", to="ann@example.com", content=HELLO))
+    sms = sender.send(Message(provider="genesys_cloud", channel="sms", to="+15551234567", content=HELLO))
+
+    [sent_email] = httpx.get(f"{configured.url}/_sim/messages/{email}").json()["messages"]
+    [sent_sms] = httpx.get(f"{configured.url}/_sim/messages/{sms}").json()["messages"]
+    assert (sent_email["channel"], sent_email["from"]) == ("email", "news@acme.example")
+    assert (sent_sms["channel"], sent_sms["from"]) == ("sms", "+15559876543")  # GENESYS_CLOUD_FROM_ADDRESS
+
+
+def test_genesys_cloud_email_without_an_email_from_address_is_refused_before_anything_leaves(
+    configured: SimulatorServer, settings: Any
+) -> None:
+    settings.GENESYS_CLOUD_EMAIL_FROM = ""
+    message = Message(provider="genesys_cloud", channel="email", to="ann@example.com", content=HELLO)
+
+    with pytest.raises(SendError, match="GENESYS_CLOUD_EMAIL_FROM") as refused:
+        sender_for("genesys_cloud").send(message)  # type: ignore[union-attr]
+
+    assert refused.value.transient is False
+    emails = httpx.get(f"{configured.url}/_sim/requests", params={"endpoint": "/api/v2/conversations/emails/agentless"})
+    assert emails.json()["requests"] == []
+
+
+HELLO = {"text": "hello", "subject": "hi"}
