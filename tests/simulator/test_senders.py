@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -9,6 +11,7 @@ import pytest
 
 from receipts.models import Message
 from receipts.providers.base import SendError
+from receipts.providers.genesys_sms import MT_RESULT, REFUSED, THROTTLED, UNKNOWN
 from receipts.providers.senders import configured_sender, sender_for
 from simulator import SimulatorServer
 
@@ -123,3 +126,52 @@ def test_genesys_cloud_email_without_an_email_from_address_is_refused_before_any
 
 
 HELLO = {"text": "hello", "subject": "hi"}
+
+
+@pytest.mark.parametrize("code", [1, 2, 3, 4, 5, 6, 98, 99, 42])
+def test_every_sms_aggregation_result_code_means_what_its_row_says(configured: SimulatorServer, code: int) -> None:
+    """MT_RESULT row by row, the simulator answering the code in its 2xx (42: a code nobody lists)."""
+    httpx.post(f"{configured.url}/_sim/config", json={"mt_results": {"15551230000": code}})
+    message = Message(provider="genesys_sms", channel="sms", to="+15551230000", content=HELLO)
+
+    with pytest.raises(SendError) as answered:
+        sender_for("genesys_sms").send(message)  # type: ignore[union-attr]
+
+    error = answered.value
+    meaning = MT_RESULT.get(code, ("", UNKNOWN))[1]
+    assert f"result {code}" in str(error)
+    assert (error.transient, error.throttled, error.may_have_sent) == {
+        REFUSED: (False, False, False),
+        THROTTLED: (True, True, False),
+        UNKNOWN: (True, False, True),
+    }[meaning]
+
+
+def test_an_sms_aggregation_answer_without_a_result_code_leaves_the_outcome_open(settings: Any) -> None:
+    """A 2xx that says nothing readable: maybe taken (sent again with the same message_id, the service dedupes it)."""
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"OK")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    settings.SENDERS = {}
+    settings.GENESYS_SMS_MT_URL = f"http://127.0.0.1:{server.server_address[1]}/httpapi/receiver"
+    settings.GENESYS_SMS_LOGIN, settings.GENESYS_SMS_PASSWORD, settings.GENESYS_SMS_SENDER = "l", "p", "15559876543"
+    try:
+        with pytest.raises(SendError, match="no result code") as answered:
+            sender_for("genesys_sms").send(  # type: ignore[union-attr]
+                Message(provider="genesys_sms", channel="sms", to="+15551234567", content=HELLO)
+            )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (answered.value.transient, answered.value.may_have_sent) == (True, True)
