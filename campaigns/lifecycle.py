@@ -64,7 +64,7 @@ class LifecycleError(ValueError):
 def allowed_senders(provider: str) -> set[str]:
     """SENDER_ALLOW_LIST (``provider:sender`` or a bare sender for every provider), and the configured defaults."""
     defaults = {
-        "genesys_cloud": [settings.GENESYS_CLOUD_FROM_ADDRESS],
+        "genesys_cloud": [settings.GENESYS_CLOUD_FROM_ADDRESS, settings.GENESYS_CLOUD_EMAIL_FROM],
         "genesys_sms": [settings.GENESYS_SMS_SENDER],
         "webex_connect": [settings.WEBEX_CONNECT_SENDER_ID, settings.WEBEX_CONNECT_EMAIL_FROM],
     }

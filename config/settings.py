@@ -370,7 +370,10 @@ SIMULATOR_PORT = env.int("SIMULATOR_PORT", default=8100)
 SIMULATOR_APP_URL = env.str("SIMULATOR_APP_URL", default=f"http://127.0.0.1:{env.int('WEB_PORT', default=8000)}")
 
 # --- provider senders (receipts/providers/: retries and the demo campaign) ---------------------------------
-GENESYS_CLOUD_FROM_ADDRESS = env.str("GENESYS_CLOUD_FROM_ADDRESS", default="")
+GENESYS_CLOUD_FROM_ADDRESS = env.str("GENESYS_CLOUD_FROM_ADDRESS", default="")  # the SMS number (agentless SMS)
+# Agentless email's fromAddress: an email address of a domain set up in Genesys Cloud, and its display name.
+GENESYS_CLOUD_EMAIL_FROM = env.str("GENESYS_CLOUD_EMAIL_FROM", default="")
+GENESYS_CLOUD_EMAIL_FROM_NAME = env.str("GENESYS_CLOUD_EMAIL_FROM_NAME", default="")
 GENESYS_SMS_MT_URL = env.str("GENESYS_SMS_MT_URL", default="https://smsc-api.genesyscloud.com/httpapi/receiver")
 GENESYS_SMS_LOGIN = env.str("GENESYS_SMS_LOGIN", default="")
 GENESYS_SMS_PASSWORD = env.str("GENESYS_SMS_PASSWORD", default="")

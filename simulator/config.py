@@ -127,6 +127,11 @@ class SimConfig:
     # --- SMS Aggregation and Webex Connect send credentials (empty accepts any non-empty value) ---
     sms_logins: dict[str, str] = field(default_factory=dict)  # login -> password
     webex_service_keys: list[str] = field(default_factory=list)
+    # --- refusals and throttles in the providers' own shapes (see simulator/genesys_sms.py, webex_connect.py) ---
+    # SMS Aggregation phone_number (digits) -> the result code every MT to it is answered with (1, 2, 6, 98, ...).
+    mt_results: dict[str, int] = field(default_factory=dict)
+    # The HTTP status Webex Connect's 7020 (throttled) comes with: Webex documents the code, not a status.
+    webex_throttle_status: int = 429
     # --- receipts pushed to the app ---
     push: bool = True
     push_providers: list[str] = field(default_factory=lambda: list(PROVIDERS))
@@ -186,6 +191,11 @@ class SimConfig:
         bad_providers = (set(self.push_providers) | set(self.webhook_urls) | set(self.secrets)) - set(PROVIDERS)
         if bad_providers:
             raise ConfigError(f"unknown provider(s) {sorted(bad_providers)}; choose from {', '.join(PROVIDERS)}")
+        for number, code in self.mt_results.items():
+            if isinstance(code, bool) or not isinstance(code, int) or not 0 <= code <= 99:
+                raise ConfigError(f"mt_results[{number!r}] must be an SMS Aggregation result code 0..99, got {code!r}")
+        if self.webex_throttle_status not in (200, 400, 429, 503):
+            raise ConfigError("webex_throttle_status must be 200, 400, 429 or 503")
         for address, spec in self.address_outcomes.items():
             outcome = spec.partition(":")[0]
             if outcome not in OUTCOMES:

@@ -4,9 +4,10 @@ sender id or from address may send (``sender_limit_per_second``), as carriers li
 "Over the limit" has one exact meaning: a limit of N a second admits a send request at time t only if fewer than N
 were admitted in the sliding window (t - 1 s, t]. So no one-second window ever holds more than N admitted sends,
 which is what ``peak`` in the stats checks. A whole N is exact; a fraction above 1 is rounded down (1.5 -> 1), and
-one below 1 admits one send per 1/N seconds (0.25 -> one in any 4 s window). A refused request is answered 429 with
-``Retry-After``: the whole seconds (at least 1) until the window has room. Both limits are checked before either
-counts, so a refused request uses up nothing, and nothing is created for it.
+one below 1 admits one send per 1/N seconds (0.25 -> one in any 4 s window). A refused request gets the provider's
+throttle: a 429 (Webex Connect's 7020 in ``webex_throttle_status``) with ``Retry-After``, the whole seconds (at least
+1) until the window has room; SMS Aggregation's 2xx ``result=6``. Both limits are checked before either counts, so
+a refused request uses up nothing, and nothing is created for it.
 
 What the providers document (and what the simulator takes from it):
 
@@ -21,8 +22,8 @@ What the providers document (and what the simulator takes from it):
 - Genesys Cloud: agentless email is documented at 300 messages a minute ("Email rate limits", help.mypurecloud.com);
   no throughput figure for agentless SMS was found beyond the API's requests per token (``rate_limit_per_minute``).
   ``send_limits["genesys_cloud"]`` covers agentless SMS and email together; its figure is ours.
-- SMS Aggregation: its HTTP API guide (docs.genesys.com) documents no throughput figure; the figure is ours. Its own
-  result code 6, "Throttled; resubmit", gives the 429's wording.
+- SMS Aggregation: its HTTP API guide (docs.genesys.com) documents no throughput figure; the figure is ours. A
+  refused MT is answered as the service throttles, in a 2xx with result code 6 (throttled), not a 429.
 - Per sender: carriers limit each long code or sender id (commonly about 1 message a second for a long code); the
   figure is ours to set.
 

@@ -49,7 +49,6 @@ SMS_FAILED: list[tuple[str, int]] = [
     ("5:6", 10),  # undeliverable, throttled
     ("4:98", 10),  # deleted by the aggregator, internal error
     ("8:8", 10),  # rejected, body too long
-    ("8:7", 5),  # rejected, duplicate
     ("8:2", 5),  # rejected, authentication failure
     ("5:99", 10),  # undeliverable, unmapped
 ]

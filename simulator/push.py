@@ -41,7 +41,7 @@ class PushJob:
     due: float
     order: int
     message: SimMessage = field(compare=False)
-    event: str = field(compare=False)  # "sent" or "final"
+    event: str = field(compare=False)  # "sent", "final", "mo", or "duplicate" (SMS Aggregation: a copy sent again)
     generation: int = field(compare=False)
     attempt: int = field(default=1, compare=False)
     copy: bool = field(default=False, compare=False)  # the deliberate duplicate

@@ -37,9 +37,8 @@ def fault_response(scope: str, kind: str, sim: Simulator) -> Response:
         if scope in ("genesys_cloud", "oauth"):
             return genesys_cloud.too_many_requests(retry_after)
         if scope == "webex_connect":
-            return Response(429, {"response": {"code": "7429", "description": "Too many requests"}},
-                            {"Retry-After": str(retry_after)})  # fmt: skip
-        return Response(429, {"error": "throttled, resubmit"}, {"Retry-After": str(retry_after)})
+            return webex_connect.over_limit(retry_after, sim.config.webex_throttle_status)
+        return genesys_sms.answer(genesys_sms.THROTTLED, "injected throttle")  # a 2xx, as the service throttles
     status = sim.pick_5xx()
     if scope in ("genesys_cloud", "oauth"):
         return genesys_cloud.server_error(status)

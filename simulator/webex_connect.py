@@ -18,9 +18,11 @@ email to several recipients: the receipts tell them apart by ``destination``). A
 one entry per destination, in order. Errors use the Messaging API's codes, ``{"response": {"code": ...,
 "description": ...}}``: 7000 Invalid JSON (400), 7001 Authentication failed (401), 7002 Service Key Missing (401),
 7003 a mandatory parameter is missing (400), 7004 Invalid parameters (400), 7009 more than 1000 destinations (400),
-7020 You have reached maximum transaction limit (429, with ``Retry-After``) over the send limits
+7020 You have reached maximum transaction limit (with ``Retry-After``; HTTP 429 unless ``webex_throttle_status``
+says 200, 400 or 503: Webex documents the code, not a status) over the send limits
 (``send_limits["webex_connect"]`` per call, ``sender_limit_per_second`` by ``senderid`` or ``from``; see
-simulator/limits.py for what Webex Connect documents about its throughput), checked after the request's checks.
+simulator/limits.py for what Webex Connect documents about its throughput), checked after the request's checks,
+and for an injected 429 (``rate_429``).
 ``GET /resources/v1/messaging/status/{transid}`` answers the transaction status list (status queued, sent,
 delivered, failed or expired).
 
@@ -66,8 +68,11 @@ def fail(status: int, code: str, description: str) -> Response:
     return Response(status, {"response": {"code": code, "description": description}})
 
 
-def over_limit(retry_after: int) -> Response:
-    response = fail(429, "7020", "You have reached maximum transaction limit")
+def over_limit(retry_after: int, status: int = 429) -> Response:
+    """7020, the code Webex Connect documents for a call over the rate limit ("Rate Limits for Messaging APIs, Event
+    API, and Inbound Webhook", developers.webexconnect.io), with ``status`` (``webex_throttle_status``): the page
+    names no HTTP status. ``Retry-After`` is the simulator's."""
+    response = fail(status, "7020", "You have reached maximum transaction limit")
     response.headers["Retry-After"] = str(retry_after)
     return response
 
@@ -125,7 +130,7 @@ def send(sim: Simulator, request: Request) -> Response:
     sender = str(content.get("senderid") or content.get("from") or "")
     retry_after = sim.admit_send(PROVIDER, sender)
     if retry_after:
-        return over_limit(retry_after)
+        return over_limit(retry_after, sim.config.webex_throttle_status)
     common: dict[str, Any] = {"callbackData": str(body.get("callbackData") or "")}
     if notify:
         common["notifyurl"] = notify

@@ -232,6 +232,8 @@ class SendError(Exception):
     ``transient``: trying again later can work. ``may_have_sent``: the request may have reached the provider and
     been taken (a timeout once it was out, a 500/502/504 from a gateway), so sending again could send twice; a
     connection refused, a 429 or a 503 say nothing was taken. ``retry_after``: the provider's own wait, seconds.
+    ``throttled``: the provider is well and asks us to slow down (a 429, or a throttling code in the answer's body
+    whatever its status: SMS Aggregation's result 6, Webex Connect's 7020); nothing was taken, and it is no failure.
     """
 
     def __init__(
@@ -243,6 +245,7 @@ class SendError(Exception):
         retry_after: float | None = None,
         status: int | None = None,
         held: bool = False,
+        throttled: bool = False,
     ) -> None:
         super().__init__(message)
         self.held = held  # refused by our own limits (budget, breaker) before anything left
@@ -250,11 +253,7 @@ class SendError(Exception):
         self.may_have_sent = may_have_sent
         self.retry_after = retry_after
         self.status = status  # the provider's HTTP status, when it answered
-
-    @property
-    def throttled(self) -> bool:
-        """A 429: the provider is well and asks us to slow down."""
-        return self.status == 429
+        self.throttled = throttled or status == 429
 
 
 class Sender(Protocol):
@@ -285,6 +284,17 @@ def raise_for(response: httpx.Response, provider: str) -> None:
         may_have_sent=status >= 500 and status not in NOT_TAKEN,
         retry_after=retry_after_of(response),
         status=status,
+    )
+
+
+def throttle_error(provider: str, response: httpx.Response, what: str) -> SendError:
+    """The provider asked us to slow down (``what`` it said): nothing was taken; try again after its wait."""
+    return SendError(
+        f"{provider} throttled the send: {what}",
+        transient=True,
+        throttled=True,
+        retry_after=retry_after_of(response),
+        status=response.status_code,
     )
 
 

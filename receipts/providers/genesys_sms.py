@@ -1,5 +1,10 @@
 """Genesys SMS Aggregation Service: form-encoded delivery receipts (``type=receipt``), and the MT send.
 
+The MT (docs.genesys.com, SMS Aggregation HTTP API, "Sending a Mobile Terminated (MT) Message") takes
+``phone_number`` and ``sender`` "numeric and in international format, e.g. 12025550100": digits, no ``+``. Its
+answer is a 2xx whose body is ``<name>=<code>``; the guide does not list the codes, public clients of the same API
+do (0 accepted ... 98 internal error): ``MT_RESULT`` below.
+
 The service signs nothing; callers prove themselves with HTTP Basic (``WEBHOOK_BASIC_AUTH``) or with a token
 in the registered URL or an ``X-Webhook-Token`` header (``WEBHOOK_SECRET_GENESYS_SMS``). Receipts carry no time
 of their own: the time we received them stands in.
@@ -23,12 +28,14 @@ from receipts.models import Message
 from receipts.normalized import MalformedReceipt, NormalizedReceipt, Outcome
 from receipts.providers.base import (
     Provider,
+    SendError,
     content_of,
     http_client,
     load_json,
     raise_for,
     require,
     text,
+    throttle_error,
     transport_error,
 )
 from receipts.status import FailureCategory as C
@@ -63,12 +70,21 @@ RESULT_CODE: dict[int, tuple[str, bool]] = {
 }
 
 
+# A receipt's result_code 7 says the message is a duplicate of a message_id the service already took (we send the
+# same id again when an MT's outcome was unknown): evidence that the first copy was taken, never a failure of it.
+# Whatever its state says (8 REJECTED, 4, 5), it counts as sent: rank 20 never undoes a later status, and the
+# message is never marked rejected for it (docs/design.md says why this departs from DESIGN.md's table).
+RESULT_OVERRIDES: dict[int, Outcome] = {7: Outcome(Status.SENT, C.DUPLICATE)}
+
+
 def outcome_for(state: int, result_code: int) -> Outcome:
     base = MESSAGE_STATE.get(state)
     if base is None:
         return Outcome(unmapped=True)
     if state not in STATES_CATEGORISED_BY_RESULT:
         return base
+    if result_code in RESULT_OVERRIDES:
+        return RESULT_OVERRIDES[result_code]
     category, retryable = RESULT_CODE.get(result_code, (C.UNKNOWN, False))
     unmapped = result_code not in RESULT_CODE
     return Outcome(base.status, category, retryable, unmapped=unmapped)
@@ -162,6 +178,44 @@ class GenesysSms(Provider):
 
 # --- sending --------------------------------------------------------------------------------------------
 
+# What an MT's answer means for the send.
+TAKEN = "taken"  # the service has the message (sent)
+REFUSED = "refused"  # refused for good: failed, with the service's reason
+THROTTLED = "throttled"  # not taken: try again after a wait; no failure
+UNKNOWN = "unknown"  # taken or not, we cannot tell: as a 5xx (our message_id makes sending it again harmless)
+
+# The MT answer's result code (the body ``<name>=<code>``) -> (what it says, what it means for the send). From public
+# clients of the same API (the guide lists none): 0 accepted, 1 parameters missing or invalid, 2 authentication
+# failed, 3 unrecognised carrier id, 4 invalid shortcode, 5 shortcode not approved, 6 throttled, 7 duplicate message
+# id, 98 internal error, 99 other. Any other code, or a body not of that form, reads as UNKNOWN.
+MT_RESULT: dict[int, tuple[str, str]] = {
+    0: ("accepted", TAKEN),
+    1: ("one or more parameters missing or invalid", REFUSED),
+    2: ("authentication failed", REFUSED),
+    3: ("unrecognised carrier id", REFUSED),
+    4: ("invalid shortcode", REFUSED),
+    5: ("shortcode not approved", REFUSED),
+    6: ("throttled", THROTTLED),
+    7: ("duplicate message id", TAKEN),  # the first copy was taken: we sent this message_id before
+    98: ("internal error", UNKNOWN),
+    99: ("other or unknown error", UNKNOWN),
+}
+MT_AUTH_FAILED = 2
+
+
+def mt_result(body: str) -> int | None:
+    """The code of an MT answer ``<name>=<code>``, or None when the body is not of that form."""
+    _, equals, code = body.strip().rpartition("=")
+    code = code.strip()
+    return int(code) if equals and code.isascii() and code.isdigit() else None
+
+
+def international(number: str) -> str:
+    """A number as the MT takes it: digits in international format, no ``+`` (nor spaces, dashes, dots or
+    parentheses someone typed into a setting). An alphanumeric sender is left as it is."""
+    digits = number.strip().lstrip("+").translate(str.maketrans("", "", " -.()"))
+    return digits if digits.isascii() and digits.isdigit() else number.strip()
+
 
 class GenesysSmsSender:
     """An MT to the SMS Aggregation Service; we choose the message_id, and ask for delivery receipts."""
@@ -174,8 +228,8 @@ class GenesysSmsSender:
         form = {
             "login": settings.GENESYS_SMS_LOGIN,
             "password": settings.GENESYS_SMS_PASSWORD,
-            "phone_number": message.to,
-            "sender": content.get("from") or settings.GENESYS_SMS_SENDER,
+            "phone_number": international(message.to),
+            "sender": international(content.get("from") or settings.GENESYS_SMS_SENDER),
             "message": content["text"],
             "message_id": message_id,
             "receipt": "TRUE",
@@ -186,5 +240,25 @@ class GenesysSmsSender:
         except httpx.HTTPError as exc:
             raise transport_error("SMS Aggregation", exc) from exc
         raise_for(response, "SMS Aggregation")
-        log.info("SMS Aggregation MT %s to %s", message_id, mask(message.to))
-        return message_id
+        code = mt_result(response.text)
+        if code is None:
+            answer, meaning = f"no result code ({response.text[:100]!r})", UNKNOWN
+        else:
+            said, meaning = MT_RESULT.get(code, ("an unknown code", UNKNOWN))
+            answer = f"result {code}, {said}"
+        if meaning == TAKEN:
+            log.info("SMS Aggregation MT %s to %s: %s", message_id, mask(message.to), answer)
+            return message_id
+        if meaning == THROTTLED:
+            raise throttle_error("SMS Aggregation", response, answer)
+        if meaning == REFUSED:
+            if code == MT_AUTH_FAILED:
+                # Every MT will fail alike until someone fixes the settings: an operator's problem, not a message's.
+                log.error("SMS Aggregation refused our login: check GENESYS_SMS_LOGIN and GENESYS_SMS_PASSWORD")
+            raise SendError(f"SMS Aggregation refused the MT: {answer}", status=response.status_code)
+        raise SendError(
+            f"SMS Aggregation answered {answer}: it may have taken the MT",
+            transient=True,
+            may_have_sent=True,
+            status=response.status_code,
+        )

@@ -24,6 +24,7 @@ from receipts.providers.base import (
     load_json,
     raise_for,
     text,
+    throttle_error,
     transport_error,
 )
 from receipts.status import Engagement, Status
@@ -185,6 +186,27 @@ class WebexConnect(Provider):
 
 # --- sending --------------------------------------------------------------------------------------------
 
+# Messaging API codes that say "too fast": nothing was taken, send again after a wait, no failure. 7020 "You have
+# reached maximum transaction limit" is what Webex Connect documents for calls over the tenant's rate limit ("Rate
+# Limits for Messaging APIs, Event API, and Inbound Webhook", developers.webexconnect.io); the page names the code in
+# the answer's body and no HTTP status, so it is read whatever the status (200, 400, 429). No other throttling code
+# was found documented.
+THROTTLE_CODES = frozenset({"7020"})
+
+
+def answer_codes(response: httpx.Response) -> list[str]:
+    """The Messaging API codes in an answer: ``{"response": {"code": ...}}`` for the call, ``{"response": [{"code":
+    ...}, ...]}`` one per destination; a top-level ``code`` is read too. Nothing for a body that is not JSON."""
+    try:
+        body = response.json()
+    except ValueError:
+        return []
+    if not isinstance(body, dict):
+        return []
+    found = body.get("response")
+    entries = found if isinstance(found, list) else [found, body]
+    return [str(e["code"]) for e in entries if isinstance(e, dict) and e.get("code") not in (None, "")]
+
 
 class WebexConnectSender:
     """The Webex Connect v1 messaging API; the answer's transid is the message id receipts carry."""
@@ -212,6 +234,9 @@ class WebexConnectSender:
             response = http_client().post(url, json=body, headers={"key": settings.WEBEX_CONNECT_SERVICE_KEY})
         except httpx.HTTPError as exc:
             raise transport_error("Webex Connect", exc) from exc
+        throttled = THROTTLE_CODES.intersection(answer_codes(response))
+        if throttled:
+            raise throttle_error("Webex Connect", response, f"{response.status_code} code {min(throttled)}")
         raise_for(response, "Webex Connect")
         try:
             return str(response.json()["response"][0]["transid"])

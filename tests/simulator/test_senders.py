@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -9,6 +11,7 @@ import pytest
 
 from receipts.models import Message
 from receipts.providers.base import SendError
+from receipts.providers.genesys_sms import MT_RESULT, REFUSED, THROTTLED, UNKNOWN
 from receipts.providers.senders import configured_sender, sender_for
 from simulator import SimulatorServer
 
@@ -67,3 +70,108 @@ def test_a_refused_send_is_a_send_error_that_says_whether_to_try_again(configure
 
     with pytest.raises(SendError, match="no text"):
         sender_for("genesys_sms").send(Message(provider="genesys_sms", channel="sms", to="+1555", content={}))  # type: ignore[union-attr]
+
+
+def test_genesys_cloud_refuses_an_email_from_the_sms_number(configured: SimulatorServer) -> None:
+    """What the app must never send: agentless email's fromAddress.email must be an email address."""
+    http = httpx.Client(base_url=configured.url, timeout=10)
+    token = http.post("/oauth/token", auth=("c", "s"), data={"grant_type": "client_credentials"}).json()
+    request = {
+        "senderType": "Outbound",
+        "fromAddress": {"email": "+15559876543"},
+        "toAddresses": [{"email": "alice@example.com"}],
+        "subject": "Hi",
+        "textBody": "Hello",
+    }
+
+    refused = http.post(
+        "/api/v2/conversations/emails/agentless",
+        json=request,
+        headers={"Authorization": f"Bearer {token['access_token']}"},
+    )
+
+    assert refused.status_code == 400
+    assert "fromAddress" in refused.json()["message"]
+
+
+@pytest.mark.django_db
+def test_genesys_cloud_email_goes_out_from_the_email_from_address_and_sms_from_the_number(
+    configured: SimulatorServer, settings: Any
+) -> None:
+    settings.GENESYS_CLOUD_EMAIL_FROM, settings.GENESYS_CLOUD_EMAIL_FROM_NAME = "news@acme.example", "Acme News"
+    sender = sender_for("genesys_cloud")
+    assert sender is not None
+
+    email = sender.send(Message(provider="genesys_cloud", channel="email", to="ann@example.com", content=HELLO))
+    sms = sender.send(Message(provider="genesys_cloud", channel="sms", to="+15551234567", content=HELLO))
+
+    [sent_email] = httpx.get(f"{configured.url}/_sim/messages/{email}").json()["messages"]
+    [sent_sms] = httpx.get(f"{configured.url}/_sim/messages/{sms}").json()["messages"]
+    assert (sent_email["channel"], sent_email["from"]) == ("email", "news@acme.example")
+    assert (sent_sms["channel"], sent_sms["from"]) == ("sms", "+15559876543")  # GENESYS_CLOUD_FROM_ADDRESS
+
+
+def test_genesys_cloud_email_without_an_email_from_address_is_refused_before_anything_leaves(
+    configured: SimulatorServer, settings: Any
+) -> None:
+    settings.GENESYS_CLOUD_EMAIL_FROM = ""
+    message = Message(provider="genesys_cloud", channel="email", to="ann@example.com", content=HELLO)
+
+    with pytest.raises(SendError, match="GENESYS_CLOUD_EMAIL_FROM") as refused:
+        sender_for("genesys_cloud").send(message)  # type: ignore[union-attr]
+
+    assert refused.value.transient is False
+    emails = httpx.get(f"{configured.url}/_sim/requests", params={"endpoint": "/api/v2/conversations/emails/agentless"})
+    assert emails.json()["requests"] == []
+
+
+HELLO = {"text": "hello", "subject": "hi"}
+
+
+@pytest.mark.parametrize("code", [1, 2, 3, 4, 5, 6, 98, 99, 42])
+def test_every_sms_aggregation_result_code_means_what_its_row_says(configured: SimulatorServer, code: int) -> None:
+    """MT_RESULT row by row, the simulator answering the code in its 2xx (42: a code nobody lists)."""
+    httpx.post(f"{configured.url}/_sim/config", json={"mt_results": {"15551230000": code}})
+    message = Message(provider="genesys_sms", channel="sms", to="+15551230000", content=HELLO)
+
+    with pytest.raises(SendError) as answered:
+        sender_for("genesys_sms").send(message)  # type: ignore[union-attr]
+
+    error = answered.value
+    meaning = MT_RESULT.get(code, ("", UNKNOWN))[1]
+    assert f"result {code}" in str(error)
+    assert (error.transient, error.throttled, error.may_have_sent) == {
+        REFUSED: (False, False, False),
+        THROTTLED: (True, True, False),
+        UNKNOWN: (True, False, True),
+    }[meaning]
+
+
+def test_an_sms_aggregation_answer_without_a_result_code_leaves_the_outcome_open(settings: Any) -> None:
+    """A 2xx that says nothing readable: maybe taken (sent again with the same message_id, the service dedupes it)."""
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"OK")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    settings.SENDERS = {}
+    settings.GENESYS_SMS_MT_URL = f"http://127.0.0.1:{server.server_address[1]}/httpapi/receiver"
+    settings.GENESYS_SMS_LOGIN, settings.GENESYS_SMS_PASSWORD, settings.GENESYS_SMS_SENDER = "l", "p", "15559876543"
+    try:
+        with pytest.raises(SendError, match="no result code") as answered:
+            sender_for("genesys_sms").send(  # type: ignore[union-attr]
+                Message(provider="genesys_sms", channel="sms", to="+15551234567", content=HELLO)
+            )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (answered.value.transient, answered.value.may_have_sent) == (True, True)

@@ -13,8 +13,7 @@ from tests.simulator.conftest import configure, send_mt, stats
 def test_mt_with_the_services_parameters_is_acknowledged_with_its_message_id(http: httpx.Client) -> None:
     response = send_mt(http, "4f9c2b1e-7a0d", receipt=True, app_id="reminders", conversation_id="c-001")
 
-    assert response.status_code == 200
-    assert response.json() == {"message_id": "4f9c2b1e-7a0d", "status": "queued"}
+    assert (response.status_code, response.text) == (200, "result=0")
     view = http.get("/_sim/messages/4f9c2b1e-7a0d").json()["messages"][0]
     assert (view["provider"], view["to"], view["conversationId"]) == ("genesys_sms", "15551234567", "c-001")
 
@@ -22,42 +21,61 @@ def test_mt_with_the_services_parameters_is_acknowledged_with_its_message_id(htt
 def test_mt_takes_to_from_body_as_aliases(http: httpx.Client) -> None:
     data = {"login": "a", "password": "b", "to": "+15551234567", "from": "55555", "body": "Hi", "message_id": "m-9"}
 
-    assert http.post("/httpapi/receiver", data=data).status_code == 200
+    assert http.post("/httpapi/receiver", data={**data, "to": "15551234567"}).text == "result=0"
 
 
 def test_mt_sent_twice_with_one_message_id_creates_one_message(http: httpx.Client) -> None:
     first, second = send_mt(http, "dup-1"), send_mt(http, "dup-1")
 
-    assert first.json() == second.json()
+    assert (first.text, second.text) == ("result=0", "result=7")  # 7: duplicate message id
     assert len(http.get("/_sim/messages/dup-1").json()["messages"]) == 1
     assert stats(http)["duplicate_sends"] == 1
 
 
 @pytest.mark.parametrize(
-    ("change", "status", "complaint"),
+    ("change", "code", "complaint"),
     [
-        ({"password": ""}, 401, "authentication failure"),
-        ({"message_id": " "}, 400, "message_id"),
-        ({"phone_number": "call me"}, 400, "phone_number"),
-        ({"priority": "URGENT"}, 400, "priority"),
-        ({"receipt": "maybe"}, 400, "receipt"),
+        ({"password": ""}, 2, "authentication failure"),
+        ({"message_id": " "}, 1, "message_id"),
+        ({"phone_number": "call me"}, 1, "phone_number"),
+        ({"phone_number": "+15551234567"}, 1, "phone_number"),  # "numeric and in international format"
+        ({"sender": "+15559876543"}, 1, "sender"),
+        ({"sender": "ACME"}, 1, "sender"),
+        ({"priority": "URGENT"}, 1, "priority"),
+        ({"receipt": "maybe"}, 1, "receipt"),
     ],
 )
-def test_mt_refuses_bad_requests(http: httpx.Client, change: dict, status: int, complaint: str) -> None:
+def test_mt_refuses_bad_requests_in_a_2xx_with_the_services_result_code(
+    http: httpx.Client, change: dict, code: int, complaint: str
+) -> None:
     data = {"login": "acme", "password": "pw", "phone_number": "15551234567", "sender": "5", "message": "Hi"}
     data = {"message_id": "m-1", **data, **change}
 
     response = http.post("/httpapi/receiver", data=data)
 
-    assert response.status_code == status
-    assert complaint in response.json()["error"]
+    assert (response.status_code, response.text) == (200, f"result={code}")
+    assert complaint in response.headers["X-Simulator-Reason"]
+    assert http.get("/_sim/messages/m-1").status_code == 404  # nothing taken
 
 
 def test_mt_checks_logins_when_configured(http: httpx.Client) -> None:
     configure(http, sms_logins={"acme": "right"})
 
-    assert send_mt(http, "m-1").status_code == 401
-    assert send_mt(http, "m-2", password="right").status_code == 200
+    assert send_mt(http, "m-1").text == "result=2"
+    assert send_mt(http, "m-2", password="right").text == "result=0"
+
+
+@pytest.mark.parametrize("code", [1, 2, 6, 98, 99])
+def test_mt_results_answer_one_number_with_the_code_a_test_asks_for(http: httpx.Client, code: int) -> None:
+    configure(http, mt_results={"15551230000": code})
+
+    forced = send_mt(http, "m-1", phone_number="15551230000")
+    other = send_mt(http, "m-2")
+
+    assert (forced.status_code, forced.text, other.text) == (200, f"result={code}", "result=0")
+    assert http.get("/_sim/messages/m-1").status_code == 404  # nothing taken
+    configure(http, mt_results={})
+    assert send_mt(http, "m-1", phone_number="15551230000").text == "result=0"
 
 
 def webex_send(http: httpx.Client, body: dict, key: str = "service-key") -> httpx.Response:

@@ -36,14 +36,26 @@ class GenesysCloudSender:
 
     def send(self, message: Message) -> str:
         content = content_of(message)
-        sender = content.get("from") or settings.GENESYS_CLOUD_FROM_ADDRESS
+        # One setting a channel: the SMS number is no email fromAddress (Genesys Cloud answers 400 to it).
+        email = message.channel == "email"
+        sender = content.get("from") or (
+            settings.GENESYS_CLOUD_EMAIL_FROM if email else settings.GENESYS_CLOUD_FROM_ADDRESS
+        )
+        if not sender:
+            setting = "GENESYS_CLOUD_EMAIL_FROM" if email else "GENESYS_CLOUD_FROM_ADDRESS"
+            raise SendError(f"no Genesys Cloud {message.channel} from-address: set {setting}")
         metadata = message.metadata or {}
         client = self.client()
         try:
-            if message.channel == "email":
+            if email:
                 subject = content.get("subject", "")
                 result: Any = client.send_email(
-                    sender, message.to, subject, text_body=content["text"], max_wait=settings.SEND_MAX_WAIT
+                    sender,
+                    message.to,
+                    subject,
+                    text_body=content["text"],
+                    from_name=settings.GENESYS_CLOUD_EMAIL_FROM_NAME,
+                    max_wait=settings.SEND_MAX_WAIT,
                 )
             else:
                 result = client.send_sms(

@@ -239,12 +239,13 @@ SMS_RESULT = {
     4: ("sender_config", False),
     5: ("sender_config", False),
     6: ("carrier_throttle", True),
-    7: ("duplicate", False),
     8: ("content_rejected", False),
     98: ("temporary_network", True),
     99: ("unknown", False),
 }
 SMS_STATES_BY_RESULT = [4, 5, 8]
+# result_code 7: the message is a duplicate of a message_id the service took, whatever the state says.
+SMS_DUPLICATE = Row("sent", "duplicate")
 
 
 def sms_body(state: int | str, result: int | str | None = 0, **extra: str) -> bytes:
@@ -280,6 +281,14 @@ def test_genesys_sms_failure_takes_its_category_from_result_code(
 
     assert_row(receipt.outcome, SMS_STATE[state]._replace(category=category[0], retryable=category[1]))
     assert numbers_in(receipt.provider_code) == [str(state), str(result)]
+
+
+@pytest.mark.parametrize("state", SMS_STATES_BY_RESULT)
+def test_genesys_sms_duplicate_is_evidence_the_first_copy_was_taken_never_a_failure(state: int) -> None:
+    receipt = parse_sms(sms_body(state, 7))
+
+    assert_row(receipt.outcome, SMS_DUPLICATE)
+    assert numbers_in(receipt.provider_code) == [str(state), "7"]
 
 
 @pytest.mark.parametrize("result", [0, 1, 6, 98])
