@@ -3,7 +3,8 @@
 It implements
 
 - the generic endpoint, ``POST /crm/changes``: checks ``X-Signature-256`` and ``Idempotency-Key``, records every
-  change it accepts (history included) with the time it arrived;
+  change it accepts (history included) with the time it arrived, and refuses (409, nothing applied) a batch whose
+  ``fencing_token`` is below one it has already applied for that batch's ``lease``, as the customer's CRM should;
 - Salesforce's ``POST /services/oauth2/token`` (client credentials) and the sObject Collections upsert,
   ``PATCH /services/data/vXX.X/composite/sobjects/{SObject}/{ExternalIdField}`` (bearer token, at most 200
   records, one result per record, records kept by external id);
@@ -151,6 +152,7 @@ class FakeCrm:
             self.record_ids: dict[str, str] = {}
             self.upserts: list[Upsert] = []
             self.api_used = 0
+            self.fences: dict[str, int] = {}  # per relay lease, the highest fencing token applied
         self.released.set()
 
     # --- faults --------------------------------------------------------------------------------------------
@@ -282,7 +284,8 @@ class FakeCrm:
         with self.lock:
             self.requests.append(request)
 
-    def accept_batch(self, batch: dict[str, Any], key: str, at: float) -> int:
+    def accept_batch(self, batch: dict[str, Any], key: str, at: float) -> tuple[int, int | None]:
+        """Apply a batch: (changes applied, None), or (0, the token applied) for a batch fenced below it."""
         received = []
         for entry in batch.get("changes", []):
             record = entry.get("crm_record_id") or ""
@@ -300,9 +303,16 @@ class FakeCrm:
                         history=is_history,
                     )
                 )
-        with self.lock:
+        token = batch.get("fencing_token")
+        lease = str(batch.get("lease") or "")
+        with self.lock:  # the check and the apply at once: two batches of one lease may arrive together
+            if token is not None:
+                applied = self.fences.get(lease)
+                if applied is not None and int(token) < applied:
+                    return 0, applied
+                self.fences[lease] = int(token)
             self.received.extend(received)
-        return len(received)
+        return len(received), None
 
     def issue_token(self) -> str:
         token = "00DFAKE!" + secrets.token_urlsafe(24)
@@ -447,7 +457,11 @@ class Handler(BaseHTTPRequestHandler):
             self.crm.note(ReceivedRequest("POST", GENERIC_PATH, status, now, key))
             self.answer(status, {"error": {401: "bad signature", 400: "bad request"}[status]})
             return
-        accepted = self.crm.accept_batch(batch, key, now)
+        accepted, applied = self.crm.accept_batch(batch, key, now)
+        if applied is not None:  # a relay that lost its lease: a newer one has sent these changes, and newer ones
+            self.crm.note(ReceivedRequest("POST", GENERIC_PATH, 409, now, key))
+            self.answer(409, {"error": "stale fencing token", "applied_token": applied})
+            return
         self.crm.note(ReceivedRequest("POST", GENERIC_PATH, 200, now, key, accepted))
         self.crm.released.wait()  # holding: the CRM has it, the relay does not know yet
         self.answer(200, {"accepted": accepted})
