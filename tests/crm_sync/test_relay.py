@@ -22,9 +22,16 @@ from crm_sync.models import OutboxMessage, OutboxState, RelayLease
 from receipts.events import Kind, publish
 from simulator.fake_crm import FakeCrm
 from tests.conftest import drain, is_postgres, post_webhook, register
-from tests.crm_sync.conftest import change, publish_changes, relay_until_idle, states
+from tests.crm_sync.conftest import T0, change, publish_changes, relay_until_idle, states
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def wall_clock(time_machine: Any) -> None:
+    """Every test here runs on injected time: the wall clock stands at T0 unless a test moves it, and the relay runs
+    on the time it is given. A loaded machine changes how long a test takes, never what it sees."""
+    time_machine.move_to(T0, tick=False)
 
 
 def end_pause() -> None:
@@ -633,15 +640,14 @@ def test_each_taking_of_the_lease_draws_a_higher_fencing_token_and_a_renewal_kee
 
 def test_a_relay_given_its_time_frees_its_lease_in_that_time_not_the_wall_clock(generic_crm: FakeCrm) -> None:
     """release_lease stamped the wall clock: when one relay call took longer than the step to the next, the next
-    saw its own released lease as held (three tests failed at load 40). Here the given time is far behind."""
-    from tests.crm_sync.conftest import T0
-
+    saw its own released lease as held (three tests failed at load 40). Here the given time is an hour behind."""
+    behind = T0 - timedelta(hours=1)
     publish_changes(change(record="R-1", message_id=1))
-    OutboxMessage.objects.update(next_attempt_at=T0)
-    assert actions.relay(T0).sent == 1
+    OutboxMessage.objects.update(next_attempt_at=behind)
+    assert actions.relay(behind).sent == 1
 
     publish_changes(change(record="R-2", message_id=2))
-    OutboxMessage.objects.filter(state=OutboxState.PENDING).update(next_attempt_at=T0)
-    report = actions.relay(T0 + timedelta(seconds=1))
+    OutboxMessage.objects.filter(state=OutboxState.PENDING).update(next_attempt_at=behind)
+    report = actions.relay(behind + timedelta(seconds=1))
 
     assert (report.busy, report.sent) == (False, 1)
