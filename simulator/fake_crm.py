@@ -7,7 +7,8 @@ It implements
   ``fencing_token`` is below one it has already applied for that batch's ``lease``, as the customer's CRM should;
 - Salesforce's ``POST /services/oauth2/token`` (client credentials) and the sObject Collections upsert,
   ``PATCH /services/data/vXX.X/composite/sobjects/{SObject}/{ExternalIdField}`` (bearer token, at most 200
-  records, one result per record, records kept by external id);
+  records, one result per record, records kept by external id; ``guard_rising`` plays an org's validation rule
+  that refuses to lower a field);
 
 and injects faults: down (every request answers a status), the next N requests failing, a share of 429s with
 ``Retry-After``, latency, holding responses (the request is received and recorded, the answer waits: a relay
@@ -153,6 +154,7 @@ class FakeCrm:
             self.upserts: list[Upsert] = []
             self.api_used = 0
             self.fences: dict[str, int] = {}  # per relay lease, the highest fencing token applied
+            self.rising_field: str | None = None
         self.released.set()
 
     # --- faults --------------------------------------------------------------------------------------------
@@ -192,6 +194,12 @@ class FakeCrm:
     def reject_record(self, external_id: str, code: str = "ENTITY_IS_DELETED", message: str = "deleted") -> None:
         with self.lock:
             self.faults.rejected_records[external_id] = (code, message)
+
+    def guard_rising(self, field_name: str) -> None:
+        """Refuse a Salesforce record whose ``field_name`` is below the value the record holds, as a validation rule
+        ``field_name < PRIORVALUE(field_name)`` would (FIELD_CUSTOM_VALIDATION_EXCEPTION), until ``reset``."""
+        with self.lock:
+            self.rising_field = field_name
 
     def use_up_api_limit(self) -> None:
         """Every later API call answers 403 REQUEST_LIMIT_EXCEEDED, as Salesforce does once the org's daily limit is
@@ -314,6 +322,14 @@ class FakeCrm:
             self.received.extend(received)
         return len(received), None
 
+    def lower_than_held(self, external_id: str, record: dict[str, Any]) -> bool:
+        """The record would lower the guarded field (the caller holds the lock)."""
+        if self.rising_field is None:
+            return False
+        held = self.records.get(external_id, {}).get(self.rising_field)
+        new = record.get(self.rising_field)
+        return isinstance(held, int | float) and isinstance(new, int | float) and new < held
+
     def issue_token(self) -> str:
         token = "00DFAKE!" + secrets.token_urlsafe(24)
         with self.lock:
@@ -339,6 +355,8 @@ class FakeCrm:
                     errors.append(("DUPLICATE_EXTERNAL_ID", f"{external_field} {external_id} appears twice"))
                 elif external_id in self.faults.rejected_records:
                     errors.append(self.faults.rejected_records[external_id])
+                elif self.lower_than_held(external_id, record):
+                    errors.append(("FIELD_CUSTOM_VALIDATION_EXCEPTION", f"{self.rising_field} may not go down"))
                 if errors:
                     results.append(
                         {
