@@ -233,7 +233,7 @@ def relay(
             return report
         try:
             # The heartbeat's thread renews in the clock's time: a fixed time would renew nothing.
-            run(Hold(owner, token), adapter, clock, report, heartbeat=now is None, max_seconds=max_seconds)
+            send_batches(Hold(owner, token), adapter, clock, report, heartbeat=now is None, max_seconds=max_seconds)
         finally:
             release_lease(owner, token, clock())
     finally:
@@ -242,9 +242,10 @@ def relay(
     return report
 
 
-def run(
+def send_batches(
     hold: Hold, adapter: Adapter, clock: Clock, report: RelayReport, *, heartbeat: bool, max_seconds: float | None
 ) -> None:
+    """The body of one relay run, under ``hold``: batch after batch, until one of ``relay``'s reasons to stop."""
     deadline = time.monotonic() + (settings.CRM_RELAY_SECONDS if max_seconds is None else max_seconds)
     lease = RelayLease.objects.get(name=RELAY_LEASE)
     if lease.paused_until is not None and lease.paused_until > clock():
@@ -463,6 +464,7 @@ def settle(
     sent: list[int] = []
     skipped: dict[str, list[int]] = defaultdict(list)
     failed: dict[tuple[str, datetime | None, str], list[int]] = defaultdict(list)
+    deaths: list[tuple[Any, ...]] = []  # logged once written: a relay that lost its lease kills nothing
     for entry, result in zip(entries, results, strict=True):
         ids = entry.row_ids
         if result.skipped:
@@ -471,11 +473,12 @@ def settle(
             sent.extend(ids)
         elif result.permanent:
             failed[(OutboxState.DEAD, None, result.error)].extend(ids)
-            log.error("CRM refused changes %s for good: %s", ids, result.error)
+            deaths.append(("CRM refused changes %s for good: %s", ids, result.error))
         elif max(attempts[i] for i in ids) >= settings.CRM_MAX_ATTEMPTS:
             # The whole entry dies together: its later changes would only be held behind the first.
             failed[(OutboxState.DEAD, None, result.error)].extend(ids)
-            log.error("CRM changes %s are dead after %d attempts: %s", ids, max(attempts[i] for i in ids), result.error)
+            attempted = max(attempts[i] for i in ids)
+            deaths.append(("CRM changes %s are dead after %d attempts: %s", ids, attempted, result.error))
         else:
             for i in ids:
                 delay = backoff(attempts[i])
@@ -499,6 +502,8 @@ def settle(
             if next_at is not None:
                 update["next_attempt_at"] = next_at
             pending.filter(pk__in=ids).update(**update)
+    for death in deaths:
+        log.error(*death)
     report.sent = len(sent)
     report.skipped = sum(len(ids) for ids in skipped.values())
     report.dead += sum(len(ids) for (state, _, _), ids in failed.items() if state == OutboxState.DEAD)

@@ -540,13 +540,16 @@ class Starved:
     def send(self, entries: list, fence: Any = None) -> list:
         self.batches += 1
         if self.batches > 1:
-            return self.adapter.send(entries, fence)
+            return self.send_now(entries, fence)
         if self.before:
             self.meanwhile()
-            return self.adapter.send(entries, fence)
-        results = self.adapter.send(entries, fence)
+            return self.send_now(entries, fence)
+        results = self.send_now(entries, fence)
         self.meanwhile()
         return results
+
+    def send_now(self, entries: list, fence: Any) -> list:
+        return self.adapter.send(entries, fence) if fence else self.adapter.send(entries)
 
     def close(self) -> None:
         self.adapter.close()
