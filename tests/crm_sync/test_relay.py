@@ -638,6 +638,21 @@ def test_each_taking_of_the_lease_draws_a_higher_fencing_token_and_a_renewal_kee
     assert third is not None and third > second
 
 
+def test_a_heartbeat_whose_relay_lost_the_lease_renews_neither_the_lease_nor_the_rows(settings: Any) -> None:
+    publish_changes(change(record="R-1", message_id=1))
+    stalled = actions.Hold("stalled", cast(int, actions.take_lease("stalled", T0)))
+    later = T0 + settings.CRM_RELAY_LEASE + timedelta(seconds=1)
+    assert actions.take_lease("holder", later) is not None
+    OutboxMessage.objects.update(next_attempt_at=later + settings.CRM_RELAY_LEASE)  # in flight with the holder
+
+    rows = list(OutboxMessage.objects.values_list("pk", flat=True))
+    beat = actions.Heartbeat(stalled, rows, lambda: later + timedelta(seconds=1))  # it wakes up late
+
+    assert beat.beat() is False
+    assert RelayLease.objects.get().owner == "holder"
+    assert OutboxMessage.objects.get().next_attempt_at == later + settings.CRM_RELAY_LEASE
+
+
 # --- one clock: the relay's time is the one it is given ---------------------------------------------------------
 
 
