@@ -569,6 +569,13 @@ def setup_django(url: str) -> None:
     django.setup()
 
 
+def relay_hold(now: datetime) -> Any:
+    """The relay lease, as the relay takes it before it claims (the claim is fenced by it)."""
+    from crm_sync import actions as crm
+
+    return crm.Hold("bench", crm.take_lease("bench", now) or 0)
+
+
 def job_rows(now: datetime) -> list[Row]:
     """What beat's schedule runs (config/settings.py CELERY_BEAT_SCHEDULE): the database work of each task, with the
     set's clock as "now"; a task that calls a provider or the CRM is timed up to that call (its claim or scan).
@@ -593,7 +600,7 @@ def job_rows(now: datetime) -> list[Row]:
         (
             "crm_sync.relay_outbox",
             "CRM relay claim, one batch",
-            lambda: crm.claim(now, crm.BatchReport(), settings.CRM_BATCH_SIZE),
+            lambda: crm.claim(now, crm.BatchReport(), settings.CRM_BATCH_SIZE, relay_hold(now)),
         ),
         ("receipts.prune_inbox", "inbox prune", lambda: ingest.prune_inbox(now)),
         ("crm_sync.prune_outbox", "outbox prune", lambda: crm.prune(now)),

@@ -16,6 +16,13 @@ While the CRM holds a batch, a heartbeat renews the lease and the rows' in-fligh
 the lease can be short whatever the CRM's latency. A relay killed between 3 and 4 leaves its rows pending; they
 are due again when the lease runs out (``CRM_RELAY_LEASE``, 8 s) and go out again with the same idempotency keys:
 a duplicate of one batch at most, never a loss.
+
+A relay that is only stalled (a loaded machine, its heartbeat starved) past its lease is fenced: each taking of the
+lease draws a higher token, steps 1 and 4 check it in their transaction (a relay that lost the lease claims and
+settles nothing), and the generic batch carries it, so the CRM refuses a batch older than one it has applied.
+
+Time: one relay run reads one clock for every decision (the lease, the pause, due times, backoffs): the time it
+is given, or the wall clock.
 """
 
 from __future__ import annotations
@@ -29,17 +36,19 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, F, Max, Min, Q
+from django.db.models import Count, F, Max, Min, Q, QuerySet, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from crm_sync.adapters import get_adapter
-from crm_sync.adapters.base import Adapter, Change, Entry, Result, coalesce
+from crm_sync.adapters.base import Adapter, Change, Entry, Fence, Result, coalesce
 from crm_sync.models import OutboxMessage, OutboxState, RelayLease
 from receipts.db import for_update
 from receipts.events import DomainEvent
@@ -47,6 +56,12 @@ from receipts.events import DomainEvent
 log = logging.getLogger(__name__)
 
 RELAY_LEASE = "relay"
+
+Clock = Callable[[], datetime]
+
+
+def fixed(at: datetime) -> Clock:
+    return lambda: at
 
 
 # --- recording ------------------------------------------------------------------------------------------
@@ -100,20 +115,53 @@ def relay_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def take_lease(owner: str, now: datetime) -> bool:
-    """Take the relay lease, or renew it if ``owner`` holds it. False while someone else holds it."""
+@dataclass(frozen=True)
+class Hold:
+    """A relay's hold on the lease: its owner name and the fencing token it drew when it took the lease."""
+
+    owner: str
+    token: int
+
+    @property
+    def fence(self) -> Fence:
+        return Fence(RELAY_LEASE, self.token)
+
+    def held(self) -> QuerySet[RelayLease]:
+        return RelayLease.objects.filter(name=RELAY_LEASE, owner=self.owner, token=self.token)
+
+    def renew(self, now: datetime) -> bool:
+        """Still held? Renewed to ``now`` + ``CRM_RELAY_LEASE`` if so. On PostgreSQL the lease row stays locked to the
+        end of the caller's transaction: no relay takes the lease between this check and that commit."""
+        return self.held().update(expires_at=now + settings.CRM_RELAY_LEASE) == 1
+
+
+def take_lease(owner: str, now: datetime) -> int | None:
+    """Take the relay lease, or renew it if ``owner`` holds it: the holder's fencing token, or None while another
+    relay holds it. A released lease is free whatever its time says; a held one once its time has run out.
+
+    Each taking draws a token above every token drawn before (and at least the time in milliseconds, so that
+    tokens keep rising past a database restored from a backup); a renewal keeps it."""
+    if not owner:
+        raise ValueError("a lease owner needs a name")
     expires = now + settings.CRM_RELAY_LEASE
-    free = RelayLease.objects.filter(Q(expires_at__lte=now) | Q(owner=owner), name=RELAY_LEASE)
-    if free.update(owner=owner, expires_at=expires) == 1:
-        return True
-    if RelayLease.objects.filter(name=RELAY_LEASE).exists():
-        return False
-    RelayLease.objects.bulk_create([RelayLease(name=RELAY_LEASE, owner="", expires_at=now)], ignore_conflicts=True)
-    return free.update(owner=owner, expires_at=expires) == 1
+    lease = RelayLease.objects.filter(name=RELAY_LEASE)
+    if not lease.filter(owner=owner).update(expires_at=expires):
+        free = lease.filter(Q(owner="") | Q(expires_at__lte=now))
+        token = Greatest(F("token") + 1, Value(int(now.timestamp() * 1000)))
+        if not free.update(owner=owner, expires_at=expires, token=token):
+            if lease.exists():
+                return None
+            RelayLease.objects.bulk_create(
+                [RelayLease(name=RELAY_LEASE, owner="", expires_at=now)], ignore_conflicts=True
+            )
+            if not free.update(owner=owner, expires_at=expires, token=token):
+                return None
+    return lease.filter(owner=owner).values_list("token", flat=True).first()
 
 
-def release_lease(owner: str) -> None:
-    RelayLease.objects.filter(name=RELAY_LEASE, owner=owner).update(owner="", expires_at=timezone.now())
+def release_lease(owner: str, token: int, now: datetime) -> None:
+    """Free the lease if this hold still has it (a relay that lost it frees nothing), stamped in the relay's time."""
+    Hold(owner, token).held().update(owner="", expires_at=now)
 
 
 # --- relaying -------------------------------------------------------------------------------------------
@@ -129,6 +177,7 @@ class BatchReport:
     dead: int = 0
     held: int = 0  # due, but behind an unfinished earlier change of their stream
     refused: int = 0  # of the claimed rows, those the CRM did not take (backing off or dead now)
+    lost: bool = False  # another relay took the lease: this batch claimed or settled nothing
     retry_after: float | None = None  # the longest Retry-After among the failures
     error: str = ""  # the first failure's error
 
@@ -146,6 +195,7 @@ class RelayReport:
     dead: int = 0
     busy: bool = False  # another relay holds the lease
     paused_until: datetime | None = None  # the CRM refused a whole batch: nothing goes to it before then
+    lost: bool = False  # another relay took the lease mid-run (this one was stalled past it) and this one stopped
     errors: list[str] = field(default_factory=list)
 
     def add(self, batch: BatchReport) -> None:
@@ -157,91 +207,121 @@ class RelayReport:
 
 
 def relay(
-    now: datetime | None = None, *, adapter: Adapter | None = None, max_seconds: float | None = None
+    now: datetime | None = None,
+    *,
+    adapter: Adapter | None = None,
+    max_seconds: float | None = None,
+    clock: Clock | None = None,
 ) -> RelayReport:
-    """Send due changes in batches until none is due, the CRM fails a whole batch, or the time is spent.
+    """Send due changes in batches until none is due, the CRM fails a whole batch, the time is spent, or another
+    relay took the lease.
 
-    ``now`` fixes the clock (tests); otherwise each batch reads it afresh.
+    Every decision reads one clock: ``now`` fixes it, ``clock`` supplies it (tests), else the wall clock, read
+    afresh at each step.
     """
     report = RelayReport()
+    clock = clock or (timezone.now if now is None else fixed(now))
     own_adapter = adapter is None
     adapter = adapter or get_adapter()
     if adapter is None:  # CRM_BACKEND=none: the outbox is kept, nothing is sent
         return report
-    owner = relay_owner()
-    deadline = time.monotonic() + (settings.CRM_RELAY_SECONDS if max_seconds is None else max_seconds)
     try:
-        if not take_lease(owner, now or timezone.now()):
+        owner = relay_owner()
+        token = take_lease(owner, clock())
+        if token is None:
             report.busy = True
             return report
-        lease = RelayLease.objects.get(name=RELAY_LEASE)
-        if lease.paused_until is not None and lease.paused_until > (now or timezone.now()):
-            report.paused_until = lease.paused_until
-            return report
-        first = True
-        while True:
-            if not first and not take_lease(owner, now or timezone.now()):
-                log.warning("relay lease lost to another relay; stopping")
-                break
-            first = False
-            # After a pause one change goes alone: one probe at a time, not a full batch into a CRM still down.
-            batch = relay_batch(adapter, now, limit=1 if lease.probing else None, owner=owner)
-            report.add(batch)
-            if (usage := getattr(adapter, "usage", "")) and usage != lease.usage:
-                lease.usage = usage[:200]  # Salesforce's Sforce-Limit-Info: api-usage=18/15000
-                lease.save(update_fields=["usage"])
-            if batch.all_failed:
-                report.paused_until = pause(lease, batch, now or timezone.now())
-                break
-            if lease.probing and batch.claimed:
-                resume(lease)
-            if batch.due == 0 or time.monotonic() >= deadline:
-                break
+        try:
+            # The heartbeat's thread renews in the clock's time: a fixed time would renew nothing.
+            send_batches(Hold(owner, token), adapter, clock, report, heartbeat=now is None, max_seconds=max_seconds)
+        finally:
+            release_lease(owner, token, clock())
     finally:
-        release_lease(owner)
         if own_adapter:
             adapter.close()
     return report
+
+
+def send_batches(
+    hold: Hold, adapter: Adapter, clock: Clock, report: RelayReport, *, heartbeat: bool, max_seconds: float | None
+) -> None:
+    """The body of one relay run, under ``hold``: batch after batch, until one of ``relay``'s reasons to stop."""
+    deadline = time.monotonic() + (settings.CRM_RELAY_SECONDS if max_seconds is None else max_seconds)
+    lease = RelayLease.objects.get(name=RELAY_LEASE)
+    if lease.paused_until is not None and lease.paused_until > clock():
+        report.paused_until = lease.paused_until
+        return
+    while True:
+        # After a pause one change goes alone: one probe at a time, not a full batch into a CRM still down.
+        batch = relay_batch(adapter, hold, clock, limit=1 if lease.probing else None, heartbeat=heartbeat)
+        report.add(batch)
+        if batch.lost:
+            report.lost = True
+            log.warning("relay lease lost to another relay mid-batch; stopping, the batch is the new holder's")
+            return
+        if (usage := getattr(adapter, "usage", "")) and usage != lease.usage:
+            lease.usage = usage[:200]  # Salesforce's Sforce-Limit-Info: api-usage=18/15000
+            hold.held().update(usage=lease.usage)
+        if batch.all_failed:
+            report.paused_until = pause(hold, lease, batch, clock())
+            return
+        if lease.probing and batch.claimed:
+            resume(hold, lease)
+        if batch.due == 0 or time.monotonic() >= deadline:
+            return
 
 
 class Heartbeat(threading.Thread):
     """While the CRM holds a batch: renews the relay's lease and the batch's in-flight time every quarter lease.
 
     So both can be short: a relay that dies mid-send frees its lease and its rows within ``CRM_RELAY_LEASE``, and
-    a CRM slower than that never sees a second relay send the same rows while the first still waits."""
+    a CRM slower than that never sees a second relay send the same rows while the first still waits. A heartbeat
+    starved past the lease (a loaded machine) lets another relay take over: the fence, not the heartbeat, then keeps
+    the stalled relay from delivering or settling, and the heartbeat stops at its first beat."""
 
-    def __init__(self, owner: str, row_ids: list[int]) -> None:
+    def __init__(self, hold: Hold, row_ids: list[int], clock: Clock) -> None:
         super().__init__(name="crm-relay-heartbeat", daemon=True)
-        self.owner, self.row_ids = owner, row_ids
+        self.hold, self.row_ids, self.clock = hold, row_ids, clock
         self.done = threading.Event()
 
     def run(self) -> None:
         interval = max(settings.CRM_RELAY_LEASE.total_seconds() / 4, 0.25)
         try:
             while not self.done.wait(interval):
-                until = timezone.now() + settings.CRM_RELAY_LEASE
-                RelayLease.objects.filter(name=RELAY_LEASE, owner=self.owner).update(expires_at=until)
-                OutboxMessage.objects.pending().filter(pk__in=self.row_ids).update(next_attempt_at=until)
+                if not self.beat():
+                    log.warning("relay heartbeat: the lease is another relay's now; stopping")
+                    return
         except Exception as exc:  # the database away: the lease runs out, and the rows go again after it
             log.warning("relay heartbeat stopped: %s", type(exc).__name__)
         finally:
             connection.close()
+
+    def beat(self) -> bool:
+        """Renew the lease and, only while it is still this relay's, the rows in flight."""
+        now = self.clock()
+        with transaction.atomic():
+            if not self.hold.renew(now):
+                return False
+            pending = OutboxMessage.objects.pending().filter(pk__in=self.row_ids)
+            pending.update(next_attempt_at=now + settings.CRM_RELAY_LEASE)
+        return True
 
     def finish(self) -> None:
         self.done.set()
         self.join(timeout=30)
 
 
-def pause(lease: RelayLease, batch: BatchReport, now: datetime) -> datetime:
+def pause(hold: Hold, lease: RelayLease, batch: BatchReport, now: datetime) -> datetime | None:
     """The CRM refused a whole batch: send it nothing until its Retry-After, or a backoff that doubles with each
-    refusal in a row (``CRM_RETRY_BASE`` up to ``CRM_RETRY_MAX``), whichever is later."""
-    lease.failures += 1
-    delay = backoff(lease.failures)
+    refusal in a row (``CRM_RETRY_BASE`` up to ``CRM_RETRY_MAX``), whichever is later. None if the lease is another
+    relay's by now: the pause is the holder's to decide."""
+    delay = backoff(lease.failures + 1)
     if batch.retry_after is not None:
         delay = max(delay, timedelta(seconds=min(batch.retry_after, 86400)))
-    lease.paused_until = now + delay
-    lease.pause_reason = batch.error[:500]
-    lease.save(update_fields=["failures", "paused_until", "pause_reason"])
+    reason = batch.error[:500]
+    if not hold.held().update(failures=lease.failures + 1, paused_until=now + delay, pause_reason=reason):
+        return None
+    lease.failures, lease.paused_until, lease.pause_reason = lease.failures + 1, now + delay, reason
     log.warning(
         "CRM refused a whole batch (%s); sending paused for %.0f s, then one change as a probe",
         lease.pause_reason[:200],
@@ -250,19 +330,19 @@ def pause(lease: RelayLease, batch: BatchReport, now: datetime) -> datetime:
     return lease.paused_until
 
 
-def resume(lease: RelayLease) -> None:
+def resume(hold: Hold, lease: RelayLease) -> None:
     log.info("CRM answered the probe; sending resumes after %d refused batches", lease.failures)
     lease.failures, lease.paused_until, lease.pause_reason = 0, None, ""
-    lease.save(update_fields=["failures", "paused_until", "pause_reason"])
+    hold.held().update(failures=0, paused_until=None, pause_reason="")
 
 
 def relay_batch(
-    adapter: Adapter, now: datetime | None = None, limit: int | None = None, owner: str = ""
+    adapter: Adapter, hold: Hold, clock: Clock = timezone.now, limit: int | None = None, heartbeat: bool = False
 ) -> BatchReport:
-    """Claim, send and settle one batch (of ``limit`` changes at most, else ``CRM_BATCH_SIZE``). ``now`` fixes the
-    clock (tests); otherwise it is read at each step. The lease ``owner``'s lease is kept alive during the send."""
+    """Claim, send and settle one batch (of ``limit`` changes at most, else ``CRM_BATCH_SIZE``) under ``hold``, in
+    ``clock``'s time. With ``heartbeat`` the lease is kept alive on a thread of its own during the send."""
     report = BatchReport()
-    rows = claim(now or timezone.now(), report, limit or settings.CRM_BATCH_SIZE)
+    rows = claim(clock(), report, limit or settings.CRM_BATCH_SIZE, hold)
     if not rows:
         return report
     changes = [
@@ -280,24 +360,29 @@ def relay_batch(
         for r in rows
     ]
     entries = coalesce(changes)
-    heartbeat = Heartbeat(owner, [r.pk for r in rows]) if owner and now is None else None
-    if heartbeat:
-        heartbeat.start()
+    beating = Heartbeat(hold, [r.pk for r in rows], clock) if heartbeat else None
+    if beating:
+        beating.start()
     try:
-        results = adapter.send(entries)
+        results = adapter.send(entries, hold.fence)
     except Exception as exc:  # a bug in an adapter must not leave the rows in flight until the lease runs out
         log.exception("CRM adapter %s raised", adapter.name)
         results = [Result.failed(f"{type(exc).__name__}: {exc}")] * len(entries)
     finally:
-        if heartbeat:
-            heartbeat.finish()
-    settle(entries, results, {r.pk: r.attempts for r in rows}, now or timezone.now(), report)
+        if beating:
+            beating.finish()
+    settle(entries, results, {r.pk: r.attempts for r in rows}, clock(), report, hold)
     return report
 
 
-def claim(now: datetime, report: BatchReport, limit: int) -> list[OutboxMessage]:
-    """Due rows that may go now, marked in flight. Rows behind an unfinished change of their stream wait."""
+def claim(now: datetime, report: BatchReport, limit: int, hold: Hold) -> list[OutboxMessage]:
+    """Due rows that may go now, marked in flight. Rows behind an unfinished change of their stream wait. Nothing
+    if ``hold`` lost the lease (``report.lost``)."""
     with transaction.atomic():
+        # First, and locked to the commit: the rows are claimed, numbered and put in flight under this lease only.
+        if not hold.renew(now):
+            report.lost = True
+            return []
         # Rows claimed before (backing off, due again) keep their place; new ones follow in the order they became
         # visible, which is the order they get their sequence numbers in.
         due = OutboxMessage.objects.due(now).order_by(F("sequence").asc(nulls_last=True), "id")
@@ -367,12 +452,19 @@ def backoff(attempts: int) -> timedelta:
 
 
 def settle(
-    entries: list[Entry], results: list[Result], attempts: dict[int, int], now: datetime, report: BatchReport
+    entries: list[Entry],
+    results: list[Result],
+    attempts: dict[int, int],
+    now: datetime,
+    report: BatchReport,
+    hold: Hold,
 ) -> None:
-    """Write what became of each entry: sent, skipped, backed off or dead."""
+    """Write what became of each entry: sent, skipped, backed off or dead; nothing at all if ``hold`` lost the lease
+    meanwhile (``report.lost``): its rows are the new holder's, who sends them again with the same keys."""
     sent: list[int] = []
     skipped: dict[str, list[int]] = defaultdict(list)
     failed: dict[tuple[str, datetime | None, str], list[int]] = defaultdict(list)
+    deaths: list[tuple[Any, ...]] = []  # logged once written: a relay that lost its lease kills nothing
     for entry, result in zip(entries, results, strict=True):
         ids = entry.row_ids
         if result.skipped:
@@ -381,20 +473,26 @@ def settle(
             sent.extend(ids)
         elif result.permanent:
             failed[(OutboxState.DEAD, None, result.error)].extend(ids)
-            log.error("CRM refused changes %s for good: %s", ids, result.error)
+            deaths.append(("CRM refused changes %s for good: %s", ids, result.error))
         elif max(attempts[i] for i in ids) >= settings.CRM_MAX_ATTEMPTS:
             # The whole entry dies together: its later changes would only be held behind the first.
             failed[(OutboxState.DEAD, None, result.error)].extend(ids)
-            log.error("CRM changes %s are dead after %d attempts: %s", ids, max(attempts[i] for i in ids), result.error)
+            attempted = max(attempts[i] for i in ids)
+            deaths.append(("CRM changes %s are dead after %d attempts: %s", ids, attempted, result.error))
         else:
             for i in ids:
                 delay = backoff(attempts[i])
                 if result.retry_after is not None:
                     delay = max(delay, timedelta(seconds=min(result.retry_after, 86400)))
                 failed[(OutboxState.PENDING, now + delay, result.error)].append(i)
-    # Only rows still pending: a relay that stalled past its lease must not undo what the next one settled.
     pending = OutboxMessage.objects.pending()
     with transaction.atomic():
+        # The fence, checked and locked in the transaction that marks rows sent: a relay stalled past its lease
+        # must not undo or pre-empt what the holder does with these rows.
+        if not hold.renew(now):
+            report.lost = True
+            log.warning("CRM batch of %d changes not settled: the relay lost its lease while it was out", len(attempts))
+            return
         if sent:
             pending.filter(pk__in=sent).update(state=OutboxState.SENT, sent_at=now, last_error="")
         for reason, ids in skipped.items():
@@ -404,6 +502,8 @@ def settle(
             if next_at is not None:
                 update["next_attempt_at"] = next_at
             pending.filter(pk__in=ids).update(**update)
+    for death in deaths:
+        log.error(*death)
     report.sent = len(sent)
     report.skipped = sum(len(ids) for ids in skipped.values())
     report.dead += sum(len(ids) for (state, _, _), ids in failed.items() if state == OutboxState.DEAD)

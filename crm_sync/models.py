@@ -128,6 +128,8 @@ class OutboxMessage(models.Model):
 class RelayLease(models.Model):
     """Who relays now. One relay at a time keeps each stream in order; a dead relay's lease runs out.
 
+    Each taking of the lease draws a higher ``token``; see crm_sync/actions.py, "the lease".
+
     It also holds the CRM's pause: after a batch the CRM refused as a whole (429, 5xx, unreachable), nothing is
     sent to it until ``paused_until``; then one change goes alone as a probe, and only its success resumes.
     """
@@ -135,6 +137,10 @@ class RelayLease(models.Model):
     name = models.CharField(max_length=40, primary_key=True)
     owner = models.CharField(max_length=100, blank=True)
     expires_at = models.DateTimeField()
+    # The fencing token: drawn afresh (higher than every one before) each time a relay takes the lease, kept while
+    # it renews. Every write of the relay checks it in its transaction and every generic batch carries it, so a relay
+    # that lost the lease can neither settle nor deliver.
+    token = models.PositiveBigIntegerField(default=0, help_text="The holder's fencing token.")
     paused_until = models.DateTimeField(null=True, blank=True)
     pause_reason = models.TextField(blank=True)
     failures = models.PositiveIntegerField(default=0, help_text="Whole batches refused in a row.")

@@ -3,10 +3,12 @@
 It implements
 
 - the generic endpoint, ``POST /crm/changes``: checks ``X-Signature-256`` and ``Idempotency-Key``, records every
-  change it accepts (history included) with the time it arrived;
+  change it accepts (history included) with the time it arrived, and refuses (409, nothing applied) a batch whose
+  ``fencing_token`` is below one it has already applied for that batch's ``lease``, as the customer's CRM should;
 - Salesforce's ``POST /services/oauth2/token`` (client credentials) and the sObject Collections upsert,
   ``PATCH /services/data/vXX.X/composite/sobjects/{SObject}/{ExternalIdField}`` (bearer token, at most 200
-  records, one result per record, records kept by external id);
+  records, one result per record, records kept by external id; ``guard_rising`` plays an org's validation rule
+  that refuses to lower a field);
 
 and injects faults: down (every request answers a status), the next N requests failing, a share of 429s with
 ``Retry-After``, latency, holding responses (the request is received and recorded, the answer waits: a relay
@@ -151,6 +153,8 @@ class FakeCrm:
             self.record_ids: dict[str, str] = {}
             self.upserts: list[Upsert] = []
             self.api_used = 0
+            self.fences: dict[str, int] = {}  # per relay lease, the highest fencing token applied
+            self.rising_field: str | None = None
         self.released.set()
 
     # --- faults --------------------------------------------------------------------------------------------
@@ -190,6 +194,12 @@ class FakeCrm:
     def reject_record(self, external_id: str, code: str = "ENTITY_IS_DELETED", message: str = "deleted") -> None:
         with self.lock:
             self.faults.rejected_records[external_id] = (code, message)
+
+    def guard_rising(self, field_name: str) -> None:
+        """Refuse a Salesforce record whose ``field_name`` is below the value the record holds, as a validation rule
+        ``field_name < PRIORVALUE(field_name)`` would (FIELD_CUSTOM_VALIDATION_EXCEPTION), until ``reset``."""
+        with self.lock:
+            self.rising_field = field_name
 
     def use_up_api_limit(self) -> None:
         """Every later API call answers 403 REQUEST_LIMIT_EXCEEDED, as Salesforce does once the org's daily limit is
@@ -282,7 +292,8 @@ class FakeCrm:
         with self.lock:
             self.requests.append(request)
 
-    def accept_batch(self, batch: dict[str, Any], key: str, at: float) -> int:
+    def accept_batch(self, batch: dict[str, Any], key: str, at: float) -> tuple[int, int | None]:
+        """Apply a batch: (changes applied, None), or (0, the token applied) for a batch fenced below it."""
         received = []
         for entry in batch.get("changes", []):
             record = entry.get("crm_record_id") or ""
@@ -300,9 +311,24 @@ class FakeCrm:
                         history=is_history,
                     )
                 )
-        with self.lock:
+        token = batch.get("fencing_token")
+        lease = str(batch.get("lease") or "")
+        with self.lock:  # the check and the apply at once: two batches of one lease may arrive together
+            if token is not None:
+                applied = self.fences.get(lease)
+                if applied is not None and int(token) < applied:
+                    return 0, applied
+                self.fences[lease] = int(token)
             self.received.extend(received)
-        return len(received)
+        return len(received), None
+
+    def lower_than_held(self, external_id: str, record: dict[str, Any]) -> bool:
+        """The record would lower the guarded field (the caller holds the lock)."""
+        if self.rising_field is None:
+            return False
+        held = self.records.get(external_id, {}).get(self.rising_field)
+        new = record.get(self.rising_field)
+        return isinstance(held, int | float) and isinstance(new, int | float) and new < held
 
     def issue_token(self) -> str:
         token = "00DFAKE!" + secrets.token_urlsafe(24)
@@ -329,6 +355,8 @@ class FakeCrm:
                     errors.append(("DUPLICATE_EXTERNAL_ID", f"{external_field} {external_id} appears twice"))
                 elif external_id in self.faults.rejected_records:
                     errors.append(self.faults.rejected_records[external_id])
+                elif self.lower_than_held(external_id, record):
+                    errors.append(("FIELD_CUSTOM_VALIDATION_EXCEPTION", f"{self.rising_field} may not go down"))
                 if errors:
                     results.append(
                         {
@@ -447,7 +475,11 @@ class Handler(BaseHTTPRequestHandler):
             self.crm.note(ReceivedRequest("POST", GENERIC_PATH, status, now, key))
             self.answer(status, {"error": {401: "bad signature", 400: "bad request"}[status]})
             return
-        accepted = self.crm.accept_batch(batch, key, now)
+        accepted, applied = self.crm.accept_batch(batch, key, now)
+        if applied is not None:  # a relay that lost its lease: a newer one has sent these changes, and newer ones
+            self.crm.note(ReceivedRequest("POST", GENERIC_PATH, 409, now, key))
+            self.answer(409, {"error": "stale fencing token", "applied_token": applied})
+            return
         self.crm.note(ReceivedRequest("POST", GENERIC_PATH, 200, now, key, accepted))
         self.crm.released.wait()  # holding: the CRM has it, the relay does not know yet
         self.answer(200, {"accepted": accepted})

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.test.utils import override_settings
 from hypothesis import settings as hypothesis_settings
 from rest_framework.test import APIClient
 
@@ -44,6 +45,15 @@ def sample(relative: str) -> bytes:
 
 def sample_json(relative: str) -> dict[str, Any]:
     return json.loads(sample(relative))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def fast_password_hashing() -> Any:
+    """MD5 in the tests only: the production hasher costs a third of a second a hash, by design, and every
+    admin_client test made a superuser (33 of them were 60% of the admin tests' setup). Production keeps Django's
+    default hashers; test_checks_and_logging still checks a password end to end."""
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
 
 
 @pytest.fixture(autouse=True)

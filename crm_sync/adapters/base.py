@@ -2,7 +2,8 @@
 
 The relay claims outbox rows and coalesces them into ``Entry``s: one per message (or per stream for changes with
 no message), the latest state in front and the earlier changes riding along as history. An adapter sends a list
-of entries and answers one ``Result`` per entry, in order. It never touches the database.
+of entries, with the batch's ``Fence`` where its protocol can carry one, and answers one ``Result`` per entry, in
+order. It never touches the database.
 """
 
 from __future__ import annotations
@@ -87,6 +88,15 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class Fence:
+    """The relay lease a batch was claimed under and the token its holder drew (higher at every taking). A CRM that
+    refuses a batch whose token is below one it has applied for that lease never applies a stale relay's batch."""
+
+    lease: str
+    token: int
+
+
+@dataclass(frozen=True)
 class Result:
     ok: bool
     error: str = ""
@@ -112,7 +122,7 @@ class Result:
 class Adapter(Protocol):
     name: str
 
-    def send(self, entries: list[Entry]) -> list[Result]: ...
+    def send(self, entries: list[Entry], fence: Fence | None = None) -> list[Result]: ...
 
     def close(self) -> None: ...
 

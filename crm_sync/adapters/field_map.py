@@ -4,8 +4,8 @@ The map is a JSON object from CRM field name to a rule, or to a list of rules (l
 win). A rule is either:
 
 - a string: a key of the change's payload (dotted for nested keys, ``change.<attr>`` for the change's own
-  ``kind``, ``occurred_at``, ``crm_record_id``, ``message_id``, ``idempotency_key``); the field takes that value
-  from every change whose payload has it;
+  ``kind``, ``occurred_at``, ``crm_record_id``, ``message_id``, ``idempotency_key``, ``sequence``); the field takes
+  that value from every change whose payload has it;
 - an object ``{"kinds": [...], "where": {key: value or [values]}, "from": "<key>"}`` or with ``"value": <constant>``
   instead of ``"from"``: it applies only to changes of those kinds whose payload matches every ``where``.
 
@@ -51,7 +51,7 @@ DEFAULT_FIELD_MAP: dict[str, Any] = {
     },
 }
 
-CHANGE_ATTRIBUTES = {"kind", "occurred_at", "crm_record_id", "message_id", "idempotency_key"}
+CHANGE_ATTRIBUTES = {"kind", "occurred_at", "crm_record_id", "message_id", "idempotency_key", "sequence"}
 MISSING = object()
 
 

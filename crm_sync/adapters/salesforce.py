@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from django.conf import settings
 
-from crm_sync.adapters.base import Entry, Result, describe, http_client, retry_after_seconds
+from crm_sync.adapters.base import Entry, Fence, Result, describe, http_client, retry_after_seconds
 from crm_sync.adapters.field_map import field_map, fields_for
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,10 @@ class SalesforceAdapter:
 
     # --- upserts -------------------------------------------------------------------------------------------
 
-    def send(self, entries: list[Entry]) -> list[Result]:
+    def send(self, entries: list[Entry], fence: Fence | None = None) -> list[Result]:
+        # sObject Collections has no field for a fencing token and no conditional write: the fence is the relay's
+        # side (docs/crm-sync.md, "One relay at a time"), and a Delivery_Sequence__c field mapped from
+        # change.sequence lets a validation rule refuse an older state.
         results: list[Result | None] = [None] * len(entries)
         records: dict[str, list[int]] = {}
         for i, entry in enumerate(entries):

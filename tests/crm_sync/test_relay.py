@@ -8,8 +8,8 @@ import json
 import threading
 import time
 from collections import Counter
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -22,9 +22,16 @@ from crm_sync.models import OutboxMessage, OutboxState, RelayLease
 from receipts.events import Kind, publish
 from simulator.fake_crm import FakeCrm
 from tests.conftest import drain, is_postgres, post_webhook, register
-from tests.crm_sync.conftest import change, publish_changes, relay_until_idle, states
+from tests.crm_sync.conftest import T0, change, publish_changes, relay_until_idle, states
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def wall_clock(time_machine: Any) -> None:
+    """Every test here runs on injected time: the wall clock stands at T0 unless a test moves it, and the relay runs
+    on the time it is given. A loaded machine changes how long a test takes, never what it sees."""
+    time_machine.move_to(T0, tick=False)
 
 
 def end_pause() -> None:
@@ -56,11 +63,12 @@ def test_a_relay_batch_costs_a_fixed_number_of_queries(
 ) -> None:
     publish_changes(*[change(record=f"R-{i % 40}", message_id=i) for i in range(changes)])
     adapter = GenericAdapter()
-    # claim (select for update), the last sequence number, number the new rows, streams' unfinished rows, mark in
-    # flight; mark sent: 6 queries, and a savepoint and its release around each of the two transactions (BEGIN and
-    # COMMIT outside a test). The same for 300 as for 3.
-    with django_assert_num_queries(10):
-        report = actions.relay_batch(adapter)
+    hold = actions.Hold("relay-1", cast(int, actions.take_lease("relay-1", timezone.now())))
+    # the fence, claim (select for update), the last sequence number, number the new rows, streams' unfinished rows,
+    # mark in flight; the fence, mark sent: 8 queries, and a savepoint and its release around each of the two
+    # transactions (BEGIN and COMMIT outside a test). The same for 300 as for 3.
+    with django_assert_num_queries(12):
+        report = actions.relay_batch(adapter, hold)
     adapter.close()
     assert report.sent == changes
 
@@ -462,6 +470,29 @@ def test_an_outage_without_retry_after_pauses_longer_after_each_failed_probe(gen
     assert states() == {"sent": 4}
 
 
+class Clock:
+    """A clock the test moves: the relay's (and its heartbeat's) time, whatever the wall clock does."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at, self.lock = at, threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self.lock:
+            return self.at
+
+    def advance(self, by: timedelta) -> None:
+        with self.lock:
+            self.at += by
+
+
+def wait_for(predicate: Any, what: str) -> None:
+    """Until ``predicate()`` holds, on the wall clock only as a bound: a loaded machine is slower, never wrong."""
+    deadline = time.monotonic() + 60
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
 @pytest.mark.django_db(transaction=True)  # the relay runs on a thread (and a connection) of its own
 def test_while_the_crm_holds_a_batch_the_lease_and_the_rows_in_flight_are_renewed(
     generic_crm: FakeCrm, settings: Any
@@ -469,11 +500,12 @@ def test_while_the_crm_holds_a_batch_the_lease_and_the_rows_in_flight_are_renewe
     """The lease can be short (a relay killed mid-send frees the rows within it) and still outlast a slow CRM."""
     settings.CRM_RELAY_LEASE = timedelta(seconds=1)
     publish_changes(change(record="R-1", message_id=1))
+    clock = Clock(timezone.now())
     generic_crm.hold()
 
     def run_relay() -> None:
         try:
-            actions.relay()
+            actions.relay(clock=clock)
         finally:
             connection.close()
 
@@ -481,13 +513,159 @@ def test_while_the_crm_holds_a_batch_the_lease_and_the_rows_in_flight_are_renewe
     relay.start()
     try:
         generic_crm.wait_for(lambda: generic_crm.requests)
-        time.sleep(2.5)  # past the lease twice over, while the CRM still holds the answer
-        now = timezone.now()
-        lease, row = RelayLease.objects.get(), OutboxMessage.objects.get()
-        assert lease.expires_at > now, "the lease ran out while its holder waited on the CRM"
-        assert row.state == OutboxState.PENDING and row.next_attempt_at > now
+        clock.advance(timedelta(seconds=2.5))  # past the lease twice over, while the CRM still holds the answer
+        wait_for(lambda: RelayLease.objects.get().expires_at > clock(), "the lease ran out while its holder waited")
+        row = OutboxMessage.objects.get()
+        assert row.state == OutboxState.PENDING and row.next_attempt_at > clock()
     finally:
         generic_crm.release()
         relay.join(30)
     assert states() == {"sent": 1}
     assert len(generic_crm.requests) == 1
+
+
+# --- fencing: a relay that lost its lease delivers nothing ------------------------------------------------------
+
+
+class Starved:
+    """The generic adapter of a relay starved mid-batch (a loaded machine, a stalled heartbeat): ``meanwhile`` runs
+    while it is stuck, before its request leaves (``before``) or after the CRM answered it and before the relay
+    settles. Only the first batch is starved."""
+
+    name = "generic"
+
+    def __init__(self, meanwhile: Any, *, before: bool) -> None:
+        self.adapter, self.meanwhile, self.before, self.batches = GenericAdapter(), meanwhile, before, 0
+
+    def send(self, entries: list, fence: Any = None) -> list:
+        self.batches += 1
+        if self.batches > 1:
+            return self.send_now(entries, fence)
+        if self.before:
+            self.meanwhile()
+            return self.send_now(entries, fence)
+        results = self.send_now(entries, fence)
+        self.meanwhile()
+        return results
+
+    def send_now(self, entries: list, fence: Any) -> list:
+        return self.adapter.send(entries, fence) if fence else self.adapter.send(entries)
+
+    def close(self) -> None:
+        self.adapter.close()
+
+
+def crm_view(crm: FakeCrm) -> dict[str, str]:
+    """Each record's status at a CRM that applies whatever arrives last."""
+    status = dict(OutboxMessage.objects.values_list("idempotency_key", "payload__status"))
+    return {c.crm_record_id: status[c.key] for c in crm.changes()}
+
+
+def database_view() -> dict[str, str]:
+    """Each record's latest status the outbox says was sent."""
+    sent = OutboxMessage.objects.filter(state=OutboxState.SENT).order_by("sequence")
+    return dict(sent.values_list("crm_record_id", "payload__status"))
+
+
+def again_after_newer(crm: FakeCrm) -> list[str]:
+    """Changes that arrived a second time after a newer change of their record had arrived."""
+    newest: dict[str, int] = {}
+    seen: set[str] = set()
+    late = []
+    for c in crm.changes():
+        if c.key in seen and newest[c.crm_record_id] > c.sequence:
+            late.append(c.key)
+        seen.add(c.key)
+        newest[c.crm_record_id] = max(newest.get(c.crm_record_id, 0), c.sequence)
+    return late
+
+
+def test_a_relay_starved_past_its_lease_before_its_request_leaves_cannot_deliver_it(
+    generic_crm: FakeCrm, settings: Any
+) -> None:
+    """Issue 24: a batch went out twice, the stale copy last, and records ended on an older status."""
+    publish_changes(*[change(record=f"R-{i}", message_id=i, status="sent") for i in range(3)])
+    start = timezone.now()
+    later = start + settings.CRM_RELAY_LEASE + timedelta(seconds=1)
+
+    def another_relay_takes_over() -> None:
+        publish_changes(*[change(record=f"R-{i}", message_id=i, status="delivered") for i in range(3)])
+        assert actions.relay(later).sent == 6
+
+    first = actions.relay(start, adapter=Starved(another_relay_takes_over, before=True))
+
+    assert states() == {"sent": 6}
+    assert again_after_newer(generic_crm) == []
+    assert crm_view(generic_crm) == database_view() == {f"R-{i}": "delivered" for i in range(3)}
+    assert [r.status for r in generic_crm.requests] == [200, 409]  # the stale batch is refused
+    assert first.sent == 0 and first.lost
+
+
+def test_a_relay_that_lost_its_lease_while_the_crm_answered_settles_nothing_and_pauses_nothing(
+    generic_crm: FakeCrm, settings: Any
+) -> None:
+    publish_changes(change(record="R-1", message_id=1, status="sent"))
+    start = timezone.now()
+    later = start + settings.CRM_RELAY_LEASE + timedelta(seconds=1)
+
+    def another_relay_takes_over() -> None:
+        publish_changes(change(record="R-1", message_id=1, status="delivered"))
+        assert actions.relay(later).sent == 2
+
+    generic_crm.fail_next(1)  # the first relay's batch is refused; the next relay's goes through
+    first = actions.relay(start, adapter=Starved(another_relay_takes_over, before=False))
+
+    lease = RelayLease.objects.get()
+    assert (lease.paused_until, lease.failures, lease.owner) == (None, 0, "")
+    assert states() == {"sent": 2}
+    assert OutboxMessage.objects.filter(last_error="").count() == 2  # the stale refusal was written nowhere
+    assert again_after_newer(generic_crm) == []
+    assert crm_view(generic_crm) == database_view() == {"R-1": "delivered"}
+    assert first.lost and first.paused_until is None
+
+
+def test_each_taking_of_the_lease_draws_a_higher_fencing_token_and_a_renewal_keeps_it() -> None:
+    now = timezone.now()
+    first = actions.take_lease("a", now)
+    assert first is not None and actions.take_lease("a", now + timedelta(seconds=1)) == first
+    assert actions.take_lease("b", now + timedelta(seconds=1)) is None  # held
+    second = actions.take_lease("b", now + timedelta(seconds=60))  # ran out: b takes it
+    assert second is not None and second > first
+    actions.release_lease("a", first, now + timedelta(seconds=60))  # a stale release frees nothing
+    assert actions.take_lease("c", now + timedelta(seconds=61)) is None
+    actions.release_lease("b", second, now + timedelta(seconds=61))
+    third = actions.take_lease("c", now + timedelta(seconds=61))
+    assert third is not None and third > second
+
+
+def test_a_heartbeat_whose_relay_lost_the_lease_renews_neither_the_lease_nor_the_rows(settings: Any) -> None:
+    publish_changes(change(record="R-1", message_id=1))
+    stalled = actions.Hold("stalled", cast(int, actions.take_lease("stalled", T0)))
+    later = T0 + settings.CRM_RELAY_LEASE + timedelta(seconds=1)
+    assert actions.take_lease("holder", later) is not None
+    OutboxMessage.objects.update(next_attempt_at=later + settings.CRM_RELAY_LEASE)  # in flight with the holder
+
+    rows = list(OutboxMessage.objects.values_list("pk", flat=True))
+    beat = actions.Heartbeat(stalled, rows, lambda: later + timedelta(seconds=1))  # it wakes up late
+
+    assert beat.beat() is False
+    assert RelayLease.objects.get().owner == "holder"
+    assert OutboxMessage.objects.get().next_attempt_at == later + settings.CRM_RELAY_LEASE
+
+
+# --- one clock: the relay's time is the one it is given ---------------------------------------------------------
+
+
+def test_a_relay_given_its_time_frees_its_lease_in_that_time_not_the_wall_clock(generic_crm: FakeCrm) -> None:
+    """release_lease stamped the wall clock: when one relay call took longer than the step to the next, the next
+    saw its own released lease as held (three tests failed at load 40). Here the given time is an hour behind."""
+    behind = T0 - timedelta(hours=1)
+    publish_changes(change(record="R-1", message_id=1))
+    OutboxMessage.objects.update(next_attempt_at=behind)
+    assert actions.relay(behind).sent == 1
+
+    publish_changes(change(record="R-2", message_id=2))
+    OutboxMessage.objects.filter(state=OutboxState.PENDING).update(next_attempt_at=behind)
+    report = actions.relay(behind + timedelta(seconds=1))
+
+    assert (report.busy, report.sent) == (False, 1)

@@ -14,6 +14,7 @@ from django.utils import timezone
 from crm_sync import actions
 from crm_sync.adapters import field_map
 from crm_sync.adapters.base import Change
+from crm_sync.adapters.salesforce import SalesforceAdapter
 from crm_sync.models import OutboxMessage, OutboxState
 from receipts.events import Kind
 from simulator.fake_crm import FakeCrm
@@ -301,3 +302,47 @@ def test_misconfiguration_fails_the_system_check(settings: Any) -> None:
     with pytest.raises(SystemCheckError) as failure:
         call_command("check")
     assert "crm_sync.E002" in str(failure.value) and "crm_sync.E003" in str(failure.value)
+
+
+class StarvedSalesforce:
+    """The Salesforce adapter of a relay starved between its claim and its request past its lease: ``meanwhile``
+    (another relay) runs first, then the stale request goes out."""
+
+    name = "salesforce"
+
+    def __init__(self, meanwhile: Any) -> None:
+        self.adapter, self.meanwhile, self.batches = SalesforceAdapter(), meanwhile, 0
+
+    def send(self, entries: list, fence: Any = None) -> list:
+        self.batches += 1
+        if self.batches == 1:
+            self.meanwhile()
+        return self.adapter.send(entries, fence) if fence else self.adapter.send(entries)
+
+    def close(self) -> None:
+        self.adapter.close()
+
+
+@pytest.mark.django_db
+def test_a_sequence_field_and_a_validation_rule_keep_a_stalled_relays_upsert_from_landing_an_older_state(
+    salesforce_crm: FakeCrm, settings: Any
+) -> None:
+    """Salesforce's upsert cannot carry the fencing token; mapped from change.sequence, a field the org refuses to
+    lower does the fence's work per record (docs/crm-sync.md, "A relay that lost its lease delivers nothing")."""
+    settings.CRM_FIELD_MAP = {"Delivery_Status__c": "status", "Delivery_Sequence__c": "change.sequence"}
+    salesforce_crm.guard_rising("Delivery_Sequence__c")  # the org's validation rule
+    publish_changes(status("003A", 1, "sent"))
+    start = timezone.now()
+    later = start + settings.CRM_RELAY_LEASE + timedelta(seconds=1)
+
+    def another_relay_takes_over() -> None:
+        publish_changes(status("003A", 1, "delivered"))
+        assert actions.relay(later).sent == 2
+
+    first = actions.relay(start, adapter=StarvedSalesforce(another_relay_takes_over))
+
+    assert salesforce_crm.records["003A"] == {"Delivery_Status__c": "delivered", "Delivery_Sequence__c": 2}
+    assert [u.fields["Delivery_Status__c"] for u in salesforce_crm.upserts] == ["delivered"]  # the stale one refused
+    assert states() == {"sent": 2}
+    assert OutboxMessage.objects.filter(last_error="").count() == 2  # the refusal was settled by nobody
+    assert first.lost

@@ -69,3 +69,29 @@ def test_the_token_endpoint_wants_client_credentials() -> None:
         assert result["success"] and result["created"]
         too_many = httpx.patch(url, json={"records": records * 201}, headers=headers)
         assert too_many.status_code == 400
+
+
+def fenced_batch(crm: FakeCrm, key: str, token: int, lease: str = "relay") -> httpx.Response:
+    body = json.dumps(
+        {
+            "batch_id": key,
+            "lease": lease,
+            "fencing_token": token,
+            "changes": [{"idempotency_key": key, "sequence": token, "crm_record_id": "R", "history": []}],
+        }
+    ).encode()
+    signature = hmac.new(crm.signing_secret.encode(), body, hashlib.sha256).hexdigest()
+    headers = {"Idempotency-Key": key, "X-Signature-256": f"sha256={signature}", "Content-Type": "application/json"}
+    return httpx.post(crm.generic_url, content=body, headers=headers)
+
+
+def test_a_batch_fenced_below_a_token_already_applied_for_its_lease_is_refused_and_not_applied() -> None:
+    with FakeCrm() as crm:
+        assert fenced_batch(crm, "k5", 5).status_code == 200
+        stale = fenced_batch(crm, "k4", 4)
+        assert stale.status_code == 409 and stale.json()["applied_token"] == 5
+        assert fenced_batch(crm, "k5b", 5).status_code == 200  # the same relay run, its next batch
+        assert fenced_batch(crm, "k6", 6).status_code == 200
+        assert fenced_batch(crm, "other", 1, lease="another-tracker").status_code == 200  # fences are per lease
+        assert [c.key for c in crm.changes()] == ["k5", "k5b", "k6", "other"]
+        assert [r.status for r in crm.requests] == [200, 409, 200, 200, 200]
