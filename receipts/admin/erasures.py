@@ -3,6 +3,7 @@ one audit line per erasure, which names the address by its hash only."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -82,72 +83,60 @@ class ErasureAdmin(admin.ModelAdmin):
         """Lift an erasure's block on purpose: the operator types the address again."""
         if not self.has_add_permission(request):
             raise PermissionDenied
-        form = AllowForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
-            data = form.cleaned_data
-            try:
-                lifted = allow_again(
-                    data["address"],
-                    by=f"operator:{request.user.get_username()}",
-                    note=data["note"],
-                    channel=data["channel"] or None,
-                )
-            except ValueError as exc:
-                form.add_error("address", mask(str(exc)))
-            else:
-                if not lifted:
-                    form.add_error("address", "No erasure blocks this address.")
-                else:
-                    restored = sorted({r for erasure in lifted for r in erasure.suppressed_for})
-                    self.message_user(
-                        request,
-                        f"Allowed again; suppressions restored: {', '.join(restored) or 'none'}.",
-                        messages.SUCCESS,
-                    )
-                    return HttpResponseRedirect(reverse("admin:receipts_erasure_changelist"))
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Allow an erased address again",
-            "intro": "An erased address stays blocked: nothing is sent to it and no contact is added with it. "
-            "Allow it again only when the person asks to be contacted; the suppressions it had (an opt-out, a "
-            "bounce) come back with it.",
-            "submit": "Allow again",
-            "form": form,
-            "opts": self.model._meta,
-        }
-        return TemplateResponse(request, "admin/receipts/erasure/erase.html", context)
+
+        def allow(data: dict[str, Any], by: str) -> str:
+            lifted = allow_again(data["address"], by=by, note=data["note"], channel=data["channel"] or None)
+            if not lifted:
+                raise ValueError("No erasure blocks this address.")
+            restored = sorted({r for erasure in lifted for r in erasure.suppressed_for})
+            return f"Allowed again; suppressions restored: {', '.join(restored) or 'none'}."
+
+        return self.address_page(
+            request,
+            AllowForm,
+            allow,
+            title="Allow an erased address again",
+            intro="An erased address stays blocked: nothing is sent to it and no contact is added with it. Allow it "
+            "again only when the person asks to be contacted; the suppressions it had (an opt-out, a bounce) come "
+            "back with it.",
+            submit="Allow again",
+        )
 
     def add_view(
         self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
         if not self.has_add_permission(request):
             return HttpResponseRedirect(reverse("admin:receipts_erasure_changelist"))
-        form = EraseForm(request.POST or None)
+
+        def erase(data: dict[str, Any], by: str) -> str:
+            erasure = erase_address(
+                data["address"], requested_by=by, note=data["note"], channel=data["channel"] or None
+            )
+            others = "".join(f", {rows} {label}" for label, rows in erasure.others.items())
+            return (
+                f"Erased: {erasure.messages} message(s), {erasure.inbox_rows} raw inbox row(s), "
+                f"{erasure.soft_bounces} soft bounce(s), {erasure.suppressions} suppression(s){others}."
+            )
+
+        return self.address_page(request, EraseForm, erase, title="Erase an address on request")
+
+    def address_page(
+        self,
+        request: HttpRequest,
+        form_class: type[forms.Form],
+        act: Callable[[dict[str, Any], str], str],
+        **page: str,
+    ) -> HttpResponse:
+        """A form about one typed address: on a valid POST, ``act`` (data, who) says what it did, or raises
+        ValueError for the form to show (masked: it may quote the address)."""
+        form = form_class(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            data = form.cleaned_data
             try:
-                erasure = erase_address(
-                    data["address"],
-                    requested_by=f"operator:{request.user.get_username()}",
-                    note=data["note"],
-                    channel=data["channel"] or None,
-                )
+                done = act(form.cleaned_data, f"operator:{request.user.get_username()}")
             except ValueError as exc:
                 form.add_error("address", mask(str(exc)))
             else:
-                self.message_user(
-                    request,
-                    f"Erased: {erasure.messages} message(s), {erasure.inbox_rows} raw inbox row(s), "
-                    f"{erasure.soft_bounces} soft bounce(s), {erasure.suppressions} suppression(s)"
-                    + "".join(f", {rows} {label}" for label, rows in erasure.others.items())
-                    + ".",
-                    messages.SUCCESS,
-                )
+                self.message_user(request, done, messages.SUCCESS)
                 return HttpResponseRedirect(reverse("admin:receipts_erasure_changelist"))
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Erase an address on request",
-            "form": form,
-            "opts": self.model._meta,
-        }
+        context = {**self.admin_site.each_context(request), **page, "form": form, "opts": self.model._meta}
         return TemplateResponse(request, "admin/receipts/erasure/erase.html", context)
