@@ -80,10 +80,20 @@ class Dispatched:
     retried: int = 0  # not taken (connection refused, 503, 429): planned again after a wait
     held: int = 0  # given back unsent: no token in time or the provider's breaker open
     deferred: int = 0  # given back unsent until the contact's quiet hours end
+    stopped: int = 0  # its campaign was paused (given back) or cancelled (cancelled) while the batch was out
 
     @property
     def claimed(self) -> int:
-        return self.sent + self.suppressed + self.failed + self.unknown + self.retried + self.held + self.deferred
+        return (
+            self.sent
+            + self.suppressed
+            + self.failed
+            + self.unknown
+            + self.retried
+            + self.held
+            + self.deferred
+            + self.stopped
+        )
 
 
 # Providers that take our own message id and answer a repeat with the first answer: sending again is safe.
@@ -117,6 +127,11 @@ def dispatch(
         campaign = campaigns.get(send.campaign_id) if send.campaign_id else None
         if campaign is not None:
             send.campaign = campaign  # read once for the batch, not once a send
+            # Its state, though, before every send: a pause or a cancel stops the batch at the next send, not
+            # after the SEND_BATCH sends a worker holds (20 s of sending at one a second).
+            if stopped(send, campaign, fixed_now or timezone.now()):
+                done.stopped += 1
+                continue
         # Each send at its own time (a slow provider's batch takes seconds), unless the caller fixed the time.
         outcome = send_one(send, campaign, max_wait, fixed_now or timezone.now())
         setattr(done, outcome, getattr(done, outcome) + 1)
@@ -129,7 +144,7 @@ def dispatch(
         lifecycle.trip_if_failing(campaign_id)
     if done.claimed:
         log.info(
-            "dispatch: %d sent, %d suppressed, %d failed, %d unknown, %d retried, %d held, %d deferred",
+            "dispatch: %d sent, %d suppressed, %d failed, %d unknown, %d retried, %d held, %d deferred, %d stopped",
             done.sent,
             done.suppressed,
             done.failed,
@@ -137,8 +152,22 @@ def dispatch(
             done.retried,
             done.held,
             done.deferred,
+            done.stopped,
         )
     return done
+
+
+def stopped(send: Send, campaign: Campaign, now: datetime) -> bool:
+    """True when the campaign no longer runs: the send goes back to the queue (paused) or is cancelled with the
+    rest of its campaign (cancelled; ``lifecycle.cancel`` leaves what a worker holds to the worker)."""
+    state = Campaign.objects.filter(pk=campaign.pk).values_list("state", flat=True).first()
+    if state == Campaign.State.RUNNING:
+        return False
+    if state == Campaign.State.CANCELLED:
+        finish(send, Send.State.CANCELLED, finished_at=now)
+    else:
+        give_back([send])
+    return True
 
 
 def due(now: datetime, provider: str | None = None) -> QuerySet[Send]:

@@ -54,7 +54,7 @@ def drain(**kwargs: Any) -> dispatch.Dispatched:
     total = dispatch.Dispatched()
     while True:
         done = dispatch.dispatch(**kwargs)
-        for name in ("sent", "suppressed", "failed", "unknown", "retried", "held", "deferred"):
+        for name in ("sent", "suppressed", "failed", "unknown", "retried", "held", "deferred", "stopped"):
             setattr(total, name, getattr(total, name) + getattr(done, name))
         if done.claimed == 0 or done.held:
             return total
@@ -191,6 +191,34 @@ def test_pause_resume_and_cancel(api: APIClient, providers: SimulatorServer) -> 
     assert api.post(f"/api/v1/campaigns/{campaign_id}/start/").status_code == 409
     assert api.patch(f"/api/v1/campaigns/{campaign_id}/", {"body": "new"}, format="json").status_code == 409
     assert len(providers.sim.messages) == 6
+
+
+@pytest.mark.parametrize("step", ["pause", "cancel"])
+def test_pause_and_cancel_stop_a_batch_at_the_next_send(
+    api: APIClient, providers: SimulatorServer, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    """Issue 22, item 7: the operator presses Pause (or Cancel) while a worker holds a batch of 20; the batch stops
+    at its next send. Before, all 20 went out: 20 s of sending at one a second."""
+    contacts(20)
+    campaign_id = create(api).json()["id"]
+    start(api, campaign_id)
+    real_send_one = dispatch.send_one
+    pressed: list[str] = []
+
+    def send_then_press(*args: Any, **kwargs: Any) -> str:
+        outcome = real_send_one(*args, **kwargs)
+        if not pressed:  # after the first send of the batch, as an operator would at any moment
+            pressed.append(api.post(f"/api/v1/campaigns/{campaign_id}/{step}/").json()["state"])
+        return outcome
+
+    monkeypatch.setattr(dispatch, "send_one", send_then_press)
+    done = dispatch.dispatch(limit=20)
+
+    assert pressed == ["paused" if step == "pause" else "cancelled"]
+    assert (done.sent, done.stopped) == (1, 19)
+    assert len(providers.sim.messages) == 1
+    states = sorted(Send.objects.filter(campaign_id=campaign_id).values_list("state", flat=True))
+    assert states == sorted(["sent"] + (["planned"] * 19 if step == "pause" else ["cancelled"] * 19))
 
 
 def test_quiet_hours_hold_sends_until_they_end_in_the_contacts_time_zone(
