@@ -78,3 +78,4 @@ class Source(models.TextChoices):
     WEBHOOK = "webhook"
     POLL = "poll"
     OPERATOR = "operator"
+    TIMEOUT = "timeout", "receipt timeout"  # no final receipt in time: delivery assumed (no provider behind it)

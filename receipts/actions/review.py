@@ -35,11 +35,14 @@ def locked(queryset: QuerySet[Message]) -> QuerySet[Message]:
     return for_update(queryset.select_related("campaign").order_by("id"), skip_locked=True, of_self=True)
 
 
-def poll_entry(message: Message, code: str, description: str, now: datetime, **fields: Any) -> MessageEvent:
-    """A timeline entry of our own making on the polling side (no provider receipt behind it)."""
+def poll_entry(
+    message: Message, code: str, description: str, now: datetime, source: str = Source.POLL, **fields: Any
+) -> MessageEvent:
+    """A timeline entry of our own making (no provider receipt behind it): the polling side's, or the receipt
+    timeout's."""
     return MessageEvent(
         message=message,
-        source=Source.POLL,
+        source=source,
         receipt_key=timeline_key(code, message.pk, now.isoformat()),
         provider_code=code,
         description=description,
@@ -70,7 +73,15 @@ def expire_receipts(now: datetime | None = None, limit: int = TIMEOUT_BATCH) -> 
             message.next_poll_at, message.updated_at = None, now
             description = f"no final receipt within {settings.RECEIPT_TIMEOUT}; delivery assumed"
             timeline.append(
-                poll_entry(message, "receipt_timeout", description, now, status=Status.DELIVERED, applied=True)
+                poll_entry(
+                    message,
+                    "receipt_timeout",
+                    description,
+                    now,
+                    source=Source.TIMEOUT,
+                    status=Status.DELIVERED,
+                    applied=True,
+                )
             )
             changes.append(status_changed(message, previous, "timeout", now))
         fields = ["status", "assumed", "status_at", "failure_category", "retryable", "needs_review"]

@@ -41,6 +41,13 @@ def announced() -> Iterator[list]:
 # --- the receipt timeout ----------------------------------------------------------------------------------
 
 
+def admin_page(message: Any) -> str:
+    operator = get_user_model().objects.create_superuser("timeout-reader", password="pw")
+    browser = Client()
+    browser.force_login(operator)
+    return " ".join(browser.get(f"/admin/receipts/message/{message.pk}/change/").content.decode().split())
+
+
 def test_no_final_receipt_within_the_timeout_means_assumed_delivered_and_flagged(
     client: Client, time_machine: Any, announced: list
 ) -> None:
@@ -56,7 +63,12 @@ def test_no_final_receipt_within_the_timeout_means_assumed_delivered_and_flagged
     message.refresh_from_db()
     assert (message.status, message.assumed) == ("delivered", True)
     assert (message.needs_review, message.review_reason) == (True, "no_receipt")
-    assert message.events.filter(provider_code="receipt_timeout", applied=True).exists()
+    # Its timeline says the timeout set it, not a poll (issue 22, item 6: the row said source Poll).
+    assert list(message.events.filter(provider_code="receipt_timeout", applied=True).values_list("source")) == [
+        ("timeout",)
+    ]
+    page = admin_page(message)
+    assert "set by the receipt timeout" in page and "poll receipt" not in page
     assert [(e.kind, e.payload["previous_status"], e.payload["assumed"]) for e in announced] == [
         ("status_changed", "pending", False),  # the webhook's sent
         ("status_changed", "sent", True),
