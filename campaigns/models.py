@@ -100,8 +100,8 @@ class Send(models.Model):
     # is kept by id, not as a foreign key: deleting a client must not move its keys into another's namespace.
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001 - NULL: no key
     client = models.BigIntegerField(null=True, blank=True, help_text="the API client that asked for it (its id)")
-    channel = models.CharField(max_length=10)
-    provider = models.CharField(max_length=20)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    provider = models.CharField(max_length=20, choices=SENDING_PROVIDER_CHOICES)
     to = models.CharField(max_length=320, help_text="Normalised: E.164 for SMS, lower-case for email.")
     content = models.JSONField(default=dict, help_text='{"text", "subject", "from"}')
     crm_record_id = models.CharField(max_length=255, blank=True)
@@ -134,6 +134,13 @@ class Send(models.Model):
             models.Index(fields=["campaign", "state"], name="send_campaign_state_idx"),
             # The fallback sweep finds the send an escalated message came from.
             models.Index(fields=["message_id"], name="send_message_idx", condition=models.Q(message_id__isnull=False)),
+            # The admin's exact search: an address, a CRM record, a provider's id, a key.
+            models.Index(fields=["to"], name="send_to_idx"),
+            models.Index(fields=["crm_record_id"], name="send_record_idx", condition=~models.Q(crm_record_id="")),
+            models.Index(
+                fields=["provider_message_id"], name="send_provider_id_idx", condition=~models.Q(provider_message_id="")
+            ),
+            models.Index(fields=["idempotency_key"], name="send_key_idx"),
         ]
         constraints = [
             models.UniqueConstraint(
