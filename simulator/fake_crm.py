@@ -37,6 +37,7 @@ from urllib.parse import parse_qs, urlsplit
 
 GENERIC_PATH = "/crm/changes"
 TOKEN_PATH = "/services/oauth2/token"  # noqa: S105 - a path, not a secret
+SALESFORCE_DATETIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{3})?(?:Z|[+-]\d{4})$")
 UPSERT_PATH = re.compile(r"^/services/data/v(\d+\.\d+)/composite/sobjects/(\w+)/(\w+)$")
 MAX_RECORDS = 200
 
@@ -357,6 +358,12 @@ class FakeCrm:
                     errors.append(self.faults.rejected_records[external_id])
                 elif self.lower_than_held(external_id, record):
                     errors.append(("FIELD_CUSTOM_VALIDATION_EXCEPTION", f"{self.rising_field} may not go down"))
+                elif bad := [
+                    k for k, v in record.items() if k.endswith("_At__c") and not SALESFORCE_DATETIME.match(str(v))
+                ]:
+                    # The fields our map fills with times are dateTime fields: Salesforce takes its documented
+                    # forms only (yyyy-MM-ddTHH:mm:ss.SSS with Z or +HHmm), not microseconds or +00:00.
+                    errors.append(("INVALID_TYPE_ON_FIELD_IN_RECORD", f"{bad[0]}: value not of required type"))
                 if errors:
                     results.append(
                         {
@@ -375,6 +382,12 @@ class FakeCrm:
                 self.upserts.append(Upsert(external_id, fields, at))
                 results.append({"id": self.record_ids[external_id], "success": True, "errors": [], "created": created})
         return results
+
+
+def not_datetimes(record: dict[str, Any]) -> list[str]:
+    """The dateTime fields our map fills (ours end _At__c; Contact's EmailBouncedDate) holding another form."""
+    times = [k for k in record if k.endswith("_At__c") or k == "EmailBouncedDate"]
+    return [k for k in times if record[k] is not None and not SALESFORCE_DATETIME.match(str(record[k]))]
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -15,9 +15,11 @@ and a field no change speaks to is left out (never blanked).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
+from django.utils.dateparse import parse_datetime
 
 from crm_sync.adapters.base import Change
 
@@ -90,13 +92,23 @@ def lookup(change: Change, path: str) -> Any:
         if attr not in CHANGE_ATTRIBUTES:
             return MISSING
         value: Any = getattr(change, attr)
-        return value.isoformat() if attr == "occurred_at" else value
+        return salesforce_datetime(value) if attr == "occurred_at" else value
     value = change.payload
     for part in path.split("."):
         if not isinstance(value, dict) or part not in value:
             return MISSING
         value = value[part]
+    if path.endswith("_at") and isinstance(value, str):  # a time in the payload (status_at, confirmed_at, ...)
+        parsed = parse_datetime(value)
+        return salesforce_datetime(parsed) if parsed is not None and parsed.tzinfo is not None else value
     return value
+
+
+def salesforce_datetime(value: datetime) -> str:
+    """A dateTime as the Salesforce REST API documents it, ``yyyy-MM-ddTHH:mm:ss.SSSZ`` in UTC (milliseconds: it
+    refuses Python's microseconds and ``+00:00`` is not among its documented forms)."""
+    utc = value.astimezone(UTC)
+    return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
 
 
 def matches(change: Change, rule: dict[str, Any]) -> bool:

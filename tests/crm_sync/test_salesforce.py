@@ -45,7 +45,7 @@ def test_changes_are_upserted_by_external_id_with_the_mapped_fields(salesforce_c
     assert states() == {"sent": 3}
     assert salesforce_crm.records["003A"] == {
         "Delivery_Status__c": "failed",
-        "Delivery_Status_At__c": "2026-11-20T10:00:01Z",
+        "Delivery_Status_At__c": "2026-11-20T10:00:01.000Z",
         "Delivery_Failure_Reason__c": "invalid_destination",
         "Delivery_Needs_Review__c": False,
         "Delivery_Review_Reason__c": "",
@@ -56,6 +56,18 @@ def test_changes_are_upserted_by_external_id_with_the_mapped_fields(salesforce_c
         ("POST", 200, 0),
         ("PATCH", 200, 2),
     ]
+
+
+@pytest.mark.django_db
+def test_times_go_out_as_salesforce_documents_its_datetime(salesforce_crm: FakeCrm) -> None:
+    """Issue 26, item 7: a status_at from Python (microseconds, +00:00) went out as it was, which the fake CRM,
+    like Salesforce, now refuses; it goes out as yyyy-MM-ddTHH:mm:ss.SSSZ in UTC."""
+    publish_changes(status("003T", 1, "delivered", status_at="2026-12-07T17:25:58.713406+01:00"))
+
+    report = actions.relay()
+
+    assert (report.sent, states()) == (1, {"sent": 1})
+    assert salesforce_crm.records["003T"]["Delivery_Status_At__c"] == "2026-12-07T16:25:58.713Z"
 
 
 @pytest.mark.django_db
@@ -245,7 +257,7 @@ def test_suppression_changes_set_the_opt_out_and_bounce_fields(salesforce_crm: F
     assert salesforce_crm.records["003A"] == {"HasOptedOutOfEmail": False}
     assert salesforce_crm.records["003B"] == {
         "EmailBouncedReason": "550 5.1.1 user unknown",
-        "EmailBouncedDate": T0.isoformat(),
+        "EmailBouncedDate": "2026-11-20T10:00:00.000Z",
     }
     assert [u.fields for u in salesforce_crm.upserts if u.external_id == "003A"] == [
         {"HasOptedOutOfEmail": True},
