@@ -5,11 +5,12 @@ campaigns and their delivery statistics, read from the delivery rollups (as fres
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import django_filters
 from celery import current_app
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import mixins, serializers, viewsets
@@ -112,7 +113,27 @@ class ProgressSerializer(serializers.Serializer):
 SENDING_FIELDS = lifecycle.SENDING_FIELDS
 
 
+# A wall-clock time in the contact's own zone: no offset. OpenAPI's format "time" is RFC 3339's, which requires
+# one ("21:00:00Z"), so the schema says this pattern instead, and the API refuses an offset it would ignore.
+LOCAL_TIME = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?")
+
+
+@extend_schema_field({"type": "string", "pattern": f"^{LOCAL_TIME.pattern}$", "example": "21:00"})
+class LocalTimeField(serializers.TimeField):
+    def to_internal_value(self, value: Any) -> Any:
+        if not isinstance(value, str) or not LOCAL_TIME.fullmatch(value):
+            self.fail("invalid", format="HH:MM or HH:MM:SS, no offset (the contact's local time)")
+        return super().to_internal_value(value)
+
+    def to_representation(self, value: Any) -> Any:
+        return value.strftime("%H:%M:%S") if value is not None else None
+
+
+TIME_FIELDS = {**serializers.ModelSerializer.serializer_field_mapping, models.TimeField: LocalTimeField}
+
+
 class CampaignSerializer(serializers.ModelSerializer):
+    serializer_field_mapping = TIME_FIELDS
     totals = serializers.SerializerMethodField()
     progress = serializers.SerializerMethodField()
 
@@ -146,6 +167,7 @@ class NewCampaignSerializer(serializers.ModelSerializer):
     """A campaign to send: checked here (sender allow-list, template, SMS length, time zone, audience), started
     with POST .../start/."""
 
+    serializer_field_mapping = TIME_FIELDS
     channel = serializers.ChoiceField(choices=Channel.choices)
     provider = serializers.ChoiceField(choices=SENDING_PROVIDERS)
     priority = serializers.ChoiceField(choices=Priority.choices, default=Priority.NORMAL)

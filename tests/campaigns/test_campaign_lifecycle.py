@@ -4,6 +4,7 @@ all against the provider simulator over HTTP."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -356,3 +357,18 @@ def test_ten_thousand_contacts_with_attributes_fit_one_request(api: APIClient) -
     answer = api.post("/api/v1/contacts/", {"contacts": rows}, format="json")
     assert answer.status_code == 200, answer.content[:300]
     assert (answer.json()["added"], answer.json()["refused"]) == (10_000, [])
+
+
+def test_quiet_hours_are_local_times_without_an_offset_as_the_schema_says(api: APIClient) -> None:
+    """The schema said format "time" (RFC 3339, which needs an offset) and the API answered "00:00:01": a
+    response no client validating the schema could take (schemathesis found it). Quiet hours are the contact's
+    local time: the schema gives their pattern, and an offset is refused rather than silently ignored."""
+    made = create(api, quiet_start="00:00:01", quiet_end="08:30")
+    assert made.status_code == 201, made.content
+    assert (made.json()["quiet_start"], made.json()["quiet_end"]) == ("00:00:01", "08:30:00")
+    with_offset = create(api, name="offset", quiet_start="21:00Z", quiet_end="08:00")
+    assert with_offset.status_code == 400
+    assert "no offset" in str(with_offset.json()["detail"]["quiet_start"])
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    quiet = schema["components"]["schemas"]["Campaign"]["properties"]["quiet_start"]
+    assert "format" not in json.dumps(quiet) and "pattern" in json.dumps(quiet)
