@@ -114,7 +114,7 @@ def plain_text(name: str, values: list[str]) -> list[str]:
 
 
 def page_size(value: str | None) -> int:
-    if value is None or value == "":
+    if value is None:
         return DEFAULT_PAGE_SIZE
     try:
         size = int(value)
@@ -183,7 +183,11 @@ class ChangeFeedView(GenericAPIView):
         if record := request.query_params.get("crm_record_id"):
             changes = changes.filter(crm_record_id=plain_text("crm_record_id", [record])[0])
         if kinds := request.query_params.getlist("kind"):
-            changes = changes.filter(kind__in=plain_text("kind", kinds))
+            if unknown := sorted(set(plain_text("kind", kinds)) - set(KINDS)):
+                raise ValidationError(
+                    {"kind": [f"not a kind of change: {len(unknown)} value(s); use {', '.join(KINDS)}"]}
+                )
+            changes = changes.filter(kind__in=kinds)
         page = list(changes[: size + 1])
         has_more = len(page) > size
         page = page[:size]
