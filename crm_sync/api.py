@@ -32,6 +32,7 @@ CURSOR_PATTERN = r"^([0-9]{1,18})\.([0-9]{1,18})$"
 CURSOR = re.compile(CURSOR_PATTERN)
 NO_NUL = "^[^\\u0000]*$"  # text columns cannot hold NUL; the API answers 400 to one
 KINDS = list(Kind.ALL)
+SINGLE_VALUED = ("after", "page_size", "crm_record_id")  # `kind` repeats
 # Transactions with an id below this have all finished; anything that commits later has an id at or above it.
 
 
@@ -176,6 +177,8 @@ class ChangeFeedView(GenericAPIView):
         examples=[FEED_EXAMPLE],
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        if twice := [name for name in SINGLE_VALUED if len(request.query_params.getlist(name)) > 1]:
+            raise ValidationError({name: ["give it once"] for name in twice})
         after_text = request.query_params.get("after", "")
         after = parse_cursor(after_text) if after_text else None
         size = page_size(request.query_params.get("page_size"))
