@@ -26,6 +26,7 @@ from campaigns.stats import campaign_stats, totals_for
 from receipts.actions.suppression import erased
 from receipts.addresses import normalize_address
 from receipts.api.parsers import ItemwiseJSONParser
+from receipts.api.support import TextField
 from receipts.db import check_json
 from receipts.models import Priority
 from receipts.status import Channel
@@ -187,7 +188,7 @@ class NewCampaignSerializer(serializers.ModelSerializer):
 
 
 class TestSendSerializer(serializers.Serializer):
-    to = serializers.CharField(max_length=320, help_text="the address to send the test to")
+    to = TextField(max_length=320, help_text="the address to send the test to")
     contact = serializers.DictField(
         required=False, default=dict, help_text="values for the template's fields (else the contact at that address)"
     )
@@ -311,16 +312,16 @@ def conflict(text: str) -> Response:
 
 
 class SendContentSerializer(serializers.Serializer):
-    text = serializers.CharField(max_length=4000)
-    subject = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    text = TextField(max_length=4000)
+    subject = TextField(max_length=500, required=False, allow_blank=True)
 
 
 class NewSendSerializer(serializers.Serializer):
     channel = serializers.ChoiceField(choices=Channel.choices)
     provider = serializers.ChoiceField(choices=SENDING_PROVIDERS)
-    to = serializers.CharField(max_length=320)
+    to = TextField(max_length=320, help_text="A phone number (sms) or an email address (email).")
     content = SendContentSerializer()
-    crm_record_id = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    crm_record_id = TextField(max_length=255, required=False, allow_blank=True, default="")
     priority = serializers.ChoiceField(choices=Priority.choices, default=Priority.NORMAL)
     metadata = serializers.DictField(required=False, default=dict)
 
@@ -335,9 +336,15 @@ class NewSendSerializer(serializers.Serializer):
         return attrs
 
 
+IDEMPOTENCY_KEY_MAX = 200
+# 1 to 200 printable characters (str.isprintable over what a header carries, Latin-1), none blank at either end
+# (a server may trim a header value).
+PRINTABLE = r"[^\x00-\x1f\x7f-\xa0\xad]"
+OUTER = r"[^\x00-\x20\x7f-\xa0\xad]"
+IDEMPOTENCY_KEY_PATTERN = rf"^{OUTER}({PRINTABLE}{{0,{IDEMPOTENCY_KEY_MAX - 2}}}{OUTER})?$"
 IDEMPOTENCY_KEY = OpenApiParameter(
     "Idempotency-Key",
-    str,
+    {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX, "pattern": IDEMPOTENCY_KEY_PATTERN},
     OpenApiParameter.HEADER,
     required=True,
     description="Your key for this message (up to 200 characters): the same key twice sends once.",
@@ -360,7 +367,7 @@ class SendViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin, viewsets.G
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         key = request.headers.get("Idempotency-Key", "")
-        if not key or len(key) > 200 or not key.isprintable():
+        if not key or len(key) > IDEMPOTENCY_KEY_MAX or not key.isprintable():
             raise ValidationError(
                 {"Idempotency-Key": ["send a header Idempotency-Key of 1 to 200 printable characters"]}
             )

@@ -388,7 +388,7 @@ WEBEX_CONNECT_EMAIL_FROM = env.str("WEBEX_CONNECT_EMAIL_FROM", default="")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["receipts.api.auth.ApiClientTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["receipts.api.auth.HasScope"],
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_FILTER_BACKENDS": ["receipts.api.support.QueryFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "receipts.api.support.CursorPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -414,10 +414,14 @@ SPECTACULAR_SETTINGS = {
         "ProviderEnum": "receipts.status.Provider",
         "ChannelEnum": "receipts.status.Channel",
         "SendingProviderEnum": "campaigns.api.SENDING_PROVIDERS",  # the providers that send (not generic)
+        "StatusEnum": "receipts.status.Status",  # a message's status, apart from a webhook's "ready"
+        "WebhookReadyStatusEnum": ["ready"],
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "receipts.api.schema.add_error_responses",
+        "receipts.api.schema.split_addresses_by_channel",
+        "receipts.api.schema.add_webhook_head",
     ],
 }
 

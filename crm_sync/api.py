@@ -32,6 +32,7 @@ CURSOR_PATTERN = r"^([0-9]{1,18})\.([0-9]{1,18})$"
 CURSOR = re.compile(CURSOR_PATTERN)
 NO_NUL = "^[^\\u0000]*$"  # text columns cannot hold NUL; the API answers 400 to one
 KINDS = list(Kind.ALL)
+SINGLE_VALUED = ("after", "page_size", "crm_record_id")  # `kind` repeats
 # Transactions with an id below this have all finished; anything that commits later has an id at or above it.
 
 
@@ -114,7 +115,7 @@ def plain_text(name: str, values: list[str]) -> list[str]:
 
 
 def page_size(value: str | None) -> int:
-    if value is None or value == "":
+    if value is None:
         return DEFAULT_PAGE_SIZE
     try:
         size = int(value)
@@ -176,6 +177,8 @@ class ChangeFeedView(GenericAPIView):
         examples=[FEED_EXAMPLE],
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        if twice := [name for name in SINGLE_VALUED if len(request.query_params.getlist(name)) > 1]:
+            raise ValidationError({name: ["give it once"] for name in twice})
         after_text = request.query_params.get("after", "")
         after = parse_cursor(after_text) if after_text else None
         size = page_size(request.query_params.get("page_size"))
@@ -183,7 +186,11 @@ class ChangeFeedView(GenericAPIView):
         if record := request.query_params.get("crm_record_id"):
             changes = changes.filter(crm_record_id=plain_text("crm_record_id", [record])[0])
         if kinds := request.query_params.getlist("kind"):
-            changes = changes.filter(kind__in=plain_text("kind", kinds))
+            if unknown := sorted(set(plain_text("kind", kinds)) - set(KINDS)):
+                raise ValidationError(
+                    {"kind": [f"not a kind of change: {len(unknown)} value(s); use {', '.join(KINDS)}"]}
+                )
+            changes = changes.filter(kind__in=kinds)
         page = list(changes[: size + 1])
         has_more = len(page) > size
         page = page[:size]

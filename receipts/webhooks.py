@@ -38,6 +38,14 @@ Accepted = inline_serializer(
     },
 )
 Error = inline_serializer("WebhookError", {"error": serializers.CharField()})
+Ready = inline_serializer(
+    "WebhookReady",
+    {
+        "status": serializers.ChoiceField(choices=["ready"]),
+        "provider": serializers.CharField(help_text="The provider this URL takes receipts from."),
+        "post": serializers.CharField(help_text="What to POST here."),
+    },
+)
 
 
 def receive(request: HttpRequest, provider_name: str) -> JsonResponse:
@@ -122,6 +130,15 @@ class WebhookView(APIView):
     )
     def post(self, request: Request) -> HttpResponse:
         return receive(request._request, self.provider)
+
+    @extend_schema(
+        summary="Is this URL ready? (HEAD too: Webex Connect saves a webhook only when HEAD answers 200)",
+        description="Answers without credentials, and reads and stores nothing.",
+        request=None,
+        responses={200: OpenApiResponse(Ready, description="Ready; nothing is read or stored.")},
+    )
+    def get(self, request: Request) -> HttpResponse:
+        return webhook(self.provider)(request._request)
 
 
 class WebhookHandler(WSGIHandler):

@@ -6,7 +6,7 @@ from typing import Any
 
 import django_filters
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -14,7 +14,7 @@ from rest_framework.response import Response
 
 from receipts.actions.messages import campaign_id_named, register_message
 from receipts.addresses import normalize_address
-from receipts.api.support import IsoDateTimeFilter, ModelSerializer
+from receipts.api.support import BooleanFilter, IsoDateTimeFilter, ModelSerializer, TextField
 from receipts.db import snapshot
 from receipts.models import Message, MessageEvent, Priority
 from receipts.status import Channel, Provider, ReviewReason, Status
@@ -87,21 +87,33 @@ class MessageDetailSerializer(MessageSerializer):
         read_only_fields = fields
 
 
+CONTENT_TEXT = {"type": "string", "maxLength": 100_000}
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "properties": {"text": CONTENT_TEXT, "subject": CONTENT_TEXT, "from": CONTENT_TEXT},
+        "additionalProperties": False,
+    }
+)
+class ContentField(serializers.DictField):
+    """What was sent: text, subject and from, nothing else (RegisterMessageSerializer.validate_content)."""
+
+
 class RegisterMessageSerializer(serializers.Serializer):
     channel = serializers.ChoiceField(choices=Channel.choices)
     provider = serializers.ChoiceField(choices=Provider.choices)
-    provider_message_id = serializers.CharField(max_length=255)
-    to = serializers.CharField(max_length=320)
-    crm_record_id = serializers.CharField(max_length=255, required=False, allow_blank=True)
-    campaign = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    provider_message_id = TextField(max_length=255)
+    to = TextField(max_length=320, help_text="A phone number (sms) or an email address (email).")
+    crm_record_id = TextField(max_length=255, required=False, allow_blank=True)
+    campaign = TextField(max_length=200, required=False, allow_blank=True)
     priority = serializers.ChoiceField(choices=Priority.choices, required=False)
-    conversation_id = serializers.CharField(max_length=255, required=False, allow_blank=True)
-    correlation_id = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    conversation_id = TextField(max_length=255, required=False, allow_blank=True)
+    correlation_id = TextField(max_length=255, required=False, allow_blank=True)
     metadata = serializers.DictField(required=False)
     # What was sent ({"text", "subject", "from"}): without it a failed SMS cannot be sent again.
-    content = serializers.DictField(
-        child=serializers.CharField(max_length=100_000, allow_blank=True, trim_whitespace=False), required=False
-    )
+    content = ContentField(child=TextField(max_length=100_000, allow_blank=True, trim_whitespace=False), required=False)
 
     def validate_content(self, value: dict[str, str]) -> dict[str, str]:
         unknown = set(value) - {"text", "subject", "from"}
@@ -126,7 +138,7 @@ class MessageFilter(django_filters.FilterSet):
     crm_record_id = django_filters.CharFilter()
     provider_message_id = django_filters.CharFilter()
     to = django_filters.CharFilter(method="filter_to")
-    needs_review = django_filters.BooleanFilter()
+    needs_review = BooleanFilter()
     review_reason = django_filters.ChoiceFilter(choices=ReviewReason.choices)
     updated_after = IsoDateTimeFilter(field_name="updated_at", lookup_expr="gt")
 

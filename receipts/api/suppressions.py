@@ -8,7 +8,13 @@ import django_filters
 from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_view,
+)
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
@@ -18,7 +24,7 @@ from rest_framework.response import Response
 from receipts.actions import suppression
 from receipts.addresses import normalize_address
 from receipts.api.auth import HasScope
-from receipts.api.support import IsoDateTimeFilter, ModelSerializer
+from receipts.api.support import NOT_BLANK, BooleanFilter, IsoDateTimeFilter, ModelSerializer, TextField
 from receipts.models import ApiClient, Suppression, SuppressionChange, SuppressionReason, SuppressionSource
 from receipts.status import Channel
 
@@ -72,12 +78,25 @@ class SuppressionDetailSerializer(SuppressionSerializer):
         read_only_fields = fields
 
 
+@extend_schema_field(
+    {
+        "type": "string",
+        "format": "date-time",
+        "nullable": True,
+        "description": "Later than now, with a UTC offset of at most 14:00; null: until lifted.",
+    }
+)
+class FutureDateTimeField(serializers.DateTimeField):
+    """A moment still to come. "Later than now" is no constraint a schema can state, and a pattern for the offset
+    would have schemathesis draw its dates from the pattern (the year 0640) rather than the format."""
+
+
 class AddSuppressionSerializer(serializers.Serializer):
     channel = serializers.ChoiceField(choices=Channel.choices)
-    address = serializers.CharField(max_length=320)
+    address = TextField(max_length=320, help_text="A phone number (sms) or an email address (email).")
     reason = serializers.ChoiceField(choices=SuppressionReason.choices, default=SuppressionReason.MANUAL)
-    note = serializers.CharField(required=False, allow_blank=True, max_length=2000)
-    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+    note = TextField(required=False, allow_blank=True, max_length=2000)
+    expires_at = FutureDateTimeField(required=False, allow_null=True)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -89,13 +108,17 @@ class AddSuppressionSerializer(serializers.Serializer):
         return attrs
 
 
-class LiftSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=2000, help_text="Why the address may be sent to again.")
+LIFT_REASON_MAX = 2000
 
 
 class CheckRequestSerializer(serializers.Serializer):
     channel = serializers.ChoiceField(choices=Channel.choices)
-    addresses = serializers.ListField(child=serializers.CharField(), help_text="Up to SUPPRESSION_CHECK_MAX (10,000).")
+    addresses = serializers.ListField(
+        child=serializers.CharField(),
+        min_length=1,
+        max_length=settings.SUPPRESSION_CHECK_MAX,
+        help_text="1 to SUPPRESSION_CHECK_MAX (10,000) addresses, each as typed: one that does not parse is reported.",
+    )
 
 
 class CheckResultSerializer(serializers.Serializer):
@@ -119,7 +142,7 @@ class SuppressionFilter(django_filters.FilterSet):
     channel = django_filters.ChoiceFilter(choices=Channel.choices)
     reason = django_filters.MultipleChoiceFilter(choices=SuppressionReason.choices)
     source = django_filters.ChoiceFilter(choices=SuppressionSource.choices)
-    active = django_filters.BooleanFilter(method="filter_active")
+    active = BooleanFilter(method="filter_active")
     address = django_filters.CharFilter(method="filter_address")
     created_after = IsoDateTimeFilter(field_name="created_at", lookup_expr="gt")
 
@@ -175,8 +198,15 @@ CHECK_EXAMPLE = OpenApiExample(
     ),
     destroy=extend_schema(
         summary="Lift a suppression (resubscribe); the reason is required and kept in the history",
-        request=LiftSerializer,
-        parameters=[OpenApiParameter("reason", str, description="Why (or give it in the JSON body)")],
+        request=None,
+        parameters=[
+            OpenApiParameter(
+                "reason",
+                {"type": "string", "maxLength": LIFT_REASON_MAX, "pattern": NOT_BLANK},
+                required=True,
+                description='Why the address may be sent to again. (A JSON body {"reason": "..."} is taken too.)',
+            )
+        ],
         responses={200: SuppressionDetailSerializer},
     ),
 )
@@ -234,6 +264,8 @@ class SuppressionViewSet(
         )
         if not isinstance(reason, str) or not reason.strip():
             raise ValidationError({"reason": ["a lift needs a reason (JSON body or ?reason=)"]})
+        if len(reason) > LIFT_REASON_MAX:
+            raise ValidationError({"reason": [f"at most {LIFT_REASON_MAX} characters"]})
         try:
             suppression.lift(int(kwargs["pk"]), reason=reason, source=SuppressionSource.API, actor=actor_of(request))
         except (Suppression.DoesNotExist, ValueError) as exc:
