@@ -86,6 +86,10 @@ NOT_EXACT = {
     # other channel. None of it is a constraint of one field.
     "POST /api/v1/campaigns/",
     "PATCH /api/v1/campaigns/{id}/",
+    # A test send's `to` must be an address on its campaign's channel, and its message must render with the
+    # contact's values: both are the campaign's, which this operation's schema cannot know (the stateful phase,
+    # with a campaign in place, sent "ñ" to one; found in CI).
+    "POST /api/v1/campaigns/{id}/test-send/",
 }
 
 
