@@ -8,7 +8,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import OuterRef, QuerySet, Subquery, Sum
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
@@ -18,9 +18,8 @@ from campaigns.api import SENDING_PROVIDERS, request_planning
 from campaigns.models import Campaign, Contact, Send
 from campaigns.stats import campaign_stats
 from receipts.actions import rollups
-from receipts.addresses import normalize_address
 from receipts.admin.charts import COLOURS, Segment, columns
-from receipts.admin.scale import LargeTableAdmin
+from receipts.admin.scale import AddressSearch, LargeTableAdmin
 from receipts.models import DeliveryStats, Priority
 from receipts.status import Channel, Status
 
@@ -207,31 +206,8 @@ def day_kinds(day: dict[str, Any]) -> dict[str, int]:
     return kinds
 
 
-class AddressSearch(LargeTableAdmin):
-    """Search that looks a term up where an index is: as an address (a phone number in any format, an email) by
-    its normal form in ``address_fields``, and as itself in ``exact_fields``. Django's ``=field`` search is
-    ``UPPER(column) = UPPER(term)``, which no index serves, and matched "(212) 205-6999" literally."""
-
-    address_fields: tuple[tuple[str, str], ...] = ()  # (field, channel)
-    exact_fields: tuple[str, ...] = ()
-
-    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        found = Q()
-        for name in self.exact_fields:
-            found |= Q(**{name: term})
-        for name, channel in self.address_fields:
-            try:
-                found |= Q(**{name: normalize_address(channel, term)})
-            except ValueError:
-                continue
-        return queryset.filter(found), False
-
-
 @admin.register(Send)
-class SendAdmin(AddressSearch):
+class SendAdmin(AddressSearch, LargeTableAdmin):
     """Sends, by state; read-only (the API plans them, the dispatcher moves them). A big table: no COUNT(*), pages
     by key, filters from fixed choices (not a DISTINCT over every send), indexed exact search."""
 
@@ -264,7 +240,7 @@ class SendAdmin(AddressSearch):
 
 
 @admin.register(Contact)
-class ContactAdmin(AddressSearch):
+class ContactAdmin(AddressSearch, LargeTableAdmin):
     list_display = ["crm_record_id", "phone", "email", "external_contact_id", "updated_at"]
     search_fields = ["crm_record_id"]  # any: AddressSearch decides what a term means
     search_help_text = "An exact CRM record id, phone number (any format) or email."

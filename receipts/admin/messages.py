@@ -7,7 +7,7 @@ from typing import Any, cast
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -16,9 +16,8 @@ from django.utils.html import format_html
 from rangefilter.filters import DateRangeFilter
 
 from receipts.actions import ingest, process
-from receipts.addresses import normalize_address
 from receipts.admin.export import CsvExport
-from receipts.admin.scale import LargeTableAdmin
+from receipts.admin.scale import AddressSearch, LargeTableAdmin
 from receipts.logging import mask
 from receipts.models import (
     REPLAYABLE_STATES,
@@ -54,13 +53,13 @@ MESSAGE_CSV = [
 ]
 
 
-class ExactSearch(admin.ModelAdmin):
-    """Search that recognises what was typed and looks it up where an index is: an address (a phone number in any
-    format, an email) by its normal form, anything else as a provider message id, CRM record id, conversation id or
-    correlation id, exactly. ``icontains`` over every column was a sequential scan per column at 10 million rows.
-    ``message_path`` is how the listed model reaches its message ("" for messages themselves)."""
+class ExactSearch(AddressSearch):
+    """AddressSearch over a message: its address, provider message id, CRM record id, conversation id or correlation
+    id. ``message_path`` is how the listed model reaches its message ("" for messages themselves)."""
 
     message_path = ""
+    exact_fields = ("provider_message_id", "crm_record_id", "conversation_id", "correlation_id")
+    address_fields = (("to", Channel.SMS), ("to", Channel.EMAIL))
     search_fields = ["to", "provider_message_id", "crm_record_id", "conversation_id", "correlation_id"]
     search_help_text = (
         "An exact phone number (any format), email, provider message id, CRM record id, conversation or correlation id."
@@ -68,17 +67,10 @@ class ExactSearch(admin.ModelAdmin):
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
         term = search_term.strip()
-        if not term:
-            return queryset, False
-        found = Q(provider_message_id=term) | Q(crm_record_id=term) | Q(conversation_id=term) | Q(correlation_id=term)
-        for channel in (Channel.SMS, Channel.EMAIL):
-            try:
-                found |= Q(to=normalize_address(channel, term))
-            except ValueError:
-                continue
-        if self.message_path:
-            return queryset.filter(**{f"{self.message_path}__in": Message.objects.filter(found).values("pk")}), False
-        return queryset.filter(found), False
+        if not term or not self.message_path:
+            return super().get_search_results(request, queryset, search_term)
+        messages_found = Message.objects.filter(self.matching(term)).values("pk")
+        return queryset.filter(**{f"{self.message_path}__in": messages_found}), False
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

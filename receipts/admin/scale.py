@@ -23,6 +23,7 @@ from django.core.paginator import InvalidPage, Paginator
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
+from receipts.addresses import normalize_address
 from receipts.db import Count, count_cheaply
 
 CURSOR_VAR = "before"
@@ -162,3 +163,28 @@ class LargeTableAdmin(admin.ModelAdmin):
         for field in fields:
             found |= Q(**{field: term})
         return queryset.filter(found), any("__" in f for f in fields)
+
+
+class AddressSearch(admin.ModelAdmin):
+    """Search that looks a term up where an index is: as an address (a phone number in any format, an email) by
+    its normal form in ``address_fields``, and as itself in ``exact_fields``. Django's ``=field`` search is
+    ``UPPER(column) = UPPER(term)``, which no index serves, and matched "(212) 205-6999" literally; ``icontains``
+    over every column was a sequential scan per column at 10 million rows."""
+
+    address_fields: tuple[tuple[str, str], ...] = ()  # (field, channel)
+    exact_fields: tuple[str, ...] = ()
+
+    def matching(self, term: str) -> Q:
+        found = Q()
+        for name in self.exact_fields:
+            found |= Q(**{name: term})
+        for name, channel in self.address_fields:
+            try:
+                found |= Q(**{name: normalize_address(channel, term)})
+            except ValueError:
+                continue
+        return found
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
+        term = search_term.strip()
+        return (queryset.filter(self.matching(term)), False) if term else (queryset, False)
