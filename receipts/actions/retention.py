@@ -87,10 +87,10 @@ def erase_address(raw_address: str, *, requested_by: str, note: str = "", channe
         for start in range(0, len(inbox), 2000):
             ReceiptEvent.objects.filter(pk__in=inbox[start : start + 2000]).delete()
         soft_bounces = SoftBounce.objects.filter(channel=channel, address=address).delete()[0]
-        held = Suppression.objects.filter(channel=channel, address=address)
+        held = list(Suppression.objects.filter(channel=channel, address=address))
         suppressed_for = sorted({row.reason for row in held if row.is_active()})
-        suppressions = held.count()
-        held.delete()  # with its history
+        suppressions = len(held)
+        Suppression.objects.filter(pk__in=[row.pk for row in held]).delete()  # with its history
         others: dict[str, int] = {}
         log_lines = LogEntry.objects.filter(found("object_repr") | found("change_message")).delete()[0]
         if log_lines:

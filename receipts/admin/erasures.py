@@ -18,29 +18,36 @@ from receipts.logging import mask
 from receipts.models import Erasure
 
 
-class EraseForm(forms.Form):
+class AddressForm(forms.Form):
+    """An address typed by an operator, with its channel, a note and a confirmation (the subclass words them)."""
+
     address = forms.CharField(max_length=320, help_text="A phone number in any format, or an email address.")
     channel = forms.ChoiceField(
         choices=[("", "from the address (an @ means email)"), ("sms", "sms"), ("email", "email")], required=False
     )
     note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), help_text="The request: why, ticket.")
-    confirm = forms.BooleanField(
-        label="Erase for good",
-        help_text="Its messages, contacts, suppressions and everything else that holds it are deleted; sends to it "
-        "keep only their state. The address stays blocked until it is allowed again.",
-    )
+    confirm = forms.BooleanField()
 
 
-class AllowForm(forms.Form):
-    address = forms.CharField(max_length=320, help_text="The erased address, typed again: only its hash is kept.")
-    channel = forms.ChoiceField(
-        choices=[("", "from the address (an @ means email)"), ("sms", "sms"), ("email", "email")], required=False
-    )
-    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), help_text="Why: the person asked.")
-    confirm = forms.BooleanField(
-        label="Allow it again",
-        help_text="Sends to it and contacts with it are accepted again; the suppressions it had are restored.",
-    )
+class EraseForm(AddressForm):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["confirm"].label = "Erase for good"
+        self.fields["confirm"].help_text = (
+            "Its messages, contacts, suppressions and everything else that holds it are deleted; sends to it keep "
+            "only their state. The address stays blocked until it is allowed again."
+        )
+
+
+class AllowForm(AddressForm):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["address"].help_text = "The erased address, typed again: only its hash is kept."
+        self.fields["note"].help_text = "Why: the person asked."
+        self.fields["confirm"].label = "Allow it again"
+        self.fields[
+            "confirm"
+        ].help_text = "Sends to it and contacts with it are accepted again; the suppressions it had are restored."
 
 
 @admin.register(Erasure)
