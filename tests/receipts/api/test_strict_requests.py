@@ -5,6 +5,7 @@ does not know are ignored, as DRF does."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -78,3 +79,11 @@ def test_a_lift_reason_past_2000_characters_is_refused(api: Any) -> None:
     row, _ = suppression.suppress("sms", "+15551234567", "manual", source=SuppressionSource.API)
     refused(api.delete(f"/api/v1/suppressions/{row.pk}/?reason={'x' * 2001}"), "reason")
     assert api.delete(f"/api/v1/suppressions/{row.pk}/?reason={'x' * 2000}").status_code == 200
+
+
+def test_a_text_over_its_max_length_is_refused_as_sent_not_as_trimmed(api: Any) -> None:
+    """The schema says crm_record_id has at most 255 characters; 250 characters and ten trailing vertical tabs
+    were taken (DRF trims before it counts)."""
+    body = {"channel": "sms", "provider": "generic", "provider_message_id": "len-1", "to": "+15551234567"}
+    sent = json.dumps({**body, "crm_record_id": "r" * 250 + "\x0b" * 10})
+    refused(api.post("/api/v1/messages/", sent, content_type="application/json"), "crm_record_id")
