@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import logging
 import re
+import zoneinfo
 from typing import Any
 
 import django_filters
 from celery import current_app
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import mixins, serializers, viewsets
@@ -26,6 +27,7 @@ from campaigns.stats import campaign_stats, totals_for
 from receipts.actions.suppression import erased
 from receipts.addresses import normalize_address
 from receipts.api.parsers import ItemwiseJSONParser
+from receipts.api.schema import EMAIL, PHONE
 from receipts.api.support import TextField
 from receipts.db import check_json
 from receipts.models import Priority
@@ -130,6 +132,8 @@ class LocalTimeField(serializers.TimeField):
         return value.strftime("%H:%M:%S") if value is not None else None
 
 
+# Every name ZoneInfo takes on this machine (the system's and the tzdata package's): the schema lists them.
+TIME_ZONES = sorted(zoneinfo.available_timezones())
 TIME_FIELDS = {**serializers.ModelSerializer.serializer_field_mapping, models.TimeField: LocalTimeField}
 
 
@@ -164,15 +168,48 @@ class CampaignSerializer(serializers.ModelSerializer):
         return lifecycle.progress(campaign) if campaign.sendable and campaign.state != Campaign.State.DRAFT else None
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "description": "who gets the campaign: {} (every contact), crm_record_ids, or attributes to match; an "
+        "attribute's name is a letter or _ then letters, digits or _ (at most 64)",
+        "properties": {
+            "crm_record_ids": {"type": "array", "items": {"type": "string", "minLength": 1}},
+            "attributes": {
+                "type": "object",
+                "additionalProperties": {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]},
+            },
+        },
+        "additionalProperties": False,
+    }
+)
+class AudienceField(serializers.JSONField):
+    """The audience as JSON; its content is checked with the rest of the campaign (lifecycle.problems)."""
+
+
 class NewCampaignSerializer(serializers.ModelSerializer):
     """A campaign to send: checked here (sender allow-list, template, SMS length, time zone, audience), started
     with POST .../start/."""
 
-    serializer_field_mapping = TIME_FIELDS
+    # Text takes a JSON string only, as the schema says (DRF's CharField turns 6178 into "6178").
+    serializer_field_mapping = {**TIME_FIELDS, models.CharField: TextField, models.TextField: TextField}
     channel = serializers.ChoiceField(choices=Channel.choices)
     provider = serializers.ChoiceField(choices=SENDING_PROVIDERS)
     priority = serializers.ChoiceField(choices=Priority.choices, default=Priority.NORMAL)
-    audience = serializers.JSONField(required=False, default=dict)
+    audience = AudienceField(required=False, default=dict)
+    # Declared, so no unique validator: a name another campaign has is a conflict with what exists (409, see
+    # save_named), not a bad request.
+    name = TextField(max_length=200)
+    body = TextField(
+        help_text=Campaign._meta.get_field("body").help_text,
+        error_messages={"blank": "the message needs a body", "required": "the message needs a body"},
+    )
+    time_zone = serializers.ChoiceField(
+        choices=TIME_ZONES,
+        required=False,
+        help_text="an IANA name, for quiet hours, unless the contact's says",
+        error_messages={"invalid_choice": "unknown time zone (use an IANA name such as Europe/Paris)"},
+    )
 
     class Meta:
         model = Campaign
@@ -187,8 +224,16 @@ class NewCampaignSerializer(serializers.ModelSerializer):
         return attrs
 
 
+@extend_schema_field({"anyOf": [PHONE, EMAIL]})
+class CampaignAddressField(TextField):
+    """An address on the campaign's channel: a phone number for an sms campaign, an email address for an email
+    one (which of the two only the campaign says, so the schema names both)."""
+
+
 class TestSendSerializer(serializers.Serializer):
-    to = TextField(max_length=320, help_text="the address to send the test to")
+    to = CampaignAddressField(
+        max_length=320, help_text="the address to send the test to: a phone number (sms) or an email address (email)"
+    )
     contact = serializers.DictField(
         required=False, default=dict, help_text="values for the template's fields (else the contact at that address)"
     )
@@ -208,7 +253,7 @@ STEP_ANSWERS = {200: CampaignSerializer, 409: ConflictSerializer}
     create=extend_schema(
         summary="Create a campaign (a draft): channel, provider, sender, template, audience, schedule",
         request=NewCampaignSerializer,
-        responses={201: CampaignSerializer},
+        responses={201: CampaignSerializer, 409: ConflictSerializer},
     ),
     partial_update=extend_schema(
         summary="Change a draft campaign", request=NewCampaignSerializer, responses=STEP_ANSWERS
@@ -234,7 +279,9 @@ class CampaignViewSet(
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         incoming = NewCampaignSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        campaign = incoming.save()
+        campaign = save_named(incoming)
+        if campaign is None:
+            return conflict("another campaign has this name")
         return Response(CampaignSerializer(campaign).data, status=201)
 
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -243,7 +290,10 @@ class CampaignViewSet(
             return conflict(f"only a draft changes; this campaign is {campaign.state}")
         incoming = NewCampaignSerializer(campaign, data=request.data, partial=True)
         incoming.is_valid(raise_exception=True)
-        return Response(CampaignSerializer(incoming.save()).data)
+        saved = save_named(incoming)
+        if saved is None:
+            return conflict("another campaign has this name")
+        return Response(CampaignSerializer(saved).data)
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
@@ -305,6 +355,22 @@ class CampaignViewSet(
             transaction.on_commit(request_planning)
         campaign.refresh_from_db()
         return Response(CampaignSerializer(campaign).data)
+
+
+def save_named(incoming: NewCampaignSerializer) -> Campaign | None:
+    """The campaign saved, or None when another campaign has its name (the unique constraint decides, so two
+    requests racing for one name cannot both have it)."""
+    try:
+        with transaction.atomic():
+            return incoming.save()
+    except IntegrityError:
+        name = incoming.validated_data.get("name")
+        others = Campaign.objects.filter(name=name)
+        if incoming.instance is not None:
+            others = others.exclude(pk=incoming.instance.pk)
+        if name is not None and others.exists():
+            return None
+        raise
 
 
 def conflict(text: str) -> Response:

@@ -398,6 +398,22 @@ def trip_if_failing(campaign_id: int) -> bool:
 def test_send(campaign: Campaign, to: str, values: dict[str, Any]) -> Send:
     """The campaign's message to one address, sent now and not counted in the campaign. The template is filled
     from the contact at that address, if any, and ``values`` over it."""
+    address, contact, content = test_message(campaign, to, values)
+    return Send.objects.create(
+        channel=campaign.channel,
+        provider=campaign.provider,
+        to=address,
+        content=content,
+        crm_record_id=contact.crm_record_id if contact else "",
+        priority="high",
+        rank=PRIORITY_RANK["high"],
+        metadata={"test_of_campaign": campaign.pk},
+    )
+
+
+def test_message(campaign: Campaign, to: str, values: dict[str, Any]) -> tuple[str, Contact | None, dict[str, str]]:
+    """What a test send would send, and to whom: the address normalized on the campaign's channel, the contact at
+    it (if any) and the rendered content. Raises LifecycleError or ValueError when it cannot be sent."""
     if not campaign.sendable:
         raise LifecycleError("this campaign only tracks messages: it has no channel or provider")
     address = normalize_address(campaign.channel, to)
@@ -416,16 +432,7 @@ def test_send(campaign: Campaign, to: str, values: dict[str, Any]) -> Send:
         raise LifecycleError(f"the template: {exc}") from exc
     if campaign.sender:
         content["from"] = campaign.sender
-    return Send.objects.create(
-        channel=campaign.channel,
-        provider=campaign.provider,
-        to=address,
-        content=content,
-        crm_record_id=contact.crm_record_id if contact else "",
-        priority="high",
-        rank=PRIORITY_RANK["high"],
-        metadata={"test_of_campaign": campaign.pk},
-    )
+    return address, contact, content
 
 
 # --- progress ------------------------------------------------------------------------------------------------

@@ -100,6 +100,23 @@ def test_an_allowed_sender_and_a_good_template_make_a_draft(
     assert create(api, name="y", sender="+15557770000", provider="webex_connect").status_code == 400
 
 
+def test_a_name_another_campaign_has_is_a_conflict_not_a_bad_request(api: APIClient) -> None:
+    """The request is well formed; what exists refuses it: 409 in the conflict shape, on create and on a rename,
+    and the campaign that has the name keeps it."""
+    first = create(api).json()["id"]
+    second = create(api, name="December reminders").json()["id"]
+    again = create(api)
+    assert again.status_code == 409, again.content
+    assert again.json() == {"error": "another campaign has this name", "detail": None}
+    renamed = api.patch(f"/api/v1/campaigns/{second}/", {"name": REMINDER["name"]}, format="json")
+    assert renamed.status_code == 409, renamed.content
+    assert list(Campaign.objects.order_by("pk").values_list("pk", "name")) == [
+        (first, REMINDER["name"]),
+        (second, "December reminders"),
+    ]
+    assert api.patch(f"/api/v1/campaigns/{first}/", {"name": REMINDER["name"]}, format="json").status_code == 200
+
+
 def test_a_started_campaign_sends_each_contact_once_and_shows_its_progress(
     api: APIClient, providers: SimulatorServer
 ) -> None:
