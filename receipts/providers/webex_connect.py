@@ -1,6 +1,6 @@
 """Webex Connect: ``deliveryInfoNotification`` for SMS and email, and inbound ``MO``, ``Unsubscribe``,
-``Subscribe`` events. Optional ``x-hub-signature`` (``sha256=``/``sha512=``) and/or Basic auth. Sending: the v1
-messaging API, whose answer's ``transid`` is the message id receipts carry.
+``Subscribe`` events. Optional ``x-hub-signature`` (``sha256=``/``sha512=``) and/or Basic auth. Sending: SMS with
+Send Message v1, email with Send Message API v2; the id each answers is the ``transid`` receipts carry.
 """
 
 from __future__ import annotations
@@ -195,8 +195,9 @@ THROTTLE_CODES = frozenset({"7020"})
 
 
 def answer_codes(response: httpx.Response) -> list[str]:
-    """The Messaging API codes in an answer: ``{"response": {"code": ...}}`` for the call, ``{"response": [{"code":
-    ...}, ...]}`` one per destination; a top-level ``code`` is read too. Nothing for a body that is not JSON."""
+    """The Messaging API codes in an answer: v1's ``{"response": {"code": ...}}`` for the call, ``{"response":
+    [{"code": ...}, ...]}`` one per destination; v2's top-level ``{"code", "message"}``. Nothing for a body that is not
+    JSON."""
     try:
         body = response.json()
     except ValueError:
@@ -209,27 +210,57 @@ def answer_codes(response: httpx.Response) -> list[str]:
 
 
 class WebexConnectSender:
-    """The Webex Connect v1 messaging API; the answer's transid is the message id receipts carry."""
+    """SMS through Send Message v1 (``/resources/v1/messaging``: its answer's ``transid`` is the id receipts carry);
+    email through Send Message API v2 (``/v2/messages``: v1 has no email channel), whose ``messageId`` receipts
+    carry as their ``transid``."""
 
     def send(self, message: Message) -> str:
         content = content_of(message)
         if message.channel == "email":
-            channels = {
-                "email": {
-                    "subject": content.get("subject", ""),
-                    "text": content["text"],
-                    "from": content.get("from") or settings.WEBEX_CONNECT_EMAIL_FROM,
-                }
-            }
-            destination = [{"email": [message.to]}]
-        else:
-            sender = content.get("from") or settings.WEBEX_CONNECT_SENDER_ID
-            channels = {"sms": {"text": content["text"], "senderid": sender}}
-            destination = [{"msisdn": [message.to.lstrip("+")]}]
-        body: dict[str, Any] = {"deliverychannel": message.channel, "channels": channels, "destination": destination}
+            return self.send_email(message, content)
+        sender = content.get("from") or settings.WEBEX_CONNECT_SENDER_ID
+        body: dict[str, Any] = {
+            "deliverychannel": "sms",
+            "channels": {"sms": {"text": content["text"], "senderid": sender}},
+            "destination": [{"msisdn": [message.to.lstrip("+")]}],
+        }
         if message.correlation_id:  # ours, echoed in the answer and the receipts: how to find a send at Webex
             body["correlationid"] = message.correlation_id
-        url = settings.WEBEX_CONNECT_URL.rstrip("/") + "/resources/v1/messaging"
+        response = self.post("/resources/v1/messaging", body)
+        try:
+            return str(response.json()["response"][0]["transid"])
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise SendError(f"Webex Connect answered without a transid: {response.text[:200]}") from exc
+
+    def send_email(self, message: Message, content: dict[str, str]) -> str:
+        """Send Message API v2 for email ("Email API", developers.webexconnect.io): ``channel``, ``from``,
+        ``to[].email``, ``content {type, subject, text}`` are mandatory; the display name is ``options.fromName``."""
+        subject = content.get("subject", "")
+        if not subject.strip():
+            raise SendError("an email needs a subject (Webex Connect's content.subject is mandatory)")
+        sender = content.get("from") or settings.WEBEX_CONNECT_EMAIL_FROM
+        if not sender:
+            raise SendError("no email from address: set WEBEX_CONNECT_EMAIL_FROM")
+        recipient: dict[str, Any] = {"email": [message.to]}
+        if message.correlation_id:
+            recipient["correlationId"] = message.correlation_id
+        body: dict[str, Any] = {
+            "channel": "email",
+            "from": sender,
+            "to": [recipient],
+            "content": {"type": "text", "subject": subject, "text": content["text"]},
+        }
+        name = content.get("from_name") or settings.WEBEX_CONNECT_EMAIL_FROM_NAME
+        if name:
+            body["options"] = {"fromName": name}
+        response = self.post("/v2/messages", body)
+        try:
+            return str(response.json()["messageId"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SendError(f"Webex Connect answered without a messageId: {response.text[:200]}") from exc
+
+    def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        url = settings.WEBEX_CONNECT_URL.rstrip("/") + path
         try:
             response = http_client().post(url, json=body, headers={"key": settings.WEBEX_CONNECT_SERVICE_KEY})
         except httpx.HTTPError as exc:
@@ -238,7 +269,4 @@ class WebexConnectSender:
         if throttled:
             raise throttle_error("Webex Connect", response, f"{response.status_code} code {min(throttled)}")
         raise_for(response, "Webex Connect")
-        try:
-            return str(response.json()["response"][0]["transid"])
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise SendError(f"Webex Connect answered without a transid: {response.text[:200]}") from exc
+        return response

@@ -175,3 +175,37 @@ def test_an_sms_aggregation_answer_without_a_result_code_leaves_the_outcome_open
         server.shutdown()
         server.server_close()
     assert (answered.value.transient, answered.value.may_have_sent) == (True, True)
+
+
+@pytest.mark.django_db
+def test_webex_connect_email_goes_to_send_message_v2_with_its_from_name_and_subject(
+    configured: SimulatorServer, settings: Any
+) -> None:
+    """v1 has no email channel (the simulator refuses it, 400 7004): email is POST /v2/messages."""
+    settings.WEBEX_CONNECT_EMAIL_FROM_NAME = "Acme News"
+    message = Message(
+        provider="webex_connect", channel="email", to="ann@example.com", content=HELLO, correlation_id="c-1"
+    )
+
+    message_id = sender_for("webex_connect").send(message)  # type: ignore[union-attr]
+
+    [sent] = httpx.get(f"{configured.url}/_sim/messages/{message_id}").json()["messages"]
+    assert (sent["channel"], sent["to"], sent["from"]) == ("email", "ann@example.com", "demo@example.com")
+    assert {k: sent["extra"][k] for k in ("api", "subject", "fromName", "correlationid")} == {
+        "api": "v2",
+        "subject": "hi",
+        "fromName": "Acme News",
+        "correlationid": "c-1",
+    }
+    posted = httpx.get(f"{configured.url}/_sim/requests", params={"endpoint": "/v2/messages"}).json()["requests"]
+    assert [r["status"] for r in posted] == [201]
+
+
+def test_webex_connect_email_without_a_subject_is_refused_before_anything_leaves(configured: SimulatorServer) -> None:
+    message = Message(provider="webex_connect", channel="email", to="ann@example.com", content={"text": "hello"})
+
+    with pytest.raises(SendError, match="subject") as refused:
+        sender_for("webex_connect").send(message)  # type: ignore[union-attr]
+
+    assert refused.value.transient is False
+    assert httpx.get(f"{configured.url}/_sim/requests", params={"endpoint": "/v2/messages"}).json()["requests"] == []
