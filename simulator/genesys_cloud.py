@@ -47,8 +47,10 @@ Send email: ``POST /api/v2/conversations/emails/agentless`` (AgentlessEmailSendR
     "name": "..."}], "replyToAddress": {...}, "subject": "...", "textBody": "...", "htmlBody": "..."}``; exactly one
     recipient ("We currently support one recipient only"), ``textBody`` or ``htmlBody`` required.
     -> 202 AgentlessEmailSendResponseDto ``{"id", "conversationId", "senderType", "fromAddress", "toAddresses",
-    "replyToAddress", "subject", "dateCreated", "selfUri"}``. An email's status is only in analytics (below): the
-    message details and bulk endpoints are for messages, and no receipt is pushed for it (simulator).
+    "replyToAddress", "subject", "dateCreated", "selfUri"}``. An email's status is only in analytics: the
+    conversation details jobs and ``GET /api/v2/analytics/conversations/{conversationId}/details`` (one
+    conversation, AnalyticsConversationWithoutAttributes); the message details and bulk endpoints are for messages
+    (an email id answers 404 there), and no receipt is pushed for it (simulator).
 
 Status of one message: ``GET /api/v2/conversations/messages/{messageId}/details`` -> 200 MessageData
     ``{"id", "providerMessageId", "timestamp" (when accepted), "fromAddress", "toAddress", "direction": "outbound",
@@ -733,6 +735,17 @@ def receipt_push(message: SimMessage, event: str, config: SimConfig) -> tuple[st
     return config.webhook_url(PROVIDER), body, headers, summary
 
 
+def conversation_details(sim: Simulator, request: Request) -> Response:
+    """``GET /api/v2/analytics/conversations/{conversationId}/details``: one conversation as the jobs describe it
+    (for a conversation several SMS joined, its latest message: simulator). Email status is read here."""
+    conversation = request.params["conversationId"]
+    with sim.lock:
+        found = list(sim.by_conversation.get(conversation, ()))
+    if not found:
+        return error(404, "not.found", f"Conversation {conversation} was not found.")
+    return Response(200, analytics_conversation(found[-1], time.time()))
+
+
 def routes() -> list[Route]:
     base = "/api/v2"
     jobs = f"{base}/analytics/conversations/details/jobs"
@@ -748,6 +761,9 @@ def routes() -> list[Route]:
             authed(conversation_message),
         ),
         Route("POST", f"{base}/conversations/messages/{{conversationId}}/messages/bulk", PROVIDER, authed(bulk)),
+        Route(
+            "GET", f"{base}/analytics/conversations/{{conversationId}}/details", PROVIDER, authed(conversation_details)
+        ),
         Route("POST", jobs, PROVIDER, authed(create_job)),
         Route("GET", f"{jobs}/{{jobId}}", PROVIDER, authed(job_status)),
         Route("DELETE", f"{jobs}/{{jobId}}", PROVIDER, authed(delete_job)),

@@ -689,6 +689,14 @@ class GenesysCloudClient:
             found += [MessageData.from_json(e) for e in entities or [] if isinstance(e, dict)]
         return found
 
+    def analytics_conversation(self, conversation_id: str) -> AnalyticsConversation:
+        """GET /api/v2/analytics/conversations/{conversationId}/details (AnalyticsConversationWithoutAttributes,
+        permission ``analytics:conversationDetail:view``): an email's status, ``sessions[].deliveryStatus``
+        ("The email or SMS delivery status"). The messaging endpoints know messages only: an email id answers 404
+        there."""
+        body = self.request("GET", f"/api/v2/analytics/conversations/{quote(conversation_id, safe='')}/details")
+        return AnalyticsConversation.from_json(body if isinstance(body, dict) else {})
+
     # --- analytics conversation details jobs ------------------------------------------------------------
 
     def submit_conversation_details_job(self, query: dict[str, Any]) -> str:
