@@ -5,7 +5,8 @@ SMS: ``POST /resources/v1/messaging`` (Send Message v1; the real host is ``api.<
 and a JSON body::
 
     {"deliverychannel": "sms",
-     "channels": {"sms": {"text": "...", "senderid": "...", "type": "1" | "4"}},
+     "channels": {"sms": {"text": "...", "senderid": "...", "type": "1" | "4"}},   (type: 1 text, 4 unicode;
+                  text outside the GSM 03.38 alphabet with type 1, or none, is refused 400 7004: simulator)
      "destination": [{"msisdn": ["15551234567"], "correlationid": "..."}],
      "correlationid": "...", "callbackData": "...", "notifyurl": "https://...", "expiry": "...", "priority": "1"}
 
@@ -67,6 +68,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from receipts.gsm import is_gsm7
 from simulator.http import HttpError, Request, Response, Route
 from simulator.model import WEBEX_BOUNCE_SMTP, WEBEX_TEXT, SimMessage, iso_offset
 
@@ -80,6 +82,8 @@ MSISDN = re.compile(r"^\+?[1-9]\d{6,14}$")
 # `[^@\s]+\.[^@\s]+$` backtracked over it: quadratic).
 EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+$")
 MAX_DESTINATIONS = 1000
+# Send Message v1 channels.sms.type: "1 - Text, 2 - Flash, 3 - Binary, 4 - Unicode" (docs.imiconnect.com, SMS).
+SMS_TYPES = frozenset({"1", "2", "3", "4"})
 
 
 def fail(status: int, code: str, description: str) -> Response:
@@ -125,6 +129,13 @@ def send(sim: Simulator, request: Request) -> Response:
     text = content.get("text") or content.get("html") or content.get("body")
     if not isinstance(text, str) or not text:
         return fail(400, "7003", f"param 'text' missing for channel {channel}")
+    kind = str(content.get("type", "1"))
+    if kind not in SMS_TYPES:
+        raise invalid("channels.sms.type must be 1 (text), 2 (flash), 3 (binary) or 4 (unicode)")
+    if kind != "4" and not is_gsm7(text):
+        # What a real send of type 1 does with such text is mangle it on the handset; the simulator refuses it, so
+        # that a sender that forgets type 4 fails a test rather than a customer (simulator).
+        raise invalid("text outside the GSM 03.38 alphabet needs channels.sms.type 4 (unicode)")
     destinations = body.get("destination")
     if not isinstance(destinations, list) or not destinations:
         return fail(400, "7003", "any one of [customerid,msisdn,email] is mandatory")
@@ -151,7 +162,7 @@ def send(sim: Simulator, request: Request) -> Response:
     retry_after = sim.admit_send(PROVIDER, sender)
     if retry_after:
         return over_limit(retry_after, sim.config.webex_throttle_status)
-    common: dict[str, Any] = {"callbackData": str(body.get("callbackData") or "")}
+    common: dict[str, Any] = {"callbackData": str(body.get("callbackData") or ""), "smsType": kind}
     if notify:
         common["notifyurl"] = notify
     answers = []
@@ -238,6 +249,8 @@ def v2_content(channel: str, content: Any) -> tuple[str, dict[str, str]]:
         text = text_field(content, "text", "content.")
         if len(text) > 4000:
             raise bad("content.text")
+        if kind == "text" and not is_gsm7(text):
+            raise bad("content.type")  # 'unicode' for text outside GSM 03.38, as v1's type 4 (simulator)
         return text, {}
     subject = text_field(content, "subject", "content.")
     text = text_field(content, "text", "content.", required=kind == "text")

@@ -12,6 +12,7 @@ import httpx
 from django.conf import settings
 from django.http import HttpRequest
 
+from receipts.gsm import is_gsm7
 from receipts.models import Message
 from receipts.normalized import MalformedReceipt, NormalizedReceipt, Outcome, parse_time
 from receipts.providers.base import (
@@ -192,6 +193,7 @@ class WebexConnect(Provider):
 # the answer's body and no HTTP status, so it is read whatever the status (200, 400, 429). No other throttling code
 # was found documented.
 THROTTLE_CODES = frozenset({"7020"})
+SMS_TEXT, SMS_UNICODE = "1", "4"  # Send Message v1 channels.sms.type
 
 
 def answer_codes(response: httpx.Response) -> list[str]:
@@ -219,9 +221,13 @@ class WebexConnectSender:
         if message.channel == "email":
             return self.send_email(message, content)
         sender = content.get("from") or settings.WEBEX_CONNECT_SENDER_ID
+        text = content["text"]
+        # channels.sms.type: "1 - Text, 2 - Flash, 3 - Binary, 4 - Unicode" (docs.imiconnect.com, Messaging API,
+        # SMS): text outside the GSM 03.38 alphabet must say Unicode, or it goes out mangled as GSM-7.
+        sms = {"type": SMS_TEXT if is_gsm7(text) else SMS_UNICODE, "text": text, "senderid": sender}
         body: dict[str, Any] = {
             "deliverychannel": "sms",
-            "channels": {"sms": {"text": content["text"], "senderid": sender}},
+            "channels": {"sms": sms},
             "destination": [{"msisdn": [message.to.lstrip("+")]}],
         }
         if message.correlation_id:  # ours, echoed in the answer and the receipts: how to find a send at Webex

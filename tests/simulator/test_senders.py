@@ -209,3 +209,16 @@ def test_webex_connect_email_without_a_subject_is_refused_before_anything_leaves
 
     assert refused.value.transient is False
     assert httpx.get(f"{configured.url}/_sim/requests", params={"endpoint": "/v2/messages"}).json()["requests"] == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("text", "kind"), [("Your code is 1234", "1"), ("Zażółć gęślą jaźń", "4"), ("OK ✓", "4")])
+def test_webex_connect_sms_says_unicode_for_text_outside_gsm(configured: SimulatorServer, text: str, kind: str) -> None:
+    """channels.sms.type 4 ("Unicode", docs.imiconnect.com Messaging API, SMS): the simulator refuses other text
+    without it, as a real send would mangle it."""
+    message = Message(provider="webex_connect", channel="sms", to="+15551234567", content={"text": text})
+
+    transid = sender_for("webex_connect").send(message)  # type: ignore[union-attr]
+
+    [sent] = httpx.get(f"{configured.url}/_sim/messages/{transid}").json()["messages"]
+    assert sent["extra"]["smsType"] == kind

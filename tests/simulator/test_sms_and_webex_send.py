@@ -249,3 +249,26 @@ def test_webex_checks_service_keys_when_configured(http: httpx.Client) -> None:
 
     assert webex_send(http, body, "bad").json()["response"]["code"] == "7001"
     assert webex_send(http, body, "good").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "taken"),
+    [
+        ("Hello {you} €5", None, True),  # GSM 03.38, with its extension table
+        ("Grüße", None, True),  # ü is in the default alphabet
+        ("Zażółć", None, False),  # ż, ł, ć are not: Unicode, type 4
+        ("Zażółć", "1", False),
+        ("Zażółć", "4", True),
+        ("✓ done", "4", True),
+        ("x", "9", False),
+    ],
+)
+def test_webex_v1_sms_outside_gsm_needs_type_4_unicode(http: httpx.Client, text: str, kind: str, taken: bool) -> None:
+    sms = {"text": text, "senderid": "ACME", **({"type": kind} if kind else {})}
+    body = {"deliverychannel": "sms", "channels": {"sms": sms}, "destination": [{"msisdn": ["15551234567"]}]}
+
+    response = webex_send(http, body)
+
+    assert response.status_code == (200 if taken else 400), response.text
+    if not taken:
+        assert response.json()["response"]["code"] == "7004"
