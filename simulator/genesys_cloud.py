@@ -45,7 +45,8 @@ them -> the same 429 as the rate limit's, ``Retry-After`` the seconds until the 
 Send email: ``POST /api/v2/conversations/emails/agentless`` (AgentlessEmailSendRequestDto)
     ``{"senderType": "Outbound", "fromAddress": {"email": "...", "name": "..."}, "toAddresses": [{"email": "...",
     "name": "..."}], "replyToAddress": {...}, "subject": "...", "textBody": "...", "htmlBody": "..."}``; exactly one
-    recipient ("We currently support one recipient only"), ``textBody`` or ``htmlBody`` required.
+    recipient ("We currently support one recipient only"), ``textBody`` or ``htmlBody`` required, ``subject`` at most
+    400 characters and ``fromAddress.name`` at most 64 ("Email rate limits", help.mypurecloud.com), else 400.
     -> 202 AgentlessEmailSendResponseDto ``{"id", "conversationId", "senderType", "fromAddress", "toAddresses",
     "replyToAddress", "subject", "dateCreated", "selfUri"}``. An email's status is only in analytics: the
     conversation details jobs and ``GET /api/v2/analytics/conversations/{conversationId}/details`` (one
@@ -317,6 +318,11 @@ def send_sms(sim: Simulator, request: Request) -> Response:
     return Response(202, answer)
 
 
+# Agentless email's character limits ("Email rate limits", help.mypurecloud.com): subject line 400 characters,
+# friendly name 64.
+EMAIL_SUBJECT_MAX, EMAIL_NAME_MAX = 400, 64
+
+
 def email_address(value: Any, name: str) -> dict[str, str]:
     if not isinstance(value, dict) or not isinstance(value.get("email"), str) or not EMAIL.match(value["email"]):
         raise HttpError(bad_request(f"{name} must be an EmailAddress object with a valid 'email'."))
@@ -338,7 +344,11 @@ def send_email(sim: Simulator, request: Request) -> Response:
     text, html = body.get("textBody"), body.get("htmlBody")
     if not (isinstance(text, str) and text) and not (isinstance(html, str) and html):
         return bad_request("textBody or htmlBody is required.")
-    subject = body.get("subject") if isinstance(body.get("subject"), str) else ""
+    subject = body["subject"] if isinstance(body.get("subject"), str) else ""
+    if len(subject) > EMAIL_SUBJECT_MAX:
+        return bad_request(f"subject must be at most {EMAIL_SUBJECT_MAX} characters, got {len(subject)}.")
+    if len(sender.get("name", "")) > EMAIL_NAME_MAX:
+        return bad_request(f"fromAddress.name must be at most {EMAIL_NAME_MAX} characters.")
     retry_after = sim.admit_send(PROVIDER, sender["email"])
     if retry_after:
         return too_many_requests(retry_after)

@@ -222,3 +222,43 @@ def test_webex_connect_sms_says_unicode_for_text_outside_gsm(configured: Simulat
 
     [sent] = httpx.get(f"{configured.url}/_sim/messages/{transid}").json()["messages"]
     assert sent["extra"]["smsType"] == kind
+
+
+@pytest.mark.parametrize(("subject", "taken"), [("s" * 400, True), ("s" * 401, False)])
+def test_genesys_cloud_refuses_an_agentless_email_subject_over_400_characters(
+    configured: SimulatorServer, subject: str, taken: bool
+) -> None:
+    """Agentless Email: "subject line 400 characters" ("Email rate limits", help.mypurecloud.com)."""
+    http = httpx.Client(base_url=configured.url, timeout=10)
+    token = http.post("/oauth/token", auth=("c", "s"), data={"grant_type": "client_credentials"}).json()
+    request = {
+        "senderType": "Outbound",
+        "fromAddress": {"email": "news@acme.example"},
+        "toAddresses": [{"email": "alice@example.com"}],
+        "subject": subject,
+        "textBody": "Hello",
+    }
+
+    answer = http.post(
+        "/api/v2/conversations/emails/agentless",
+        json=request,
+        headers={"Authorization": f"Bearer {token['access_token']}"},
+    )
+
+    assert answer.status_code == (202 if taken else 400), answer.text
+
+
+def test_genesys_cloud_email_subject_over_400_is_refused_before_anything_leaves(
+    configured: SimulatorServer, settings: Any
+) -> None:
+    settings.GENESYS_CLOUD_EMAIL_FROM = "news@acme.example"
+    message = Message(
+        provider="genesys_cloud", channel="email", to="ann@example.com", content={"text": "hi", "subject": "s" * 401}
+    )
+
+    with pytest.raises(SendError, match="at most 400") as refused:
+        sender_for("genesys_cloud").send(message)  # type: ignore[union-attr]
+
+    assert (refused.value.transient, refused.value.may_have_sent) == (False, False)
+    emails = httpx.get(f"{configured.url}/_sim/requests", params={"endpoint": "/api/v2/conversations/emails/agentless"})
+    assert emails.json()["requests"] == []
