@@ -358,7 +358,7 @@ def send_email(sim: Simulator, request: Request) -> Response:
         recipient["email"],
         sender["email"],
         cast(str, text or html),  # the check above: one of them is a non-empty string
-        extra={"subject": subject},
+        extra={"subject": subject, "fromName": sender.get("name", "")},
         push=False,
     )
     sim.accepted(message)

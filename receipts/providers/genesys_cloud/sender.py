@@ -54,7 +54,7 @@ class GenesysCloudSender:
                     message.to,
                     subject,
                     text_body=content["text"],
-                    from_name=settings.GENESYS_CLOUD_EMAIL_FROM_NAME,
+                    from_name=content.get("from_name") or settings.GENESYS_CLOUD_EMAIL_FROM_NAME,
                     max_wait=settings.SEND_MAX_WAIT,
                 )
             else:
