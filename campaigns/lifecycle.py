@@ -25,6 +25,7 @@ from campaigns import templating, throttle
 from campaigns.models import PRIORITY_RANK, SENDING_PROVIDER_CHOICES, Campaign, Contact, Send
 from receipts.addresses import normalize_address
 from receipts.db import for_update
+from receipts.providers.registry import capabilities
 from receipts.status import Channel
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,6 @@ SENDING_FIELDS = [
     "fallback_sender_name",
 ]
 SENDING_PROVIDERS = frozenset(value for value, _ in SENDING_PROVIDER_CHOICES)
-SMS_ONLY = frozenset({"genesys_sms"})  # SMS Aggregation carries no email
 
 
 class LifecycleError(ValueError):
@@ -64,34 +64,26 @@ class LifecycleError(ValueError):
 # --- checks when a campaign is made -------------------------------------------------------------------------
 
 
-def default_senders() -> dict[str, dict[str, str]]:
-    """Each provider's configured sender on each channel it sends on."""
-    return {
-        "genesys_cloud": {"sms": settings.GENESYS_CLOUD_FROM_ADDRESS, "email": settings.GENESYS_CLOUD_EMAIL_FROM},
-        "genesys_sms": {"sms": settings.GENESYS_SMS_SENDER},
-        "webex_connect": {"sms": settings.WEBEX_CONNECT_SENDER_ID, "email": settings.WEBEX_CONNECT_EMAIL_FROM},
-    }
-
-
 def allowed_senders(provider: str, channel: str = "") -> set[str]:
-    """SENDER_ALLOW_LIST (``provider:sender`` or a bare sender for every provider), and the configured defaults
-    (of ``channel`` only, when given: the SMS number is no email sender)."""
-    defaults = default_senders()
-    own = defaults.get(provider, {})
-    allowed = {s for c, s in own.items() if s and (not channel or c == channel)}
+    """SENDER_ALLOW_LIST (``provider:sender`` or a bare sender for every provider), and the provider's configured
+    defaults (its capabilities' ``sender_settings``; of ``channel`` only, when given: the SMS number is no email
+    sender)."""
+    declared = capabilities(provider)
+    channels = [channel] if channel else sorted(declared.sender_settings)
+    allowed = {s for s in (declared.default_sender(c) for c in channels) if s}
     for entry in settings.SENDER_ALLOW_LIST:
-        scope, _, sender = entry.rpartition(":") if entry.split(":", 1)[0] in defaults else ("", "", entry)
+        named = entry.split(":", 1)[0] in SENDING_PROVIDERS
+        scope, _, sender = entry.rpartition(":") if named else ("", "", entry)
         if not scope or scope == provider:
             allowed.add(sender)
     return allowed
 
 
-# An SMS sender: a number (digits, an optional +) or an alphanumeric sender id of at most 11 characters. SMS
-# Aggregation's MT sender "must be numeric" and Genesys Cloud's fromAddress is a number provisioned in the org: a
-# number only, for them.
+# An SMS sender: a number (digits, an optional +) or an alphanumeric sender id of at most 11 characters; a number
+# only where the provider's capabilities say so (SMS Aggregation's MT sender "must be numeric", Genesys Cloud's
+# fromAddress is a number provisioned in the org).
 SMS_NUMBER = re.compile(r"\+?[0-9]{3,15}")
 SMS_SENDER_ID = re.compile(r"[A-Za-z0-9 ]{1,11}")
-NUMBERS_ONLY = frozenset({"genesys_sms", "genesys_cloud"})
 
 
 def sender_problems(channel: str, provider: str, sender: str, name: str) -> list[tuple[str, str]]:
@@ -107,7 +99,7 @@ def sender_problems(channel: str, provider: str, sender: str, name: str) -> list
                 normalize_address(Channel.EMAIL, sender)
             except ValueError:
                 found.append(("sender", "an email goes out from an email address"))
-        elif channel == Channel.SMS and provider in NUMBERS_ONLY and not SMS_NUMBER.fullmatch(sender):
+        elif channel == Channel.SMS and capabilities(provider).numeric_sms_sender and not SMS_NUMBER.fullmatch(sender):
             found.append(("sender", f"an SMS through {provider} goes out from a number"))
         elif channel == Channel.SMS and not (SMS_NUMBER.fullmatch(sender) or SMS_SENDER_ID.fullmatch(sender)):
             found.append(("sender", "an SMS goes out from a number or a sender id of at most 11 letters and digits"))
@@ -146,7 +138,7 @@ def problems(fields: dict[str, Any]) -> dict[str, list[str]]:
             add("body", problem)
     if channel == "email" and not fields.get("subject", "").strip():
         add("subject", "an email needs a subject")
-    if channel == "email" and provider in SMS_ONLY:
+    if channel == "email" and provider in SENDING_PROVIDERS and channel not in capabilities(provider).channels:
         add("provider", f"{provider} sends SMS only")
     fallback_problems(fields, add)
     for name in ("time_zone",):
@@ -196,7 +188,7 @@ def fallback_problems(fields: dict[str, Any], add: Callable[[str, str], None]) -
         add("fallback_provider", f"name the provider that sends the {fallback} fallback")
     elif provider not in SENDING_PROVIDERS:
         add("fallback_provider", f"unknown sending provider {provider!r}")
-    elif fallback == Channel.EMAIL and provider in SMS_ONLY:
+    elif fallback == Channel.EMAIL and fallback not in capabilities(provider).channels:
         add("fallback_provider", f"{provider} sends SMS only")
     subject = fields.get("fallback_subject") or ""
     if fallback == Channel.EMAIL:

@@ -16,6 +16,9 @@ from receipts.gsm import is_gsm7
 from receipts.models import Message
 from receipts.normalized import MalformedReceipt, NormalizedReceipt, Outcome, parse_time
 from receipts.providers.base import (
+    TAKEN,
+    THROTTLED,
+    Capabilities,
     Provider,
     SendError,
     content_of,
@@ -276,3 +279,17 @@ class WebexConnectSender:
             raise throttle_error("Webex Connect", response, f"{response.status_code} code {min(throttled)}")
         raise_for(response, "Webex Connect")
         return response
+
+
+CAPABILITIES = Capabilities(
+    name=ProviderName.WEBEX_CONNECT,
+    webhook="webex-connect",
+    channels=frozenset({"sms", "email"}),
+    sender_settings={"sms": "WEBEX_CONNECT_SENDER_ID", "email": "WEBEX_CONNECT_EMAIL_FROM"},
+    own_breaker=True,
+    credentials=("WEBEX_CONNECT_SERVICE_KEY",),
+    # v1's 1001 Queued per destination, v2's 201 "queued"; 7020 in any answer is a throttle. Other codes (7000 to
+    # 7009: invalid request, authentication) are read by the HTTP status they come with.
+    answer_codes={"1001": TAKEN, **dict.fromkeys(THROTTLE_CODES, THROTTLED)},
+    sender=WebexConnectSender,
+)
