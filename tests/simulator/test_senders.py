@@ -262,3 +262,21 @@ def test_genesys_cloud_email_subject_over_400_is_refused_before_anything_leaves(
     assert (refused.value.transient, refused.value.may_have_sent) == (False, False)
     emails = httpx.get(f"{configured.url}/_sim/requests", params={"endpoint": "/api/v2/conversations/emails/agentless"})
     assert emails.json()["requests"] == []
+
+
+@pytest.mark.parametrize("status", [200, 400, 429])
+def test_a_webex_connect_email_throttled_with_7020_is_not_taken_and_no_failure(
+    configured: SimulatorServer, status: int
+) -> None:
+    """7020 in v2's body, whatever the status: planned again after the wait, never a failure of the campaign."""
+    httpx.post(
+        f"{configured.url}/_sim/config",
+        json={"webex_throttle_status": status, "rate_429": 1.0, "fault_scopes": ["webex_connect"]},
+    )
+    message = Message(provider="webex_connect", channel="email", to="ann@example.com", content=HELLO)
+
+    with pytest.raises(SendError) as throttled:
+        sender_for("webex_connect").send(message)  # type: ignore[union-attr]
+
+    assert (throttled.value.throttled, throttled.value.transient, throttled.value.may_have_sent) == (True, True, False)
+    assert throttled.value.retry_after is not None

@@ -272,3 +272,13 @@ def test_webex_v1_sms_outside_gsm_needs_type_4_unicode(http: httpx.Client, text:
     assert response.status_code == (200 if taken else 400), response.text
     if not taken:
         assert response.json()["response"]["code"] == "7004"
+
+
+@pytest.mark.parametrize("status", [200, 429])
+def test_webex_v2_throttles_with_7020_in_v2s_own_body(http: httpx.Client, status: int) -> None:
+    configure(http, webex_throttle_status=status, rate_429=1.0, fault_scopes=["webex_connect"])
+
+    response = webex_v2(http, V2_EMAIL)
+
+    assert (response.status_code, response.json()["code"]) == (status, "7020")
+    assert response.headers["Retry-After"]
