@@ -110,6 +110,19 @@ def sender_problems(channel: str, provider: str, sender: str, name: str) -> list
     return found
 
 
+PLACEHOLDER = re.compile(r"\{\{.*?\}\}")
+
+
+def subject_too_long(subject: str, provider: str, *, fixed: bool = False) -> str:
+    """Why an email subject is longer than the provider takes ("" when it is not); ``fixed``: a template, counted
+    without its placeholders (the least it renders to)."""
+    limit = capabilities(provider).email_subject_max
+    length = len(PLACEHOLDER.sub("", subject) if fixed else subject)
+    if not limit or length <= limit:
+        return ""
+    return f"{'at least ' if fixed else ''}{length} characters; {provider} takes a subject of at most {limit}"
+
+
 def identity(sender: str, name: str) -> dict[str, str]:
     """A send's ``from`` and ``from_name`` (what the provider senders read), the empty ones left out."""
     return {k: v for k, v in (("from", sender), ("from_name", name)) if v}
@@ -138,6 +151,8 @@ def problems(fields: dict[str, Any]) -> dict[str, list[str]]:
             add("body", problem)
     if channel == "email" and not fields.get("subject", "").strip():
         add("subject", "an email needs a subject")
+    elif channel == "email" and (problem := subject_too_long(fields.get("subject", ""), provider, fixed=True)):
+        add("subject", problem)
     if channel == "email" and provider in SENDING_PROVIDERS and channel not in capabilities(provider).channels:
         add("provider", f"{provider} sends SMS only")
     fallback_problems(fields, add)
@@ -198,6 +213,8 @@ def fallback_problems(fields: dict[str, Any], add: Callable[[str, str], None]) -
             add("fallback_subject", str(exc))
         if not subject.strip():
             add("fallback_subject", "an email fallback needs a subject")
+        elif problem := subject_too_long(subject, provider, fixed=True):
+            add("fallback_subject", problem)
     body = fields.get("body", "")
     if fallback == Channel.SMS and body.strip() and provider in SENDING_PROVIDERS:
         try:
@@ -317,6 +334,8 @@ def planned_send(campaign: Campaign, contact: Contact, now: datetime, fallback_o
         send.state, send.error, send.finished_at = Send.State.FAILED, f"template: {exc}", now
         return send
     too_long = templating.check_sms(content["text"], provider) if channel == "sms" else []
+    if channel == "email" and (problem := subject_too_long(content["subject"], provider)):
+        too_long = [f"the subject is {problem}"]
     if too_long:
         send.state, send.error, send.finished_at = Send.State.FAILED, f"message: {'; '.join(too_long)}", now
         return send

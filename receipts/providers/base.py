@@ -325,16 +325,17 @@ UNKNOWN = "unknown"  # taken or not, we cannot tell: as a 5xx
 @dataclass(frozen=True)
 class Capabilities:
     """What one provider is and does, declared once on its module (as django-anymail keeps one class per service)
-    and read by whoever needs it: the sender registry, campaigns' dispatch, throttle and checks, the webhook URLs.
+        and read by whoever needs it: the sender registry, campaigns' dispatch, throttle and checks, the webhook URLs.
 
-    ``channels``: what it sends on (empty: it only receives). ``sender_settings``: per channel, the setting naming
-    its default sender identity. ``numeric_sms_sender``: an SMS goes out from a number only (no alphanumeric sender
-    id). ``idempotent_resend``: it takes our own message id and answers a repeat as the first, so a send whose
-    outcome is unknown may go again. ``own_breaker``: campaigns keep its circuit breaker (a provider whose client
-    has one says False). ``credentials``: the settings without which its built-in sender cannot work.
-    ``webhook``: the path segment of its webhook (``/webhooks/<webhook>/``). ``answer_codes``: the codes its send
-    answers carry, and what each means (TAKEN, REFUSED, THROTTLED, UNKNOWN); a code not listed is read by the HTTP
-    status. ``pollable``: its status can be asked for (the polling tiers). ``sender``: its built-in sender class.
+        ``channels``: what it sends on (empty: it only receives). ``sender_settings``: per channel, the setting naming
+        its default sender identity. ``numeric_sms_sender``: an SMS goes out from a number only (no alphanumeric sender
+        id). ``idempotent_resend``: it takes our own message id and answers a repeat as the first, so a send whose
+        outcome is unknown may go again. ``own_breaker``: campaigns keep its circuit breaker (a provider whose client
+        has one says False). ``credentials``: the settings without which its built-in sender cannot work.
+        ``webhook``: the path segment of its webhook (``/webhooks/<webhook>/``). ``answer_codes``: the codes its send
+        answers carry, and what each means (TAKEN, REFUSED, THROTTLED, UNKNOWN); a code not listed is read by the HTTP
+        status. ``pollable``: its status can be asked for (the polling tiers). ``email_subject_max``: the longest email
+    subject it takes. ``sender``: its built-in sender class.
     """
 
     name: str
@@ -347,6 +348,7 @@ class Capabilities:
     credentials: tuple[str, ...] = ()
     answer_codes: Mapping[str, str] = field(default_factory=dict)
     pollable: bool = False
+    email_subject_max: int = 0  # characters an email subject may have (0: no limit known)
     sender: type | None = None
 
     @property

@@ -11,7 +11,12 @@ from django.conf import settings
 
 from receipts.models import Message
 from receipts.providers.base import NOT_TAKEN, Capabilities, SendError, content_of
-from receipts.providers.genesys_cloud.client import GenesysCloudClient, GenesysCloudError, GenesysCloudUnavailable
+from receipts.providers.genesys_cloud.client import (
+    EMAIL_SUBJECT_MAX_LENGTH,
+    GenesysCloudClient,
+    GenesysCloudError,
+    GenesysCloudUnavailable,
+)
 from receipts.status import Provider as ProviderName
 
 
@@ -105,5 +110,6 @@ CAPABILITIES = Capabilities(
     credentials=("GENESYS_CLOUD_CLIENT_ID", "GENESYS_CLOUD_CLIENT_SECRET"),
     answer_codes={},  # read by HTTP status and the error body's code (send_error)
     pollable=True,
+    email_subject_max=EMAIL_SUBJECT_MAX_LENGTH,  # "Agentless Email - subject line 400 characters"
     sender=GenesysCloudSender,
 )
