@@ -68,12 +68,23 @@ class CampaignAdmin(admin.ModelAdmin):
     change_form_template = "admin/campaigns/campaign/change_form.html"
     fieldsets = [
         (None, {"fields": ["name", "state", "state_reason", "created_at", "started_at", "finished_at"]}),
-        ("Sending", {"fields": ["channel", "provider", "sender", "priority", "use_existing_conversation"]}),
+        (
+            "Sending",
+            {"fields": ["channel", "provider", "sender", "sender_name", "priority", "use_existing_conversation"]},
+        ),
         ("Message", {"fields": ["subject", "body"]}),
         ("Audience and schedule", {"fields": ["audience", "start_at", "quiet_start", "quiet_end", "time_zone"]}),
         (
             "Fallback (critical messages that escalate go again on this channel)",
-            {"fields": ["fallback_channel", "fallback_provider", "fallback_subject"]},
+            {
+                "fields": [
+                    "fallback_channel",
+                    "fallback_provider",
+                    "fallback_subject",
+                    "fallback_sender",
+                    "fallback_sender_name",
+                ]
+            },
         ),
     ]
     STATE_FIELDS = ["state", "state_reason", "created_at", "started_at", "finished_at"]

@@ -390,6 +390,17 @@ class NewSendSerializer(serializers.Serializer):
     crm_record_id = TextField(max_length=255, required=False, allow_blank=True, default="")
     priority = serializers.ChoiceField(choices=Priority.choices, default=Priority.NORMAL)
     metadata = serializers.DictField(required=False, default=dict)
+    sender = TextField(
+        max_length=320,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="On the send's channel: an email from-address (email), a number or sender id (sms); allowed for "
+        "the provider (SENDER_ALLOW_LIST). Empty: the provider's configured one.",
+    )
+    sender_name = TextField(
+        max_length=64, required=False, allow_blank=True, default="", help_text="Email only: the sender's display name."
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -398,6 +409,13 @@ class NewSendSerializer(serializers.Serializer):
             raise ValidationError({"to": [str(exc)]}) from exc
         if erased(attrs["channel"], [address]):
             raise ValidationError({"to": [ERASED]})
+        sender, name = attrs.pop("sender", ""), attrs.pop("sender_name", "")
+        found: dict[str, list[str]] = {}
+        for which, text in lifecycle.sender_problems(attrs["channel"], attrs["provider"], sender, name):
+            found.setdefault(which, []).append(text)
+        if found:
+            raise ValidationError(found)
+        attrs["content"] = {**attrs["content"], **lifecycle.identity(sender, name)}
         check_json(attrs, "the body")
         return attrs
 

@@ -33,6 +33,7 @@ from receipts.logging import mask
 from receipts.models import Message
 from receipts.providers.base import SendError
 from receipts.providers.limits import CircuitOpenError, RateLimitWait
+from receipts.providers.registry import capabilities
 from receipts.providers.senders import sender_for
 
 log = logging.getLogger(__name__)
@@ -96,8 +97,9 @@ class Dispatched:
         )
 
 
-# Providers that take our own message id and answer a repeat with the first answer: sending again is safe.
-IDEMPOTENT = frozenset({"genesys_sms"})
+def idempotent(provider: str) -> bool:
+    """The provider takes our own message id and answers a repeat with the first answer: sending again is safe."""
+    return capabilities(provider).idempotent_resend
 
 
 def dispatch(
@@ -216,7 +218,7 @@ def send_one(send: Send, campaign: Campaign | None, max_wait: float, now: dateti
         give_back([send], not_before=now + timedelta(seconds=exc.retry_in))
         return "held"
     # Our own id, where the provider takes one, is kept before the request: a repeat sends it again harmlessly.
-    own_id = send.provider_message_id or (str(uuid.uuid4()) if send.provider in IDEMPOTENT else "")
+    own_id = send.provider_message_id or (str(uuid.uuid4()) if idempotent(send.provider) else "")
     Send.objects.filter(pk=send.pk, state=Send.State.CLAIMED).update(
         state=Send.State.SENDING, attempts=F("attempts") + 1, provider_message_id=own_id
     )
@@ -260,7 +262,7 @@ def failed_attempt(send: Send, exc: SendError, now: datetime) -> str:
     if not exc.transient:
         finish(send, Send.State.FAILED, error=error, finished_at=now)
         return "failed"
-    if exc.may_have_sent and send.provider not in IDEMPOTENT:
+    if exc.may_have_sent and not idempotent(send.provider):
         finish(send, Send.State.UNKNOWN, error=error, finished_at=now)
         return "unknown"
     if send.attempts >= settings.SEND_MAX_ATTEMPTS and not exc.throttled:
@@ -317,7 +319,7 @@ def reconcile_stuck(now: datetime | None = None) -> dict[str, int]:
     for send in stale.order_by("claimed_at")[:500]:
         if send.state == Send.State.CLAIMED:
             counts["requeued"] += give_back([send])
-        elif send.provider in IDEMPOTENT:
+        elif idempotent(send.provider):
             counts["requeued"] += give_back([send], send.not_before, held=Send.State.SENDING)
         elif send.provider_message_id:
             track(send, send.provider_message_id, send.claimed_at)

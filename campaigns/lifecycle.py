@@ -25,6 +25,7 @@ from campaigns import templating, throttle
 from campaigns.models import PRIORITY_RANK, SENDING_PROVIDER_CHOICES, Campaign, Contact, Send
 from receipts.addresses import normalize_address
 from receipts.db import for_update
+from receipts.providers.registry import capabilities
 from receipts.status import Channel
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ SENDING_FIELDS = [
     "channel",
     "provider",
     "sender",
+    "sender_name",
     "subject",
     "body",
     "audience",
@@ -49,9 +51,10 @@ SENDING_FIELDS = [
     "fallback_channel",
     "fallback_provider",
     "fallback_subject",
+    "fallback_sender",
+    "fallback_sender_name",
 ]
 SENDING_PROVIDERS = frozenset(value for value, _ in SENDING_PROVIDER_CHOICES)
-SMS_ONLY = frozenset({"genesys_sms"})  # SMS Aggregation carries no email
 
 
 class LifecycleError(ValueError):
@@ -61,19 +64,68 @@ class LifecycleError(ValueError):
 # --- checks when a campaign is made -------------------------------------------------------------------------
 
 
-def allowed_senders(provider: str) -> set[str]:
-    """SENDER_ALLOW_LIST (``provider:sender`` or a bare sender for every provider), and the configured defaults."""
-    defaults = {
-        "genesys_cloud": [settings.GENESYS_CLOUD_FROM_ADDRESS, settings.GENESYS_CLOUD_EMAIL_FROM],
-        "genesys_sms": [settings.GENESYS_SMS_SENDER],
-        "webex_connect": [settings.WEBEX_CONNECT_SENDER_ID, settings.WEBEX_CONNECT_EMAIL_FROM],
-    }
-    allowed = {s for s in defaults.get(provider, []) if s}
+def allowed_senders(provider: str, channel: str = "") -> set[str]:
+    """SENDER_ALLOW_LIST (``provider:sender`` or a bare sender for every provider), and the provider's configured
+    defaults (its capabilities' ``sender_settings``; of ``channel`` only, when given: the SMS number is no email
+    sender)."""
+    declared = capabilities(provider)
+    channels = [channel] if channel else sorted(declared.sender_settings)
+    allowed = {s for s in (declared.default_sender(c) for c in channels) if s}
     for entry in settings.SENDER_ALLOW_LIST:
-        scope, _, sender = entry.rpartition(":") if entry.split(":", 1)[0] in defaults else ("", "", entry)
+        named = entry.split(":", 1)[0] in SENDING_PROVIDERS
+        scope, _, sender = entry.rpartition(":") if named else ("", "", entry)
         if not scope or scope == provider:
             allowed.add(sender)
     return allowed
+
+
+# An SMS sender: a number (digits, an optional +) or an alphanumeric sender id of at most 11 characters; a number
+# only where the provider's capabilities say so (SMS Aggregation's MT sender "must be numeric", Genesys Cloud's
+# fromAddress is a number provisioned in the org).
+SMS_NUMBER = re.compile(r"\+?[0-9]{3,15}")
+SMS_SENDER_ID = re.compile(r"[A-Za-z0-9 ]{1,11}")
+
+
+def sender_problems(channel: str, provider: str, sender: str, name: str) -> list[tuple[str, str]]:
+    """What is wrong with a sender identity on ``channel`` through ``provider``: (which, why) pairs, ``which``
+    ``sender`` or ``sender_name``. A sender must be allowed for the provider and look like one of its channel (an
+    email address for email; a number or sender id for SMS); a display name is for email only."""
+    found: list[tuple[str, str]] = []
+    if sender:
+        if sender not in allowed_senders(provider, channel):
+            found.append(("sender", f"{sender!r} is not an allowed sender for {provider}: add it to SENDER_ALLOW_LIST"))
+        if channel == Channel.EMAIL:
+            try:
+                normalize_address(Channel.EMAIL, sender)
+            except ValueError:
+                found.append(("sender", "an email goes out from an email address"))
+        elif channel == Channel.SMS and capabilities(provider).numeric_sms_sender and not SMS_NUMBER.fullmatch(sender):
+            found.append(("sender", f"an SMS through {provider} goes out from a number"))
+        elif channel == Channel.SMS and not (SMS_NUMBER.fullmatch(sender) or SMS_SENDER_ID.fullmatch(sender)):
+            found.append(("sender", "an SMS goes out from a number or a sender id of at most 11 letters and digits"))
+    if name and channel != Channel.EMAIL:
+        found.append(("sender_name", "a sender name is for email only"))
+    if len(name) > 64:
+        found.append(("sender_name", "a sender name is at most 64 characters"))
+    return found
+
+
+PLACEHOLDER = re.compile(r"\{\{.*?\}\}")
+
+
+def subject_too_long(subject: str, provider: str, *, fixed: bool = False) -> str:
+    """Why an email subject is longer than the provider takes ("" when it is not); ``fixed``: a template, counted
+    without its placeholders (the least it renders to)."""
+    limit = capabilities(provider).email_subject_max
+    length = len(PLACEHOLDER.sub("", subject) if fixed else subject)
+    if not limit or length <= limit:
+        return ""
+    return f"{'at least ' if fixed else ''}{length} characters; {provider} takes a subject of at most {limit}"
+
+
+def identity(sender: str, name: str) -> dict[str, str]:
+    """A send's ``from`` and ``from_name`` (what the provider senders read), the empty ones left out."""
+    return {k: v for k, v in (("from", sender), ("from_name", name)) if v}
 
 
 def problems(fields: dict[str, Any]) -> dict[str, list[str]]:
@@ -84,9 +136,8 @@ def problems(fields: dict[str, Any]) -> dict[str, list[str]]:
         found.setdefault(name, []).append(text)
 
     channel, provider = fields.get("channel", ""), fields.get("provider", "")
-    sender = fields.get("sender", "")
-    if sender and sender not in allowed_senders(provider):
-        add("sender", f"{sender!r} is not an allowed sender for {provider}: add it to SENDER_ALLOW_LIST")
+    for which, text in sender_problems(channel, provider, fields.get("sender", ""), fields.get("sender_name", "")):
+        add(which, text)
     body = fields.get("body", "")
     for name in ("subject", "body"):
         try:
@@ -100,7 +151,9 @@ def problems(fields: dict[str, Any]) -> dict[str, list[str]]:
             add("body", problem)
     if channel == "email" and not fields.get("subject", "").strip():
         add("subject", "an email needs a subject")
-    if channel == "email" and provider in SMS_ONLY:
+    elif channel == "email" and (problem := subject_too_long(fields.get("subject", ""), provider, fixed=True)):
+        add("subject", problem)
+    if channel == "email" and provider in SENDING_PROVIDERS and channel not in capabilities(provider).channels:
         add("provider", f"{provider} sends SMS only")
     fallback_problems(fields, add)
     for name in ("time_zone",):
@@ -134,17 +187,23 @@ def fallback_problems(fields: dict[str, Any], add: Callable[[str, str], None]) -
     if not fallback:
         if provider:
             add("fallback_provider", "a fallback provider needs a fallback channel")
+        for name in ("fallback_sender", "fallback_sender_name"):
+            if fields.get(name):
+                add(name, "a fallback sender needs a fallback channel")
         return
     if fallback not in (Channel.SMS, Channel.EMAIL):
         add("fallback_channel", "use sms, email, or empty for no fallback")
         return
+    sender, name = fields.get("fallback_sender") or "", fields.get("fallback_sender_name") or ""
+    for which, text in sender_problems(fallback, provider, sender, name):
+        add(f"fallback_{which}", text)
     if fallback == channel:
         add("fallback_channel", f"the fallback goes on another channel than the campaign's ({channel})")
     if not provider:
         add("fallback_provider", f"name the provider that sends the {fallback} fallback")
     elif provider not in SENDING_PROVIDERS:
         add("fallback_provider", f"unknown sending provider {provider!r}")
-    elif fallback == Channel.EMAIL and provider in SMS_ONLY:
+    elif fallback == Channel.EMAIL and fallback not in capabilities(provider).channels:
         add("fallback_provider", f"{provider} sends SMS only")
     subject = fields.get("fallback_subject") or ""
     if fallback == Channel.EMAIL:
@@ -154,6 +213,8 @@ def fallback_problems(fields: dict[str, Any], add: Callable[[str, str], None]) -
             add("fallback_subject", str(exc))
         if not subject.strip():
             add("fallback_subject", "an email fallback needs a subject")
+        elif problem := subject_too_long(subject, provider, fixed=True):
+            add("fallback_subject", problem)
     body = fields.get("body", "")
     if fallback == Channel.SMS and body.strip() and provider in SENDING_PROVIDERS:
         try:
@@ -273,12 +334,17 @@ def planned_send(campaign: Campaign, contact: Contact, now: datetime, fallback_o
         send.state, send.error, send.finished_at = Send.State.FAILED, f"template: {exc}", now
         return send
     too_long = templating.check_sms(content["text"], provider) if channel == "sms" else []
+    if channel == "email" and (problem := subject_too_long(content["subject"], provider)):
+        too_long = [f"the subject is {problem}"]
     if too_long:
         send.state, send.error, send.finished_at = Send.State.FAILED, f"message: {'; '.join(too_long)}", now
         return send
-    # The campaign's sender is allowed for its own provider; a fallback goes from its provider's default.
-    if campaign.sender and not fallback:
-        content["from"] = campaign.sender
+    # Each channel its own sender identity: the campaign's for its channel, the fallback's for the fallback (else
+    # the provider's default for that channel).
+    if fallback:
+        content.update(identity(campaign.fallback_sender, campaign.fallback_sender_name))
+    else:
+        content.update(identity(campaign.sender, campaign.sender_name))
     send.content = content
     return send
 
@@ -430,8 +496,7 @@ def test_message(campaign: Campaign, to: str, values: dict[str, Any]) -> tuple[s
             content["subject"] = templating.parse(campaign.subject).render(filled)
     except templating.TemplateError as exc:
         raise LifecycleError(f"the template: {exc}") from exc
-    if campaign.sender:
-        content["from"] = campaign.sender
+    content.update(identity(campaign.sender, campaign.sender_name))
     return address, contact, content
 
 

@@ -26,7 +26,13 @@ class Campaign(models.Model):
     channel = models.CharField(max_length=10, blank=True, help_text="sms or email; empty: tracked only")
     provider = models.CharField(max_length=20, blank=True)
     sender = models.CharField(
-        max_length=320, blank=True, help_text="from-address or sender id (SENDER_ALLOW_LIST); empty: the provider's"
+        max_length=320,
+        blank=True,
+        help_text="on the campaign's channel: an email from-address (email), a number or sender id (sms); "
+        "SENDER_ALLOW_LIST; empty: the provider's",
+    )
+    sender_name = models.CharField(
+        max_length=64, blank=True, help_text="email only: the sender's display name; empty: the provider's setting"
     )
     subject = models.CharField(max_length=500, blank=True, help_text="email subject template")
     body = models.TextField(blank=True, help_text="message template: {{ contact.field }} is replaced")
@@ -58,6 +64,14 @@ class Campaign(models.Model):
         max_length=20, blank=True, choices=SENDING_PROVIDER_CHOICES, help_text="the provider that sends the fallback"
     )
     fallback_subject = models.CharField(max_length=500, blank=True, help_text="email subject template of the fallback")
+    fallback_sender = models.CharField(
+        max_length=320,
+        blank=True,
+        help_text="the fallback's own sender, on its channel (SENDER_ALLOW_LIST); empty: its provider's default",
+    )
+    fallback_sender_name = models.CharField(
+        max_length=64, blank=True, help_text="email fallback only: the sender's display name"
+    )
     state = models.CharField(max_length=10, choices=State.choices, default=State.DRAFT)
     state_reason = models.CharField(max_length=500, blank=True)
     audience_size = models.IntegerField(null=True, blank=True, help_text="contacts chosen when it started")
@@ -103,7 +117,7 @@ class Send(models.Model):
     channel = models.CharField(max_length=10, choices=Channel.choices)
     provider = models.CharField(max_length=20, choices=SENDING_PROVIDER_CHOICES)
     to = models.CharField(max_length=320, help_text="Normalised: E.164 for SMS, lower-case for email.")
-    content = models.JSONField(default=dict, help_text='{"text", "subject", "from"}')
+    content = models.JSONField(default=dict, help_text='{"text", "subject", "from", "from_name"}')
     crm_record_id = models.CharField(max_length=255, blank=True)
     campaign = models.ForeignKey(Campaign, null=True, blank=True, on_delete=models.SET_NULL, related_name="sends")
     priority = models.CharField(max_length=10, default="normal")

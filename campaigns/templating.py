@@ -6,10 +6,10 @@ attributes. Anything that looks like template syntax but is not a placeholder (`
 refused by :func:`parse`, so a typo is caught when the campaign is created, not sent to every contact as written.
 A placeholder with no value for a contact refuses that contact's message: it never goes out with a blank.
 
-SMS length follows GSM 03.38 (3GPP TS 23.038): a text made only of the default alphabet and its extension table
-is sent as GSM-7, anything else as UCS-2. Segments are counted the way a real splitter cuts them: an escape pair
-(``€``, ``{``...) or a surrogate pair (an emoji) never straddles two segments, so one landing on a boundary
-starts the next segment and can cost one more than plain division says.
+SMS length follows GSM 03.38 (3GPP TS 23.038, the character set in ``receipts.gsm``): a text made only of the
+default alphabet and its extension table is sent as GSM-7, anything else as UCS-2. Segments are counted the way a
+real splitter cuts them: an escape pair (``€``, ``{``...) or a surrogate pair (an emoji) never straddles two
+segments, so one landing on a boundary starts the next segment and can cost one more than plain division says.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from receipts.gsm import GSM_EXTENSION, is_gsm7
 from receipts.logging import mask
 
 BUILT_IN_FIELDS = ("crm_record_id", "phone", "email")
@@ -149,35 +150,6 @@ def contact_values(crm_record_id: str, phone: str, email: str, attributes: Mappi
 
 # --- SMS length --------------------------------------------------------------------------------------------------
 
-# The GSM 03.38 default alphabet in code order, 0x00 to 0x7F, sixteen to a row; 0x1B is the escape to the extension
-# table, not a character. (3GPP TS 23.038 section 6.2.1; the Unicode mapping is ftp.unicode.org's GSM0338.TXT.)
-GSM_DEFAULT_ALPHABET = (
-    "@£$¥èéùìòÇ\nØø\rÅå"
-    "Δ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ"
-    " !\"#¤%&'()*+,-./"
-    "0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNO"
-    "PQRSTUVWXYZÄÖÑÜ§"
-    "¿abcdefghijklmno"
-    "pqrstuvwxyzäöñüà"
-)
-ESCAPE = 0x1B
-# The extension table (3GPP TS 23.038 section 6.2.1.1): each is sent as ESC and its code, two septets.
-GSM_EXTENSION_TABLE = {
-    0x0A: "\f",
-    0x14: "^",
-    0x28: "{",
-    0x29: "}",
-    0x2F: "\\",
-    0x3C: "[",
-    0x3D: "~",
-    0x3E: "]",
-    0x40: "|",
-    0x65: "€",
-}
-GSM_BASIC = frozenset(GSM_DEFAULT_ALPHABET) - {chr(ESCAPE)}
-GSM_EXTENSION = frozenset(GSM_EXTENSION_TABLE.values())
-
 GSM_7, UCS_2 = "GSM-7", "UCS-2"
 # Characters (septets, or UTF-16 code units) in one SMS, and in each part of a concatenated one (its header takes
 # six octets: seven septets, three code units).
@@ -197,7 +169,7 @@ class SmsLength:
 
 
 def sms_length(text: str) -> SmsLength:
-    encoding = GSM_7 if all(c in GSM_BASIC or c in GSM_EXTENSION for c in text) else UCS_2
+    encoding = GSM_7 if is_gsm7(text) else UCS_2
     widths = [width(c, encoding) for c in text]
     characters = sum(widths)
     if characters <= SINGLE[encoding]:

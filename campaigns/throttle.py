@@ -16,14 +16,17 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from receipts.providers.limits import CircuitPolicy, Limits, RateLimit, default_store
+from receipts.providers.registry import capabilities
 
-# The providers whose breaker lives here; Genesys Cloud's client keeps its own.
-OWN_BREAKER = frozenset({"genesys_sms", "webex_connect"})
+
+def own_breaker(provider: str) -> bool:
+    """The provider's breaker lives here (its capabilities say; Genesys Cloud's client keeps its own)."""
+    return capabilities(provider).own_breaker
 
 
 def provider_rate(provider: str) -> float:
     """Sends a second the provider takes (0: no limit of ours)."""
-    return float(getattr(settings, f"SEND_RATE_{provider.upper()}", 0.0) or 0.0)
+    return float(getattr(settings, capabilities(provider).send_rate_setting, 0.0) or 0.0) if provider else 0.0
 
 
 def bucket_rate(per_second: float) -> RateLimit:
@@ -49,7 +52,7 @@ def circuit_policy() -> CircuitPolicy:
 
 def provider_limits(provider: str) -> Limits | None:
     per_second = provider_rate(provider)
-    if per_second <= 0 and provider not in OWN_BREAKER:
+    if per_second <= 0 and not own_breaker(provider):
         return None
     rate = bucket_rate(per_second) if per_second > 0 else bucket_rate(1e6)
     return Limits(f"send:{provider}", rate, circuit_policy(), default_store())
@@ -75,7 +78,7 @@ class Gate:
         """Wait for a token of each (raises RateLimitWait past ``max_wait``, CircuitOpenError when the provider's
         breaker is open: nothing was sent, the send goes back to the queue)."""
         if self.limits is not None:
-            if self.provider in OWN_BREAKER:
+            if own_breaker(self.provider):
                 self.limits.allow()
             if provider_rate(self.provider) > 0:
                 self.limits.acquire(max_wait)
@@ -83,7 +86,7 @@ class Gate:
             self.sender.acquire(max_wait)
 
     def record(self, success: bool) -> None:
-        if self.limits is not None and self.provider in OWN_BREAKER:
+        if self.limits is not None and own_breaker(self.provider):
             self.limits.record(success)
 
     def pause(self, seconds: float) -> None:

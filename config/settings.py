@@ -383,6 +383,7 @@ WEBEX_CONNECT_URL = env.str("WEBEX_CONNECT_URL", default="https://api.imiconnect
 WEBEX_CONNECT_SERVICE_KEY = env.str("WEBEX_CONNECT_SERVICE_KEY", default="")
 WEBEX_CONNECT_SENDER_ID = env.str("WEBEX_CONNECT_SENDER_ID", default="")
 WEBEX_CONNECT_EMAIL_FROM = env.str("WEBEX_CONNECT_EMAIL_FROM", default="")
+WEBEX_CONNECT_EMAIL_FROM_NAME = env.str("WEBEX_CONNECT_EMAIL_FROM_NAME", default="")
 
 # --- REST framework --------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

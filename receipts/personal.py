@@ -99,7 +99,8 @@ NOT_PERSONAL: dict[str, frozenset[str]] = {
             "name",
             "channel",
             "provider",
-            "sender",
+            "sender",  # the organisation's own from-address or number, and its display name, never a contact's
+            "sender_name",
             "subject",
             "body",
             "audience",
@@ -108,6 +109,8 @@ NOT_PERSONAL: dict[str, frozenset[str]] = {
             "fallback_channel",
             "fallback_provider",
             "fallback_subject",
+            "fallback_sender",
+            "fallback_sender_name",
             "state",
             "state_reason",
         }

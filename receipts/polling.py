@@ -51,7 +51,7 @@ from receipts.providers.genesys_cloud.client import (
     GenesysCloudError,
     GenesysCloudNotFound,
 )
-from receipts.status import Provider
+from receipts.status import Channel, Provider
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +99,33 @@ def poll_due(
     if not messages:
         return result
 
+    # The messaging endpoints know messages only (an email id answers 404 there, every time): an email's status is
+    # its conversation's analytics details.
+    emails = [m for m in messages if m.channel == Channel.EMAIL]
     by_conversation: dict[str, list[Message]] = defaultdict(list)
     for message in messages:
-        by_conversation[message.conversation_id].append(message)
+        if message.channel != Channel.EMAIL:
+            by_conversation[message.conversation_id].append(message)
     shared = {cid: group for cid, group in by_conversation.items() if cid and len(group) > 1}
-    singles = [m for m in messages if m.conversation_id not in shared]
+    singles = [m for m in messages if m.channel != Channel.EMAIL and m.conversation_id not in shared]
     bodies: list[str] = []
     polled: list[int] = []
     unknown: list[int] = []
+
+    def not_found(message: Message) -> None:
+        # Not known yet (just sent) or not at all: the schedule goes on either way. Past the grace an operator
+        # should hear of it, the same as SMS Aggregation's state 7 UNKNOWN.
+        result.not_found += 1
+        polled.append(message.pk)
+        if now - (message.sent_at or message.created_at) >= settings.POLL_NOT_FOUND_GRACE:
+            unknown.append(message.pk)
+
+    def refused(message: Message, exc: GenesysCloudError) -> None:
+        if not refused_for_this_message(exc):
+            raise exc
+        log.warning("message %s: Genesys Cloud refused the lookup: %s", message.pk, exc)
+        polled.append(message.pk)  # asked and answered; its schedule goes on
+
     try:
         for conversation_id, group in shared.items():
             found = client.messages_bulk(conversation_id, [m.provider_message_id for m in group])
@@ -116,21 +135,22 @@ def poll_due(
             try:
                 data = client.message_details(message.provider_message_id)
             except GenesysCloudNotFound:
-                # Not known yet (just sent) or not at all: the schedule goes on either way. Past the grace an
-                # operator should hear of it, the same as SMS Aggregation's state 7 UNKNOWN.
-                result.not_found += 1
-                polled.append(message.pk)
-                if now - (message.sent_at or message.created_at) >= settings.POLL_NOT_FOUND_GRACE:
-                    unknown.append(message.pk)
+                not_found(message)
                 continue
             except GenesysCloudError as exc:
-                if not refused_for_this_message(exc):
-                    raise
-                log.warning("message %s: Genesys Cloud refused the lookup: %s", message.pk, exc)
-                polled.append(message.pk)  # asked and answered; its schedule goes on
+                refused(message, exc)
                 continue
             bodies.append(json.dumps(data.raw))
             polled.append(message.pk)
+        for message in emails:
+            polled_email = email_status(client, message)
+            if polled_email is NOT_FOUND:
+                not_found(message)
+            elif isinstance(polled_email, GenesysCloudError):
+                refused(message, polled_email)
+            else:
+                bodies += polled_email
+                polled.append(message.pk)
     except GenesysCloudError as exc:
         result.stopped = str(exc)
         # Claimed but not polled: due again once the provider can be asked (circuit, budget or Retry-After).
@@ -151,6 +171,29 @@ def poll_due(
         client.limits.count("poll_answers_new", result.accepted)
         client.limits.count("poll_answers_duplicate", result.duplicates)
     return result
+
+
+NOT_FOUND = GenesysCloudNotFound(404, "not.found", "no such conversation")
+
+
+def email_status(client: GenesysCloudClient, message: Message | InFlight) -> list[str] | GenesysCloudError:
+    """An email's status from its conversation's analytics details, as MessageData bodies for the inbox (none: the
+    conversation says nothing of delivery yet, or the email has no conversation id to ask by); ``NOT_FOUND`` or
+    the error for a 4xx about this request. Other errors are raised."""
+    if not message.conversation_id:
+        return []
+    try:
+        conversation = client.analytics_conversation(message.conversation_id)
+    except GenesysCloudNotFound:
+        return NOT_FOUND
+    except GenesysCloudError as exc:
+        if refused_for_this_message(exc):
+            return exc
+        raise
+    session = delivery_session(conversation, Channel.EMAIL)
+    if session is None:
+        return []
+    return [json.dumps(message_data_from_session(message, message.conversation_id, session))]
 
 
 @dataclass
@@ -284,6 +327,16 @@ def fallback(
             if budget <= 0:
                 break
             if message.id in answered:
+                continue
+            if message.channel == Channel.EMAIL:  # its conversation's analytics, never the messaging endpoints
+                if not message.conversation_id:
+                    continue  # nothing to ask by: left to the receipt timeout
+                budget -= 1
+                result.fallback_requests += 1
+                found = email_status(client, message)
+                if isinstance(found, list) and found:
+                    bodies += found
+                    answered.add(message.id)
                 continue
             if message.conversation_id:
                 if message.conversation_id in seen:

@@ -23,7 +23,7 @@ from receipts.kicks import request_drain
 from receipts.metrics import WEBHOOK_ANSWERS
 from receipts.normalized import MalformedReceipt
 from receipts.providers.base import Unauthorized
-from receipts.providers.registry import PROVIDERS
+from receipts.providers.registry import CAPABILITIES, PROVIDERS
 
 log = logging.getLogger(__name__)
 
@@ -184,9 +184,9 @@ def webhook(provider: str) -> Callable[[HttpRequest], HttpResponse]:
     return view
 
 
+# One URL a provider, at the path its capabilities declare: /webhooks/genesys-cloud/, genesys-sms, webex-connect,
+# generic.
 urlpatterns = [
-    path("genesys-cloud/", webhook("genesys_cloud"), name="webhook-genesys-cloud"),
-    path("genesys-sms/", webhook("genesys_sms"), name="webhook-genesys-sms"),
-    path("webex-connect/", webhook("webex_connect"), name="webhook-webex-connect"),
-    path("generic/", webhook("generic"), name="webhook-generic"),
+    path(f"{declared.webhook}/", webhook(name), name=f"webhook-{declared.webhook}")
+    for name, declared in CAPABILITIES.items()
 ]

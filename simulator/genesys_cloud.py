@@ -45,10 +45,13 @@ them -> the same 429 as the rate limit's, ``Retry-After`` the seconds until the 
 Send email: ``POST /api/v2/conversations/emails/agentless`` (AgentlessEmailSendRequestDto)
     ``{"senderType": "Outbound", "fromAddress": {"email": "...", "name": "..."}, "toAddresses": [{"email": "...",
     "name": "..."}], "replyToAddress": {...}, "subject": "...", "textBody": "...", "htmlBody": "..."}``; exactly one
-    recipient ("We currently support one recipient only"), ``textBody`` or ``htmlBody`` required.
+    recipient ("We currently support one recipient only"), ``textBody`` or ``htmlBody`` required, ``subject`` at most
+    400 characters and ``fromAddress.name`` at most 64 ("Email rate limits", help.mypurecloud.com), else 400.
     -> 202 AgentlessEmailSendResponseDto ``{"id", "conversationId", "senderType", "fromAddress", "toAddresses",
-    "replyToAddress", "subject", "dateCreated", "selfUri"}``. An email's status is only in analytics (below): the
-    message details and bulk endpoints are for messages, and no receipt is pushed for it (simulator).
+    "replyToAddress", "subject", "dateCreated", "selfUri"}``. An email's status is only in analytics: the
+    conversation details jobs and ``GET /api/v2/analytics/conversations/{conversationId}/details`` (one
+    conversation, AnalyticsConversationWithoutAttributes); the message details and bulk endpoints are for messages
+    (an email id answers 404 there), and no receipt is pushed for it (simulator).
 
 Status of one message: ``GET /api/v2/conversations/messages/{messageId}/details`` -> 200 MessageData
     ``{"id", "providerMessageId", "timestamp" (when accepted), "fromAddress", "toAddress", "direction": "outbound",
@@ -315,6 +318,11 @@ def send_sms(sim: Simulator, request: Request) -> Response:
     return Response(202, answer)
 
 
+# Agentless email's character limits ("Email rate limits", help.mypurecloud.com): subject line 400 characters,
+# friendly name 64.
+EMAIL_SUBJECT_MAX, EMAIL_NAME_MAX = 400, 64
+
+
 def email_address(value: Any, name: str) -> dict[str, str]:
     if not isinstance(value, dict) or not isinstance(value.get("email"), str) or not EMAIL.match(value["email"]):
         raise HttpError(bad_request(f"{name} must be an EmailAddress object with a valid 'email'."))
@@ -336,7 +344,11 @@ def send_email(sim: Simulator, request: Request) -> Response:
     text, html = body.get("textBody"), body.get("htmlBody")
     if not (isinstance(text, str) and text) and not (isinstance(html, str) and html):
         return bad_request("textBody or htmlBody is required.")
-    subject = body.get("subject") if isinstance(body.get("subject"), str) else ""
+    subject = body["subject"] if isinstance(body.get("subject"), str) else ""
+    if len(subject) > EMAIL_SUBJECT_MAX:
+        return bad_request(f"subject must be at most {EMAIL_SUBJECT_MAX} characters, got {len(subject)}.")
+    if len(sender.get("name", "")) > EMAIL_NAME_MAX:
+        return bad_request(f"fromAddress.name must be at most {EMAIL_NAME_MAX} characters.")
     retry_after = sim.admit_send(PROVIDER, sender["email"])
     if retry_after:
         return too_many_requests(retry_after)
@@ -346,7 +358,7 @@ def send_email(sim: Simulator, request: Request) -> Response:
         recipient["email"],
         sender["email"],
         cast(str, text or html),  # the check above: one of them is a non-empty string
-        extra={"subject": subject},
+        extra={"subject": subject, "fromName": sender.get("name", "")},
         push=False,
     )
     sim.accepted(message)
@@ -733,6 +745,17 @@ def receipt_push(message: SimMessage, event: str, config: SimConfig) -> tuple[st
     return config.webhook_url(PROVIDER), body, headers, summary
 
 
+def conversation_details(sim: Simulator, request: Request) -> Response:
+    """``GET /api/v2/analytics/conversations/{conversationId}/details``: one conversation as the jobs describe it
+    (for a conversation several SMS joined, its latest message: simulator). Email status is read here."""
+    conversation = request.params["conversationId"]
+    with sim.lock:
+        found = list(sim.by_conversation.get(conversation, ()))
+    if not found:
+        return error(404, "not.found", f"Conversation {conversation} was not found.")
+    return Response(200, analytics_conversation(found[-1], time.time()))
+
+
 def routes() -> list[Route]:
     base = "/api/v2"
     jobs = f"{base}/analytics/conversations/details/jobs"
@@ -748,6 +771,9 @@ def routes() -> list[Route]:
             authed(conversation_message),
         ),
         Route("POST", f"{base}/conversations/messages/{{conversationId}}/messages/bulk", PROVIDER, authed(bulk)),
+        Route(
+            "GET", f"{base}/analytics/conversations/{{conversationId}}/details", PROVIDER, authed(conversation_details)
+        ),
         Route("POST", jobs, PROVIDER, authed(create_job)),
         Route("GET", f"{jobs}/{{jobId}}", PROVIDER, authed(job_status)),
         Route("DELETE", f"{jobs}/{{jobId}}", PROVIDER, authed(delete_job)),

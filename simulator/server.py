@@ -30,18 +30,27 @@ def all_routes() -> list[Route]:
     return [*genesys_cloud.routes(), *genesys_sms.routes(), *webex_connect.routes(), *control.routes()]
 
 
-def fault_response(scope: str, kind: str, sim: Simulator) -> Response:
-    """An injected fault, in the shape the provider would answer it."""
+def fault_response(scope: str, kind: str, sim: Simulator, path: str = "") -> Response:
+    """An injected fault, in the shape the provider would answer it (Webex Connect's v2 in v2's own body)."""
     retry_after = sim.config.retry_after
+    v2 = scope == "webex_connect" and path.startswith("/v2/")
     if kind == "429":
         if scope in ("genesys_cloud", "oauth"):
             return genesys_cloud.too_many_requests(retry_after)
+        if v2:
+            response = webex_connect.fail_v2(
+                sim.config.webex_throttle_status, "7020", "You have reached maximum transaction limit"
+            )
+            response.headers["Retry-After"] = str(retry_after)
+            return response
         if scope == "webex_connect":
             return webex_connect.over_limit(retry_after, sim.config.webex_throttle_status)
         return genesys_sms.answer(genesys_sms.THROTTLED, "injected throttle")  # a 2xx, as the service throttles
     status = sim.pick_5xx()
     if scope in ("genesys_cloud", "oauth"):
         return genesys_cloud.server_error(status)
+    if v2:
+        return webex_connect.fail_v2(status, "7006", "Internal error occurred")
     if scope == "webex_connect":
         return Response(status, {"response": {"code": "7006", "description": "Internal error occurred"}})
     return Response(status, {"error": "internal service error"})
@@ -82,7 +91,7 @@ class App:
             fault = sim.roll_fault()
             if fault:
                 sim.stats.fault(f"injected_{fault}")
-                response = fault_response(route.scope, fault, sim)
+                response = fault_response(route.scope, fault, sim, parts.path)
                 sim.stats.request(method, route.template, response.status, "", started)
                 return response
         try:

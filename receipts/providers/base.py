@@ -10,7 +10,8 @@ import hmac
 import json
 import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 import httpx
@@ -310,3 +311,55 @@ def retry_after_of(response: httpx.Response) -> float | None:
         return max(0.0, float(response.headers.get("retry-after", "")))
     except ValueError:
         return None
+
+
+# --- what a provider is -----------------------------------------------------------------------------------
+
+# What a provider's answer to a send means (its answer-code tables say which code means which).
+TAKEN = "taken"  # the provider has the message (sent)
+REFUSED = "refused"  # refused for good: failed, with the provider's reason
+THROTTLED = "throttled"  # not taken: try again after a wait; no failure
+UNKNOWN = "unknown"  # taken or not, we cannot tell: as a 5xx
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What one provider is and does, declared once on its module (as django-anymail keeps one class per service)
+        and read by whoever needs it: the sender registry, campaigns' dispatch, throttle and checks, the webhook URLs.
+
+        ``channels``: what it sends on (empty: it only receives). ``sender_settings``: per channel, the setting naming
+        its default sender identity. ``numeric_sms_sender``: an SMS goes out from a number only (no alphanumeric sender
+        id). ``idempotent_resend``: it takes our own message id and answers a repeat as the first, so a send whose
+        outcome is unknown may go again. ``own_breaker``: campaigns keep its circuit breaker (a provider whose client
+        has one says False). ``credentials``: the settings without which its built-in sender cannot work.
+        ``webhook``: the path segment of its webhook (``/webhooks/<webhook>/``). ``answer_codes``: the codes its send
+        answers carry, and what each means (TAKEN, REFUSED, THROTTLED, UNKNOWN); a code not listed is read by the HTTP
+        status. ``pollable``: its status can be asked for (the polling tiers). ``email_subject_max``: the longest email
+    subject it takes. ``sender``: its built-in sender class.
+    """
+
+    name: str
+    webhook: str
+    channels: frozenset[str] = frozenset()
+    sender_settings: Mapping[str, str] = field(default_factory=dict)
+    numeric_sms_sender: bool = False
+    idempotent_resend: bool = False
+    own_breaker: bool = False
+    credentials: tuple[str, ...] = ()
+    answer_codes: Mapping[str, str] = field(default_factory=dict)
+    pollable: bool = False
+    email_subject_max: int = 0  # characters an email subject may have (0: no limit known)
+    sender: type | None = None
+
+    @property
+    def send_rate_setting(self) -> str:
+        """The setting of its send rate (sends a second, 0: no limit of ours)."""
+        return f"SEND_RATE_{self.name.upper()}"
+
+    def default_sender(self, channel: str) -> str:
+        name = self.sender_settings.get(channel)
+        return str(getattr(settings, name, "") or "") if name else ""
+
+    def configured(self) -> bool:
+        """Its built-in sender has what it needs."""
+        return self.sender is not None and all(getattr(settings, name, "") for name in self.credentials)

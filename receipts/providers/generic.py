@@ -18,7 +18,7 @@ from django.conf import settings
 from django.http import HttpRequest
 
 from receipts.normalized import MalformedReceipt, NormalizedReceipt, Outcome, parse_time
-from receipts.providers.base import Provider, b64decode_unpadded, identifier, load_json, text
+from receipts.providers.base import Capabilities, Provider, b64decode_unpadded, identifier, load_json, text
 from receipts.status import Engagement, Status
 from receipts.status import FailureCategory as C
 from receipts.status import Provider as ProviderName
@@ -153,3 +153,7 @@ class Generic(Provider):
         if not receipts:
             raise MalformedReceipt("body carries no receipt")
         return receipts
+
+
+# Receives only: any sender that relays receipts in the generic shape; nothing is sent through it.
+CAPABILITIES = Capabilities(name=ProviderName.GENERIC, webhook="generic")

@@ -27,6 +27,11 @@ from receipts.logging import mask
 from receipts.models import Message
 from receipts.normalized import MalformedReceipt, NormalizedReceipt, Outcome
 from receipts.providers.base import (
+    REFUSED,
+    TAKEN,
+    THROTTLED,
+    UNKNOWN,
+    Capabilities,
     Provider,
     SendError,
     content_of,
@@ -178,11 +183,8 @@ class GenesysSms(Provider):
 
 # --- sending --------------------------------------------------------------------------------------------
 
-# What an MT's answer means for the send.
-TAKEN = "taken"  # the service has the message (sent)
-REFUSED = "refused"  # refused for good: failed, with the service's reason
-THROTTLED = "throttled"  # not taken: try again after a wait; no failure
-UNKNOWN = "unknown"  # taken or not, we cannot tell: as a 5xx (our message_id makes sending it again harmless)
+# What an MT's answer means for the send: TAKEN, REFUSED, THROTTLED, or UNKNOWN (as a 5xx: our message_id makes
+# sending it again harmless), as receipts.providers.base says them.
 
 # The MT answer's result code (the body ``<name>=<code>``) -> (what it says, what it means for the send). From public
 # clients of the same API (the guide lists none): 0 accepted, 1 parameters missing or invalid, 2 authentication
@@ -262,3 +264,17 @@ class GenesysSmsSender:
             may_have_sent=True,
             status=response.status_code,
         )
+
+
+CAPABILITIES = Capabilities(
+    name=ProviderName.GENESYS_SMS,
+    webhook="genesys-sms",
+    channels=frozenset({"sms"}),  # SMS Aggregation carries no email
+    sender_settings={"sms": "GENESYS_SMS_SENDER"},
+    numeric_sms_sender=True,  # "must be numeric and in international format"
+    idempotent_resend=True,  # our message_id; a repeat answers 7 (duplicate) and is one message
+    own_breaker=True,
+    credentials=("GENESYS_SMS_LOGIN", "GENESYS_SMS_PASSWORD"),
+    answer_codes={str(code): meaning for code, (_, meaning) in MT_RESULT.items()},
+    sender=GenesysSmsSender,
+)

@@ -12,21 +12,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from receipts.providers.base import Sender
-from receipts.providers.genesys_cloud.sender import GenesysCloudSender
-from receipts.providers.genesys_sms import GenesysSmsSender
-from receipts.providers.webex_connect import WebexConnectSender
-
-BUILT_IN: dict[str, type[GenesysCloudSender | GenesysSmsSender | WebexConnectSender]] = {
-    "genesys_cloud": GenesysCloudSender,
-    "genesys_sms": GenesysSmsSender,
-    "webex_connect": WebexConnectSender,
-}
-# The settings without which a provider's built-in sender cannot work: no credentials, no sending.
-REQUIRED = {
-    "genesys_cloud": ("GENESYS_CLOUD_CLIENT_ID", "GENESYS_CLOUD_CLIENT_SECRET"),
-    "genesys_sms": ("GENESYS_SMS_LOGIN", "GENESYS_SMS_PASSWORD"),
-    "webex_connect": ("WEBEX_CONNECT_SERVICE_KEY",),
-}
+from receipts.providers.registry import capabilities
 
 _senders: dict[str, Sender] = {}
 
@@ -49,7 +35,9 @@ def sender_for(provider: str) -> Sender | None:
 
 
 def configured_sender(provider: str) -> Sender | None:
-    required = REQUIRED.get(provider)
-    if not required or not all(getattr(settings, name) for name in required):
+    """The provider's built-in sender (its module's ``CAPABILITIES.sender``), once its credentials are set."""
+    declared = capabilities(provider)
+    if declared.sender is None or not declared.configured():
         return None
-    return BUILT_IN[provider]()
+    sender: Sender = declared.sender()
+    return sender

@@ -1,6 +1,6 @@
 """Webex Connect: ``deliveryInfoNotification`` for SMS and email, and inbound ``MO``, ``Unsubscribe``,
-``Subscribe`` events. Optional ``x-hub-signature`` (``sha256=``/``sha512=``) and/or Basic auth. Sending: the v1
-messaging API, whose answer's ``transid`` is the message id receipts carry.
+``Subscribe`` events. Optional ``x-hub-signature`` (``sha256=``/``sha512=``) and/or Basic auth. Sending: SMS with
+Send Message v1, email with Send Message API v2; the id each answers is the ``transid`` receipts carry.
 """
 
 from __future__ import annotations
@@ -12,9 +12,13 @@ import httpx
 from django.conf import settings
 from django.http import HttpRequest
 
+from receipts.gsm import is_gsm7
 from receipts.models import Message
 from receipts.normalized import MalformedReceipt, NormalizedReceipt, Outcome, parse_time
 from receipts.providers.base import (
+    TAKEN,
+    THROTTLED,
+    Capabilities,
     Provider,
     SendError,
     content_of,
@@ -192,11 +196,13 @@ class WebexConnect(Provider):
 # the answer's body and no HTTP status, so it is read whatever the status (200, 400, 429). No other throttling code
 # was found documented.
 THROTTLE_CODES = frozenset({"7020"})
+SMS_TEXT, SMS_UNICODE = "1", "4"  # Send Message v1 channels.sms.type
 
 
 def answer_codes(response: httpx.Response) -> list[str]:
-    """The Messaging API codes in an answer: ``{"response": {"code": ...}}`` for the call, ``{"response": [{"code":
-    ...}, ...]}`` one per destination; a top-level ``code`` is read too. Nothing for a body that is not JSON."""
+    """The Messaging API codes in an answer: v1's ``{"response": {"code": ...}}`` for the call, ``{"response":
+    [{"code": ...}, ...]}`` one per destination; v2's top-level ``{"code", "message"}``. Nothing for a body that is not
+    JSON."""
     try:
         body = response.json()
     except ValueError:
@@ -209,27 +215,61 @@ def answer_codes(response: httpx.Response) -> list[str]:
 
 
 class WebexConnectSender:
-    """The Webex Connect v1 messaging API; the answer's transid is the message id receipts carry."""
+    """SMS through Send Message v1 (``/resources/v1/messaging``: its answer's ``transid`` is the id receipts carry);
+    email through Send Message API v2 (``/v2/messages``: v1 has no email channel), whose ``messageId`` receipts
+    carry as their ``transid``."""
 
     def send(self, message: Message) -> str:
         content = content_of(message)
         if message.channel == "email":
-            channels = {
-                "email": {
-                    "subject": content.get("subject", ""),
-                    "text": content["text"],
-                    "from": content.get("from") or settings.WEBEX_CONNECT_EMAIL_FROM,
-                }
-            }
-            destination = [{"email": [message.to]}]
-        else:
-            sender = content.get("from") or settings.WEBEX_CONNECT_SENDER_ID
-            channels = {"sms": {"text": content["text"], "senderid": sender}}
-            destination = [{"msisdn": [message.to.lstrip("+")]}]
-        body: dict[str, Any] = {"deliverychannel": message.channel, "channels": channels, "destination": destination}
+            return self.send_email(message, content)
+        sender = content.get("from") or settings.WEBEX_CONNECT_SENDER_ID
+        text = content["text"]
+        # channels.sms.type: "1 - Text, 2 - Flash, 3 - Binary, 4 - Unicode" (docs.imiconnect.com, Messaging API,
+        # SMS): text outside the GSM 03.38 alphabet must say Unicode, or it goes out mangled as GSM-7.
+        sms = {"type": SMS_TEXT if is_gsm7(text) else SMS_UNICODE, "text": text, "senderid": sender}
+        body: dict[str, Any] = {
+            "deliverychannel": "sms",
+            "channels": {"sms": sms},
+            "destination": [{"msisdn": [message.to.lstrip("+")]}],
+        }
         if message.correlation_id:  # ours, echoed in the answer and the receipts: how to find a send at Webex
             body["correlationid"] = message.correlation_id
-        url = settings.WEBEX_CONNECT_URL.rstrip("/") + "/resources/v1/messaging"
+        response = self.post("/resources/v1/messaging", body)
+        try:
+            return str(response.json()["response"][0]["transid"])
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise SendError(f"Webex Connect answered without a transid: {response.text[:200]}") from exc
+
+    def send_email(self, message: Message, content: dict[str, str]) -> str:
+        """Send Message API v2 for email ("Email API", developers.webexconnect.io): ``channel``, ``from``,
+        ``to[].email``, ``content {type, subject, text}`` are mandatory; the display name is ``options.fromName``."""
+        subject = content.get("subject", "")
+        if not subject.strip():
+            raise SendError("an email needs a subject (Webex Connect's content.subject is mandatory)")
+        sender = content.get("from") or settings.WEBEX_CONNECT_EMAIL_FROM
+        if not sender:
+            raise SendError("no email from address: set WEBEX_CONNECT_EMAIL_FROM")
+        recipient: dict[str, Any] = {"email": [message.to]}
+        if message.correlation_id:
+            recipient["correlationId"] = message.correlation_id
+        body: dict[str, Any] = {
+            "channel": "email",
+            "from": sender,
+            "to": [recipient],
+            "content": {"type": "text", "subject": subject, "text": content["text"]},
+        }
+        name = content.get("from_name") or settings.WEBEX_CONNECT_EMAIL_FROM_NAME
+        if name:
+            body["options"] = {"fromName": name}
+        response = self.post("/v2/messages", body)
+        try:
+            return str(response.json()["messageId"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SendError(f"Webex Connect answered without a messageId: {response.text[:200]}") from exc
+
+    def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        url = settings.WEBEX_CONNECT_URL.rstrip("/") + path
         try:
             response = http_client().post(url, json=body, headers={"key": settings.WEBEX_CONNECT_SERVICE_KEY})
         except httpx.HTTPError as exc:
@@ -238,7 +278,18 @@ class WebexConnectSender:
         if throttled:
             raise throttle_error("Webex Connect", response, f"{response.status_code} code {min(throttled)}")
         raise_for(response, "Webex Connect")
-        try:
-            return str(response.json()["response"][0]["transid"])
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise SendError(f"Webex Connect answered without a transid: {response.text[:200]}") from exc
+        return response
+
+
+CAPABILITIES = Capabilities(
+    name=ProviderName.WEBEX_CONNECT,
+    webhook="webex-connect",
+    channels=frozenset({"sms", "email"}),
+    sender_settings={"sms": "WEBEX_CONNECT_SENDER_ID", "email": "WEBEX_CONNECT_EMAIL_FROM"},
+    own_breaker=True,
+    credentials=("WEBEX_CONNECT_SERVICE_KEY",),
+    # v1's 1001 Queued per destination, v2's 201 "queued"; 7020 in any answer is a throttle. Other codes (7000 to
+    # 7009: invalid request, authentication) are read by the HTTP status they come with.
+    answer_codes={"1001": TAKEN, **dict.fromkeys(THROTTLE_CODES, THROTTLED)},
+    sender=WebexConnectSender,
+)

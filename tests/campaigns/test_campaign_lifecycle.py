@@ -70,6 +70,8 @@ def drain(**kwargs: Any) -> dispatch.Dispatched:
         ({"body": "x" * 766, "provider": "genesys_cloud"}, "body", "765"),
         ({"body": ""}, "body", "body"),
         ({"channel": "email", "provider": "webex_connect"}, "subject", "subject"),
+        # "Agentless Email - subject line 400 characters" (Genesys Cloud, "Email rate limits")
+        ({"channel": "email", "provider": "genesys_cloud", "subject": "s" * 401}, "subject", "at most 400"),
         ({"time_zone": "Mars/Olympus"}, "time_zone", "IANA"),
         ({"quiet_start": "21:00"}, "quiet_end", "both"),
         ({"audience": {"segment": "gold"}}, "audience", "crm_record_ids"),
@@ -96,7 +98,10 @@ def test_an_allowed_sender_and_a_good_template_make_a_draft(
     assert response.status_code == 201, response.content
     shown = response.json()
     assert (shown["state"], shown["sender"], shown["progress"]) == ("draft", "+15557770000", None)
-    assert create(api, name="x", sender="OTHER").status_code == 201  # a bare entry allows it for every provider
+    # A bare entry allows it for every provider that can send from it: Webex Connect takes a sender id, SMS
+    # Aggregation a number only ("must be numeric").
+    assert create(api, name="x", sender="OTHER", provider="webex_connect").status_code == 201
+    assert "a number" in str(create(api, name="z", sender="OTHER").json()["detail"]["sender"])
     assert create(api, name="y", sender="+15557770000", provider="webex_connect").status_code == 400
 
 
@@ -115,6 +120,27 @@ def test_a_name_another_campaign_has_is_a_conflict_not_a_bad_request(api: APICli
         (second, "December reminders"),
     ]
     assert api.patch(f"/api/v1/campaigns/{first}/", {"name": REMINDER["name"]}, format="json").status_code == 200
+
+
+def test_a_genesys_cloud_email_whose_rendered_subject_is_over_400_is_refused_at_planning(
+    api: APIClient, providers: SimulatorServer, settings: Any
+) -> None:
+    settings.GENESYS_CLOUD_EMAIL_FROM = "news@acme.example"
+    rows = [
+        {"crm_record_id": "003-short", "email": "a@example.com", "first_name": "Ann"},
+        {"crm_record_id": "003-long", "email": "b@example.com", "first_name": "B" * 30},
+    ]
+    assert not import_contacts(enumerate(rows)).refused
+    subject = "x" * 380 + " {{ contact.first_name }}"
+    response = create(api, channel="email", provider="genesys_cloud", subject=subject, body="Hi")
+    assert response.status_code == 201, response.content
+
+    start(api, response.json()["id"])
+
+    states = dict(Send.objects.values_list("crm_record_id", "state"))
+    assert states == {"003-short": "planned", "003-long": "failed"}
+    assert "at most 400" in Send.objects.get(crm_record_id="003-long").error
+    assert drain().sent == 1
 
 
 def test_a_started_campaign_sends_each_contact_once_and_shows_its_progress(

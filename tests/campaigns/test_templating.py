@@ -9,9 +9,6 @@ from hypothesis import strategies as st
 
 from campaigns.templating import (
     GENESYS_CLOUD_SMS_MAX,
-    GSM_BASIC,
-    GSM_DEFAULT_ALPHABET,
-    GSM_EXTENSION,
     MissingField,
     SmsLength,
     TemplateError,
@@ -21,6 +18,7 @@ from campaigns.templating import (
     parse,
     sms_length,
 )
+from receipts.gsm import GSM_BASIC, GSM_DEFAULT_ALPHABET, GSM_EXTENSION
 
 EURO, EMOJI = "€", "\U0001f600"  # an extension-table character (2 septets); one outside the BMP (2 code units)
 

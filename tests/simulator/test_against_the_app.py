@@ -99,9 +99,18 @@ def send(http: httpx.Client, token: str, provider: str, channel: str, address: s
         }
         assert http.post("/httpapi/receiver", data=data).status_code == 200
         return message_id, f"conv-{n}"
-    destination = {"email": [address]} if channel == "email" else {"msisdn": [address.lstrip("+")]}
-    content = {"subject": "Hello", "text": "Hi"} if channel == "email" else {"text": "Hi", "senderid": "ACME"}
-    body = {"deliverychannel": channel, "channels": {channel: content}, "destination": [destination]}
+    if channel == "email":  # Send Message API v2: v1 has no email channel
+        email = {
+            "channel": "email",
+            "from": "news@acme.example",
+            "to": [{"email": [address]}],
+            "content": {"type": "text", "subject": "Hello", "text": "Hi"},
+        }
+        answer = http.post("/v2/messages", json=email, headers={"key": "service-key"})
+        assert answer.status_code == 201, answer.text
+        return answer.json()["messageId"], ""
+    content = {"text": "Hi", "senderid": "ACME"}
+    body = {"deliverychannel": channel, "channels": {channel: content}, "destination": [{"msisdn": [address[1:]]}]}
     answer = http.post("/resources/v1/messaging", json=body, headers={"key": "service-key"})
     assert answer.status_code == 200, answer.text
     return answer.json()["response"][0]["transid"], ""

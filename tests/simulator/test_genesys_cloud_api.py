@@ -118,6 +118,32 @@ def test_agentless_email_answers_an_agentless_email_send_response(http: httpx.Cl
     assert refused.status_code == 400
 
 
+def test_an_emails_status_is_its_conversations_analytics_details_and_the_messaging_endpoints_do_not_know_it(
+    http: httpx.Client,
+) -> None:
+    configure(http, mix={"delivered": 1})
+    token = get_token(http)
+    request = {
+        "senderType": "Outbound",
+        "fromAddress": {"email": "noreply@example.com"},
+        "toAddresses": [{"email": "alice@example.com"}],
+        "subject": "Hi",
+        "textBody": "Hello",
+    }
+    sent = http.post("/api/v2/conversations/emails/agentless", json=request, headers=bearer(token)).json()
+
+    def analytics() -> dict:
+        path = f"/api/v2/analytics/conversations/{sent['conversationId']}/details"
+        return http.get(path, headers=bearer(token)).json()
+
+    wait_until(lambda: "conversationEnd" in analytics(), 10, "the email's conversation ends")
+    [customer] = [p for p in analytics()["participants"] if p["purpose"] == "customer"]
+    assert [(s["mediaType"], s["deliveryStatus"]) for s in customer["sessions"]] == [("email", "DeliverySuccess")]
+    assert http.get(f"/api/v2/conversations/messages/{sent['id']}/details", headers=bearer(token)).status_code == 404
+    unknown = http.get("/api/v2/analytics/conversations/nope/details", headers=bearer(token))
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "not.found")
+
+
 def test_details_move_from_queued_to_sent_to_final_with_normalized_receipts(
     sim: SimulatorServer, http: httpx.Client
 ) -> None:

@@ -175,3 +175,108 @@ def test_an_sms_aggregation_answer_without_a_result_code_leaves_the_outcome_open
         server.shutdown()
         server.server_close()
     assert (answered.value.transient, answered.value.may_have_sent) == (True, True)
+
+
+@pytest.mark.django_db
+def test_webex_connect_email_goes_to_send_message_v2_with_its_from_name_and_subject(
+    configured: SimulatorServer, settings: Any
+) -> None:
+    """v1 has no email channel (the simulator refuses it, 400 7004): email is POST /v2/messages."""
+    settings.WEBEX_CONNECT_EMAIL_FROM_NAME = "Acme News"
+    message = Message(
+        provider="webex_connect", channel="email", to="ann@example.com", content=HELLO, correlation_id="c-1"
+    )
+
+    message_id = sender_for("webex_connect").send(message)  # type: ignore[union-attr]
+
+    [sent] = httpx.get(f"{configured.url}/_sim/messages/{message_id}").json()["messages"]
+    assert (sent["channel"], sent["to"], sent["from"]) == ("email", "ann@example.com", "demo@example.com")
+    assert {k: sent["extra"][k] for k in ("api", "subject", "fromName", "correlationid")} == {
+        "api": "v2",
+        "subject": "hi",
+        "fromName": "Acme News",
+        "correlationid": "c-1",
+    }
+    posted = httpx.get(f"{configured.url}/_sim/requests", params={"endpoint": "/v2/messages"}).json()["requests"]
+    assert [r["status"] for r in posted] == [201]
+
+
+def test_webex_connect_email_without_a_subject_is_refused_before_anything_leaves(configured: SimulatorServer) -> None:
+    message = Message(provider="webex_connect", channel="email", to="ann@example.com", content={"text": "hello"})
+
+    with pytest.raises(SendError, match="subject") as refused:
+        sender_for("webex_connect").send(message)  # type: ignore[union-attr]
+
+    assert refused.value.transient is False
+    assert httpx.get(f"{configured.url}/_sim/requests", params={"endpoint": "/v2/messages"}).json()["requests"] == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("text", "kind"), [("Your code is 1234", "1"), ("Zażółć gęślą jaźń", "4"), ("OK ✓", "4")])
+def test_webex_connect_sms_says_unicode_for_text_outside_gsm(configured: SimulatorServer, text: str, kind: str) -> None:
+    """channels.sms.type 4 ("Unicode", docs.imiconnect.com Messaging API, SMS): the simulator refuses other text
+    without it, as a real send would mangle it."""
+    message = Message(provider="webex_connect", channel="sms", to="+15551234567", content={"text": text})
+
+    transid = sender_for("webex_connect").send(message)  # type: ignore[union-attr]
+
+    [sent] = httpx.get(f"{configured.url}/_sim/messages/{transid}").json()["messages"]
+    assert sent["extra"]["smsType"] == kind
+
+
+@pytest.mark.parametrize(("subject", "taken"), [("s" * 400, True), ("s" * 401, False)])
+def test_genesys_cloud_refuses_an_agentless_email_subject_over_400_characters(
+    configured: SimulatorServer, subject: str, taken: bool
+) -> None:
+    """Agentless Email: "subject line 400 characters" ("Email rate limits", help.mypurecloud.com)."""
+    http = httpx.Client(base_url=configured.url, timeout=10)
+    token = http.post("/oauth/token", auth=("c", "s"), data={"grant_type": "client_credentials"}).json()
+    request = {
+        "senderType": "Outbound",
+        "fromAddress": {"email": "news@acme.example"},
+        "toAddresses": [{"email": "alice@example.com"}],
+        "subject": subject,
+        "textBody": "Hello",
+    }
+
+    answer = http.post(
+        "/api/v2/conversations/emails/agentless",
+        json=request,
+        headers={"Authorization": f"Bearer {token['access_token']}"},
+    )
+
+    assert answer.status_code == (202 if taken else 400), answer.text
+
+
+def test_genesys_cloud_email_subject_over_400_is_refused_before_anything_leaves(
+    configured: SimulatorServer, settings: Any
+) -> None:
+    settings.GENESYS_CLOUD_EMAIL_FROM = "news@acme.example"
+    message = Message(
+        provider="genesys_cloud", channel="email", to="ann@example.com", content={"text": "hi", "subject": "s" * 401}
+    )
+
+    with pytest.raises(SendError, match="at most 400") as refused:
+        sender_for("genesys_cloud").send(message)  # type: ignore[union-attr]
+
+    assert (refused.value.transient, refused.value.may_have_sent) == (False, False)
+    emails = httpx.get(f"{configured.url}/_sim/requests", params={"endpoint": "/api/v2/conversations/emails/agentless"})
+    assert emails.json()["requests"] == []
+
+
+@pytest.mark.parametrize("status", [200, 400, 429])
+def test_a_webex_connect_email_throttled_with_7020_is_not_taken_and_no_failure(
+    configured: SimulatorServer, status: int
+) -> None:
+    """7020 in v2's body, whatever the status: planned again after the wait, never a failure of the campaign."""
+    httpx.post(
+        f"{configured.url}/_sim/config",
+        json={"webex_throttle_status": status, "rate_429": 1.0, "fault_scopes": ["webex_connect"]},
+    )
+    message = Message(provider="webex_connect", channel="email", to="ann@example.com", content=HELLO)
+
+    with pytest.raises(SendError) as throttled:
+        sender_for("webex_connect").send(message)  # type: ignore[union-attr]
+
+    assert (throttled.value.throttled, throttled.value.transient, throttled.value.may_have_sent) == (True, True, False)
+    assert throttled.value.retry_after is not None

@@ -94,7 +94,10 @@ def reason_given(message: Addressed, session: AnalyticsSession) -> str:
 
 
 def needs_lookup(message: Addressed, session: AnalyticsSession) -> bool:
-    """A failure analytics gives no reason for: the message itself must be looked up for it."""
+    """An SMS failure analytics gives no reason for: the message itself must be looked up for it. Never an email:
+    the messaging lookups do not know emails, and analytics is all Genesys Cloud says of one."""
+    if message.channel == "email":
+        return False
     failed = DELIVERY_STATUS.get(session.delivery_status, session.delivery_status) in FAILED_STATUSES
     return failed and not reason_given(message, session)
 

@@ -75,6 +75,7 @@ REGIONS: dict[str, str] = {
     "ap-northeast-3": "apne3.pure.cloud",
     "ap-southeast-1": "apse1.pure.cloud",
     "ap-southeast-2": "mypurecloud.com.au",
+    "eusc-de-east-1": "edee1.eusc-pure.cloud",  # the EU sovereign cloud (PureCloudRegionHosts.eusc_de_east_1)
 }
 
 TOKEN_REFRESH_MARGIN = 60.0  # seconds before expiry a token is replaced
@@ -82,6 +83,9 @@ DEFAULT_TOKEN_LIFETIME = 86400.0
 MAX_ATTEMPTS = 4
 BULK_LOOKUP_MAX = 1000  # message ids per messages/bulk request
 SMS_MAX_LENGTH = 765
+# Agentless email's character limits ("Email rate limits", help.mypurecloud.com): subject line 400, friendly name 64.
+EMAIL_SUBJECT_MAX_LENGTH = 400
+EMAIL_NAME_MAX_LENGTH = 64
 
 JOB_DONE, JOB_RUNNING = "FULFILLED", ("QUEUED", "PENDING")
 
@@ -689,6 +693,14 @@ class GenesysCloudClient:
             found += [MessageData.from_json(e) for e in entities or [] if isinstance(e, dict)]
         return found
 
+    def analytics_conversation(self, conversation_id: str) -> AnalyticsConversation:
+        """GET /api/v2/analytics/conversations/{conversationId}/details (AnalyticsConversationWithoutAttributes,
+        permission ``analytics:conversationDetail:view``): an email's status, ``sessions[].deliveryStatus``
+        ("The email or SMS delivery status"). The messaging endpoints know messages only: an email id answers 404
+        there."""
+        body = self.request("GET", f"/api/v2/analytics/conversations/{quote(conversation_id, safe='')}/details")
+        return AnalyticsConversation.from_json(body if isinstance(body, dict) else {})
+
     # --- analytics conversation details jobs ------------------------------------------------------------
 
     def submit_conversation_details_job(self, query: dict[str, Any]) -> str:
@@ -790,7 +802,17 @@ class GenesysCloudClient:
         reply_to: str = "",
         max_wait: float | None = None,
     ) -> EmailSendResult:
-        """POST /api/v2/conversations/emails/agentless (AgentlessEmailSendRequestDto)."""
+        """POST /api/v2/conversations/emails/agentless (AgentlessEmailSendRequestDto). A subject over 400 characters
+        or a display name over 64 is refused here, before anything leaves (ValueError), as Genesys Cloud would."""
+        if len(subject) > EMAIL_SUBJECT_MAX_LENGTH:
+            raise ValueError(
+                f"the subject is {len(subject)} characters; Genesys Cloud agentless email takes at most "
+                f"{EMAIL_SUBJECT_MAX_LENGTH}"
+            )
+        if len(from_name) > EMAIL_NAME_MAX_LENGTH:
+            raise ValueError(
+                f"the sender name is {len(from_name)} characters; Genesys Cloud takes at most {EMAIL_NAME_MAX_LENGTH}"
+            )
         body: dict[str, Any] = {
             "senderType": "Outbound",
             "fromAddress": {"email": from_address, **({"name": from_name} if from_name else {})},

@@ -10,8 +10,14 @@ import httpx
 from django.conf import settings
 
 from receipts.models import Message
-from receipts.providers.base import NOT_TAKEN, SendError, content_of
-from receipts.providers.genesys_cloud.client import GenesysCloudClient, GenesysCloudError, GenesysCloudUnavailable
+from receipts.providers.base import NOT_TAKEN, Capabilities, SendError, content_of
+from receipts.providers.genesys_cloud.client import (
+    EMAIL_SUBJECT_MAX_LENGTH,
+    GenesysCloudClient,
+    GenesysCloudError,
+    GenesysCloudUnavailable,
+)
+from receipts.status import Provider as ProviderName
 
 
 class GenesysCloudSender:
@@ -54,7 +60,7 @@ class GenesysCloudSender:
                     message.to,
                     subject,
                     text_body=content["text"],
-                    from_name=settings.GENESYS_CLOUD_EMAIL_FROM_NAME,
+                    from_name=content.get("from_name") or settings.GENESYS_CLOUD_EMAIL_FROM_NAME,
                     max_wait=settings.SEND_MAX_WAIT,
                 )
             else:
@@ -92,3 +98,18 @@ def send_error(exc: GenesysCloudError) -> SendError:
         retry_after=exc.retry_after,
         status=status or None,
     )
+
+
+CAPABILITIES = Capabilities(
+    name=ProviderName.GENESYS_CLOUD,
+    webhook="genesys-cloud",
+    channels=frozenset({"sms", "email"}),
+    sender_settings={"sms": "GENESYS_CLOUD_FROM_ADDRESS", "email": "GENESYS_CLOUD_EMAIL_FROM"},
+    numeric_sms_sender=True,  # fromAddress: a number provisioned in the org
+    own_breaker=False,  # its client keeps one (receipts.providers.limits), shared with polling
+    credentials=("GENESYS_CLOUD_CLIENT_ID", "GENESYS_CLOUD_CLIENT_SECRET"),
+    answer_codes={},  # read by HTTP status and the error body's code (send_error)
+    pollable=True,
+    email_subject_max=EMAIL_SUBJECT_MAX_LENGTH,  # "Agentless Email - subject line 400 characters"
+    sender=GenesysCloudSender,
+)

@@ -131,7 +131,8 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Provider simulator on {server.url} (seed {server.sim.seed}); {pushing}.\n"
             f"  Genesys Cloud: {server.url}/oauth/token, {server.url}/api/v2/...\n"
-            f"  SMS Aggregation: {server.url}/httpapi/receiver   Webex Connect: {server.url}/resources/v1/messaging\n"
+            f"  SMS Aggregation: {server.url}/httpapi/receiver\n"
+            f"  Webex Connect: {server.url}/resources/v1/messaging (SMS), {server.url}/v2/messages (email)\n"
             f"  Control: {server.url}/_sim/stats, /_sim/config (POST JSON to change), /_sim/reset. Ctrl-C stops.\n"
         )
         if config.push and unsigned:

@@ -91,6 +91,10 @@ WHOLE_CAMPAIGN = {
     "POST /api/v1/campaigns/",
     "PATCH /api/v1/campaigns/{id}/",
     "POST /api/v1/campaigns/{id}/test-send/",
+    # A single send's `sender` must be on SENDER_ALLOW_LIST for its provider and fit its channel (an email address
+    # for email, a number or sender id for SMS), and `sender_name` is for email only: settings and the channel's
+    # value, which one field's schema cannot say (lifecycle.sender_problems).
+    "POST /api/v1/sends/",
 }
 
 
@@ -106,6 +110,9 @@ def meets_campaign_rules(case: Any) -> bool:
     if case.meta is None or not case.meta.generation.mode.is_positive:
         return False
     body = case.body if isinstance(case.body, dict) else {}
+    if case.operation.label == "POST /api/v1/sends/":
+        channel, provider = body.get("channel", ""), body.get("provider", "")
+        return not lifecycle.sender_problems(channel, provider, body.get("sender", ""), body.get("sender_name", ""))
     if case.operation.label == "POST /api/v1/campaigns/":
         return not lifecycle.problems(body)
     try:

@@ -80,13 +80,14 @@ def test_a_failed_sms_session_is_not_answered_from_analytics_but_looked_up(exten
     [
         ("MessageExpired", False, "expired", "temporary_network"),
         ("RecipientOptedOut", False, "rejected", "opted_out"),
-        ("NotAReasonCode", True, "failed", "unknown"),
-        ("", True, "failed", "unknown"),
+        ("NotAReasonCode", False, "failed", "unknown"),
+        ("", False, "failed", "unknown"),
     ],
 )
 def test_a_failed_email_session_counts_its_extended_status_only_when_it_is_a_known_reason(
     extended: str, looked_up: bool, status: str, category: str
 ) -> None:
+    """Never looked up on the messaging endpoints, which know no email: analytics is all there is of one."""
     email = polling.InFlight(2, "b" * 32, "conv-2", "email", timezone.now())
     failed = AnalyticsSession(
         "s-2", "customer", "email", "outbound", "", "DeliveryFailed", "2026-11-20T10:00:05Z", extended, ""
@@ -272,6 +273,25 @@ def test_email_status_comes_from_analytics(sim: SimulatorServer, genesys: Genesy
     drain()
 
     assert set(Message.objects.values_list("status", flat=True)) == {"delivered"}
+
+
+@pytest.mark.django_db
+def test_emails_the_job_does_not_answer_are_looked_up_by_conversation_never_on_the_messaging_endpoints(
+    sim: SimulatorServer, genesys: GenesysCloudClient
+) -> None:
+    """A conversation the job has not seen yet (here: outside its interval) is asked for by its own analytics
+    details; an email with no conversation id is not asked for at all."""
+    sims = preload(sim, channel="email", count=2, outcome="delivered", age_seconds=3 * 86400)
+    in_flight(sims, channel="email")
+    in_flight([{"id": "f" * 32, "conversationId": "", "to": "x@example.com"}], channel="email")
+
+    polling.reconcile(genesys, now=timezone.now())
+    drain()
+
+    endpoints = {r["endpoint"] for r in api_requests(sim)}
+    assert not {e for e in endpoints if "/conversations/messages/" in e}
+    assert "/api/v2/analytics/conversations/{conversationId}/details" in endpoints
+    assert sorted(Message.objects.values_list("status", flat=True)) == ["delivered", "delivered", "sent"]
 
 
 @pytest.mark.django_db

@@ -156,6 +156,29 @@ def test_several_due_messages_of_one_conversation_cost_one_bulk_request(
     ]
 
 
+def test_a_high_priority_email_is_polled_on_its_conversations_analytics_never_on_the_messaging_endpoint(
+    sim: SimulatorServer, genesys: GenesysCloudClient
+) -> None:
+    """/conversations/messages/{id}/details knows messages only: an email id answers 404 there, every time."""
+    [sent] = preload(sim, channel="email", count=1, outcome="delivered")
+    message = register(
+        provider="genesys_cloud",
+        channel="email",
+        provider_message_id=sent["id"],
+        conversation_id=sent["conversationId"],
+        to=sent["to"],
+        priority="high",
+    )
+
+    result = polling.poll_due(genesys, now=message.next_poll_at)
+    drain()
+
+    assert (result.polled, result.not_found, result.accepted) == (1, 0, 1)
+    assert [r["endpoint"] for r in api_requests(sim)] == ["/api/v2/analytics/conversations/{conversationId}/details"]
+    message.refresh_from_db()
+    assert (message.status, message.needs_review, message.next_poll_at) == ("delivered", False, None)
+
+
 def test_a_message_the_provider_does_not_know_is_polled_again_later(
     sim: SimulatorServer, genesys: GenesysCloudClient
 ) -> None:

@@ -59,6 +59,17 @@ def test_regions_by_name_or_domain(region: str, domain: str) -> None:
     assert region_domain(region) == domain
 
 
+def test_the_regions_are_the_platform_sdks() -> None:
+    """Every region PureCloudPlatformClientV2 names (PureCloudRegionHosts), with its host: eusc-de-east-1, the EU
+    sovereign cloud, was refused at start-up."""
+    from PureCloudPlatformClientV2.purecloud_region_hosts import PureCloudRegionHosts
+
+    sdk = {r.name.replace("_", "-"): r.value.removeprefix("https://api.") for r in PureCloudRegionHosts}
+
+    assert sdk == REGIONS
+    assert region_domain("eusc-de-east-1") == "edee1.eusc-pure.cloud"
+
+
 def test_unknown_region_names_what_to_set() -> None:
     with pytest.raises(ImproperlyConfigured, match="GENESYS_CLOUD_REGION"):
         region_domain("mars-north-1")
