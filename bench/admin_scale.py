@@ -808,6 +808,9 @@ def main() -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="the set's size (default 1.0: 10M messages)")
     parser.add_argument("--seed", type=int, default=dataset.DEFAULT_SEED)
     parser.add_argument("--rebuild", action="store_true", help="build the set again first")
+    parser.add_argument(
+        "--big-campaign", type=int, default=None, metavar="SENDS", help="its sends (default 1,000,000 x --scale)"
+    )
     parser.add_argument("--requests", type=int, default=20, help="timed requests per row (default 20), after 1 warm-up")
     parser.add_argument("--only", default="", metavar="SUBSTRING", help="time only the rows whose name has this")
     parser.add_argument("--budget", type=float, default=60.0, help="seconds per row before it stops early (at n >= 3)")
@@ -826,7 +829,7 @@ def main() -> int:
     keep = False  # the web server's log, when the setup failed
     try:
         try:
-            info = dataset.ensure(args.database_url, args.scale, args.seed, args.rebuild, log)
+            info = dataset.ensure(args.database_url, args.scale, args.seed, args.rebuild, log, args.big_campaign)
             samples = read_samples(args.database_url, info.counts.get("receipts_message", 1))
             server = Server(args.database_url, workdir)
             admin = admin_session(server.base)
