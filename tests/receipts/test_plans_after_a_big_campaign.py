@@ -109,3 +109,51 @@ def test_the_receipt_timeout_reads_the_in_flight_index_not_the_primary_key(after
         assert all(index == "message_in_flight_idx" for _, index, _ in found), plans.describe(sql)
     # The first batch of 500 was settled.
     assert Message.objects.filter(status="sent").count() == CAMPAIGN // STILL_SENT - 500
+
+
+# --- the lists' filters and sorts (item 4) ------------------------------------------------------------------
+
+# Each filter or sort of the message list, with the index whose range answers it in the list's order.
+LIST_PLANS = [
+    ("channel__exact=email", "msg_ch_email_idx"),
+    ("provider__exact=generic", "msg_pv_generic_idx"),
+    ("failure_category__exact=sender_config", "msg_fc_sender_config_idx"),
+    ("priority__exact=critical", "msg_pt_critical_idx"),
+    ("review_reason__exact=conflicting_receipts", "msg_rr_conflicting_rece_idx"),
+    ("needs_review__exact=1", "message_needs_review_id_idx"),
+    ("o=4", "message_to_id_idx"),  # sorted by address (list_display[4])
+    ("o=5", "message_status_id_idx"),  # sorted by status
+]
+
+
+def page_query(found: list[str]) -> str:
+    pages = [sql for sql in found if 'FROM "receipts_message"' in sql and "ORDER BY" in sql]
+    assert pages, found
+    return pages[0]
+
+
+def test_a_filtered_or_sorted_message_list_reads_its_index_not_the_primary_key_backwards(
+    admin_client: Any, after_a_big_campaign: datetime
+) -> None:
+    wrong = {}
+    for query, index in LIST_PLANS:  # one skewed table for all of them: it takes seconds to build
+
+        def get(query: str = query) -> None:
+            assert admin_client.get(f"/admin/receipts/message/?{query}").status_code == 200
+
+        sql = page_query(plans.queries(get, "LIMIT"))
+        if [name for _, name, _ in plans.scans(sql, "receipts_message")] != [index]:
+            wrong[query] = f"expected {index}:\n{plans.describe(sql)}"
+    assert not wrong, "\n\n".join(f"?{query}: {plan}" for query, plan in wrong.items())
+
+
+def test_the_api_filtered_by_channel_reads_its_index_not_the_primary_key_backwards(
+    api: Any, after_a_big_campaign: datetime
+) -> None:
+    def get() -> None:
+        response = api.get("/api/v1/messages/?channel=email")
+        assert response.status_code == 200
+        assert {m["channel"] for m in response.json()["results"]} == {"email"}
+
+    sql = page_query(plans.queries(get, "LIMIT"))
+    assert [name for _, name, _ in plans.scans(sql, "receipts_message")] == ["msg_ch_email_idx"], plans.describe(sql)
