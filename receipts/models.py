@@ -170,6 +170,10 @@ class Message(models.Model):
                 name="message_review_reason_idx",
                 condition=Q(needs_review=True),
             ),
+            # The dashboard's oldest item of each reason: the first entry of the reason's range.
+            models.Index(
+                fields=["review_reason", "created_at"], name="message_review_oldest_idx", condition=Q(needs_review=True)
+            ),
             # The escalation sweep looks only at critical messages, by age.
             models.Index(fields=["created_at"], name="message_critical_created_idx", condition=Q(priority="critical")),
             # The receipt-timeout scan (every minute) looks only at messages not final yet: a few thousand in
@@ -184,6 +188,22 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_provider_display()} {self.provider_message_id} ({self.status})"
+
+
+class Tally(models.Model):
+    """Deltas of a count (receipts.tallies), written by triggers in the transaction of the change; a count is the sum
+    of its rows, folded into one row per key by ``receipts.tallies.compact``."""
+
+    kind = models.CharField(max_length=20)
+    scope = models.BigIntegerField(default=0, help_text="what the count is of (a campaign's id); 0: everything")
+    key = models.CharField(max_length=40)
+    n = models.BigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["kind", "scope", "key"], include=["n"], name="tally_key_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.scope} {self.key}: {self.n:+d}"
 
 
 class InboxState(models.TextChoices):
