@@ -58,9 +58,17 @@ def test_the_scale_set_builds_with_its_skew_on_the_current_schema(scratch_url: s
             "WHERE s.campaign_id = %s AND s.state = 'sent'",
             [info.big_campaign_id],
         ).fetchone()
+        # The counts the app keeps with its triggers (receipts.tallies) followed the bulk load.
+        tallied = conn.execute(
+            "SELECT (SELECT sum(n) FROM receipts_tally WHERE kind = 'in_flight'), (SELECT count(*) FROM "
+            "receipts_message WHERE status NOT IN ('bounced', 'delivered', 'expired', 'failed', 'rejected')), "
+            "(SELECT sum(n) FROM receipts_tally WHERE kind = 'sends' AND scope = %s)",
+            [info.big_campaign_id],
+        ).fetchone()
         assert heavy_phone.fetchone() == (dataset.HEAVY_PHONE_MESSAGES,)
         assert heavy_record.fetchone() == (dataset.HEAVY_RECORD_CHANGES,)
     assert big is not None and big[0] == 200 and 0 < big[1] < 20  # about 3% still in flight
     assert (info.built_at - big[2]).days == 3
     assert sends == (200,)
+    assert tallied is not None and tallied[0] == tallied[1] and tallied[2] == 200
     assert info.complete
