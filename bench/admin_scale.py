@@ -403,6 +403,9 @@ def changelist_rows(http: httpx.Client, path: str, label: str, samples: Samples,
         sort = re.search(r'class="[^"]*column-updated_at[^"]*">\s*<div class="text"><a href="([^"]+)"', html)
         if sort:
             rows.append(Row(f"{name} sorted by updated at", "admin", path + unescape(sort.group(1))))
+        by_address = re.search(r'class="[^"]*column-to[^"]*">\s*<div class="text"><a href="([^"]+)"', html)
+        if by_address:
+            rows.append(Row(f"{name} sorted by to", "admin", path + unescape(by_address.group(1))))
     return rows
 
 
@@ -466,6 +469,8 @@ def admin_rows(http: httpx.Client, samples: Samples, info: dataset.Info) -> list
     page("suppression", "import/", "import page")
     page("outboxmessage", f"{samples.outbox_id}/change/", "change")
     page("receiptevent", f"{samples.inbox_id}/change/", "inbox row")
+    if info.big_campaign_id:
+        page("campaign", f"{info.big_campaign_id}/change/", f"the big campaign ({info.big_campaign:,} sends)")
     return rows
 
 
@@ -525,6 +530,17 @@ def api_rows(http: httpx.Client, samples: Samples, info: dataset.Info) -> list[R
             "API GET /api/v1/campaigns/<id>/stats/ (the largest campaign)",
             "api",
             f"/api/v1/campaigns/{samples.largest_campaign_id}/stats/",
+        ),
+        *(
+            [
+                Row(
+                    "API GET /api/v1/campaigns/<id>/ (the big campaign)",
+                    "api",
+                    f"/api/v1/campaigns/{info.big_campaign_id}/",
+                )
+            ]
+            if info.big_campaign_id
+            else []
         ),
         Row(f"API GET {feed} (from the start)", "api", feed),
         Row(f"API GET {feed} page {DEEP_PAGES + 1} from the start", "api", prepare=lambda: follow_next(http, feed)),
@@ -808,6 +824,9 @@ def main() -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="the set's size (default 1.0: 10M messages)")
     parser.add_argument("--seed", type=int, default=dataset.DEFAULT_SEED)
     parser.add_argument("--rebuild", action="store_true", help="build the set again first")
+    parser.add_argument(
+        "--big-campaign", type=int, default=None, metavar="SENDS", help="its sends (default 1,000,000 x --scale)"
+    )
     parser.add_argument("--requests", type=int, default=20, help="timed requests per row (default 20), after 1 warm-up")
     parser.add_argument("--only", default="", metavar="SUBSTRING", help="time only the rows whose name has this")
     parser.add_argument("--budget", type=float, default=60.0, help="seconds per row before it stops early (at n >= 3)")
@@ -826,7 +845,7 @@ def main() -> int:
     keep = False  # the web server's log, when the setup failed
     try:
         try:
-            info = dataset.ensure(args.database_url, args.scale, args.seed, args.rebuild, log)
+            info = dataset.ensure(args.database_url, args.scale, args.seed, args.rebuild, log, args.big_campaign)
             samples = read_samples(args.database_url, info.counts.get("receipts_message", 1))
             server = Server(args.database_url, workdir)
             admin = admin_session(server.base)

@@ -9,7 +9,11 @@ What it builds (see bench/README.md, "dataset.py and admin_scale.py"), at ``--sc
   message with a 50-entry timeline;
 - 1,000,000 suppressions with their history, 1,000,000 inbox rows (mostly processed, linked from the timeline;
   some received, orphan, unmatched, rejected, dead), 1,000,000 CRM outbox changes over 30 days, 300 campaigns,
-  and an escalation for every critical message not delivered in time;
+  and an escalation for every critical message not delivered in time (with what the fallback sweep decided);
+- production's skew, at the end of the tables where it hurts plans most (issue 23): a campaign of 1,000,000 sends
+  (``--big-campaign``), its 1,000,000 contacts and their messages, sent at 80 a second three days before the
+  clock with about 3% still ``sent``; one phone number (HEAVY_PHONE) with 5,000 messages; one CRM record
+  (HEAVY_RECORD) with 10,000 changes in the outbox; a few confirmations (replies "YES");
 - a superuser ``bench`` (password ``bench``) and an API client ``bench`` whose token is kept in the marker table.
 
 How: ``manage.py migrate`` makes the schema; every table is filled by ``INSERT ... SELECT`` over
@@ -22,6 +26,7 @@ uses as its "now" for the background jobs.
 Run from the project root with its virtualenv::
 
     .venv/bin/python bench/dataset.py --scale 0.01      # 100,000 messages, a minute or two
+    .venv/bin/python bench/dataset.py --scale 0.03 --big-campaign 100000   # 300,000 + a 100,000-send campaign
     .venv/bin/python bench/dataset.py                   # the full set, 10,000,000 messages
     .venv/bin/python bench/dataset.py --rebuild         # drop the database and build it again
     .venv/bin/python bench/dataset.py --help
@@ -53,7 +58,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/receipts_scale"
 DEFAULT_SEED = 14
 # Bump when the generator changes what it builds: a set built by another version is not reused.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", None, "")
 NEVER_DROP = {"postgres", "template0", "template1"}
 MARKER = "bench_dataset_info"
@@ -71,7 +76,13 @@ BIG_TABLES = [
     "receipts_suppressionchange",
     "crm_sync_outboxmessage",
 ]
-FILLED_TABLES = [*BIG_TABLES, "campaigns_campaign", "receipts_escalation"]
+CAMPAIGN_TABLES = ["campaigns_contact", "campaigns_send"]
+FILLED_TABLES = [*BIG_TABLES, *CAMPAIGN_TABLES, "campaigns_campaign", "receipts_escalation", "campaigns_fallback"]
+# Production's skew (issue 23): one phone number with this many messages, one CRM record with this many changes.
+HEAVY_PHONE_MESSAGES = 5000
+HEAVY_RECORD_CHANGES = 10_000
+HEAVY_PHONE = "+15557770000"
+HEAVY_RECORD = "003Ks9999999999IAA"
 BENCH_USER, BENCH_PASSWORD = "bench", "bench"
 # What beat keeps up to date on a live deployment, from the rows a bulk load writes around it: run after every
 # migrate when the app has the command (the delivery rollups the dashboard reads, for one).
@@ -101,9 +112,10 @@ class Sizes:
     inbox: int
     outbox: int
     campaigns: int
+    big_campaign: int  # the campaign of that many sends, contacts and messages, sent three days before the clock
 
     @classmethod
-    def at(cls, scale: float) -> Sizes:
+    def at(cls, scale: float, big_campaign: int | None = None) -> Sizes:
         def part(full: int, least: int) -> int:
             return max(least, round(full * scale))
 
@@ -113,6 +125,7 @@ class Sizes:
             inbox=part(1_000_000, 100),
             outbox=part(1_000_000, 100),
             campaigns=part(300, 20),
+            big_campaign=part(1_000_000, 100) if big_campaign is None else big_campaign,
         )
 
 
@@ -124,6 +137,8 @@ class Info:
     seed: int
     version: int
     built_at: datetime  # the set's "now": every timestamp in it is relative to this
+    big_campaign: int = 0  # its sends
+    big_campaign_id: int = 0
     build_seconds: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
     long_timeline_message: int = 0
@@ -290,19 +305,29 @@ def create_accounts(url: str) -> str:
 # --- ensure ------------------------------------------------------------------------------------------------
 
 
-def ensure(url: str, scale: float = 1.0, seed: int = DEFAULT_SEED, rebuild: bool = False, log: Log = print) -> Info:
-    """The set in this database: built when missing (or with ``rebuild``), migrated either way."""
+def ensure(
+    url: str,
+    scale: float = 1.0,
+    seed: int = DEFAULT_SEED,
+    rebuild: bool = False,
+    log: Log = print,
+    big_campaign: int | None = None,
+) -> Info:
+    """The set in this database: built when missing (or with ``rebuild``), migrated either way. ``big_campaign``
+    sizes the big campaign on its own (default: 1,000,000 sends at scale 1)."""
     check_local(url)
+    big = Sizes.at(scale, big_campaign).big_campaign
     if rebuild and database_exists(url):
         log(f"dropping {database_name(url)} (--rebuild)")
         drop_database(url)
     if database_exists(url):
         info = read_info(url)
         if info is not None and info.complete:
-            if (info.version, info.scale, info.seed) != (GENERATOR_VERSION, scale, seed):
+            if (info.version, info.scale, info.seed, info.big_campaign) != (GENERATOR_VERSION, scale, seed, big):
                 raise Refused(
-                    f"{database_name(url)} holds another set (scale {info.scale}, seed {info.seed}, generator "
-                    f"v{info.version}); pass --rebuild to replace it, or another --database-url"
+                    f"{database_name(url)} holds another set (scale {info.scale}, seed {info.seed}, big campaign "
+                    f"{info.big_campaign:,}, generator v{info.version}); pass --rebuild to replace it, or another "
+                    "--database-url"
                 )
             log(
                 f"{database_name(url)} holds the set (scale {info.scale}, seed {info.seed}, "
@@ -326,7 +351,7 @@ def ensure(url: str, scale: float = 1.0, seed: int = DEFAULT_SEED, rebuild: bool
     if not database_exists(url):
         create_database(url)
     migrate(url, log)
-    info = Builder(url, scale, seed, log).build()
+    info = Builder(url, scale, seed, log, big_campaign).build()
     catch_up(url, log)
     info.token = create_accounts(url)
     write_info(url, info)
@@ -554,6 +579,13 @@ MESSAGE_COLUMNS = [
     ("poll_count", "CASE WHEN next_poll_at IS NOT NULL THEN LEAST(10, floor(age / 60)::int) ELSE 0 END"),
     ("replaces_id", "NULL::bigint"),
     ("sent_at", "sent_at"),
+    # A reply that confirmed it ("Reply YES to confirm"): a few delivered SMS.
+    (
+        "confirmed_at",
+        "CASE WHEN channel = 'sms' AND status = 'delivered' AND u_engage < 0.02 THEN "
+        "LEAST(%(t0)s::timestamptz, status_at + (60 + 3600 * u_read) * interval '1 second') END",
+    ),
+    ("confirmation", "CASE WHEN channel = 'sms' AND status = 'delivered' AND u_engage < 0.02 THEN 'YES' ELSE '' END"),
 ]
 
 # Timeline entries, one per (message, step) that the message's status implies:
@@ -651,13 +683,13 @@ INSERT INTO receipts_message (id, channel, provider, provider_message_id, "to", 
     failure_category, retryable, provider_code, needs_review, review_reason, crm_record_id, priority,
     conversation_id, correlation_id, metadata, content, read_count, click_count, first_read_at, complained_at,
     unsubscribed_at, created_at, updated_at, campaign_id, last_polled_at, next_poll_at, poll_count, replaces_id,
-    sent_at)
+    sent_at, confirmation)
 VALUES (%(id)s, 'email', 'webex_connect', 'bench-long-timeline-' || %(seed)s::text, 'patient1@example1.com',
     'delivered', %(t0)s::timestamptz - interval '3 days' + interval '10 seconds', false, '', false, '7500', false, '',
     '003Ke0000000001IAA', 'normal', '', 'corr-long-timeline', '{}', '{"subject": "Monthly newsletter"}', 23, 24,
     %(t0)s::timestamptz - interval '3 days' + interval '70 minutes', NULL, NULL,
     %(t0)s::timestamptz - interval '3 days', %(t0)s::timestamptz - interval '17 hours', 1, NULL, NULL, 0, NULL,
-    %(t0)s::timestamptz - interval '3 days' + interval '2 seconds')
+    %(t0)s::timestamptz - interval '3 days' + interval '2 seconds', '')
 """
 LONG_TIMELINE = """
 INSERT INTO receipts_messageevent (message_id, receipt_event_id, source, receipt_key, provider_code, status,
@@ -676,13 +708,172 @@ FROM (SELECT n, %(t0)s::timestamptz - interval '3 days' + CASE WHEN n < 4 THEN n
       FROM generate_series(1, 50) AS n) AS steps
 """
 
-CAMPAIGNS = """
-INSERT INTO campaigns_campaign (id, name, created_at)
-SELECT j, (ARRAY['appt-reminder', 'flu-shot', 'billing', 'survey', 'welcome', 'renewal', 'outage-notice',
-        'lab-results'])[1 + mod(j, 8)] || '-' || to_char(created, 'YYYY-MM-DD') || '-' || j, created
+# Campaigns that only track messages (no channel: the CRM sends them), and the big campaign, sent by us; the
+# columns the generator does not name get their type's empty value (Builder.insert).
+CAMPAIGN_SOURCE = """
+(SELECT j AS id, (ARRAY['appt-reminder', 'flu-shot', 'billing', 'survey', 'welcome', 'renewal', 'outage-notice',
+        'lab-results'])[1 + mod(j, 8)] || '-' || to_char(created, 'YYYY-MM-DD') || '-' || j AS name, created
 FROM (SELECT j, %(t0)s::timestamptz - %(span)s::interval * (1 - (j - 1) / %(campaigns)s::float8) - interval '1 day'
           AS created
-      FROM generate_series(1, %(campaigns)s::int) AS j) AS c
+      FROM generate_series(1, %(campaigns)s::int) AS j) AS c) AS src
+"""
+CAMPAIGN_COLUMNS = [
+    ("id", "id"),
+    ("name", "name"),
+    ("created_at", "created"),
+    ("audience", "'{}'::jsonb"),
+    ("priority", "'normal'"),
+    ("state", "'draft'"),
+    ("planned", "0"),
+    ("planned_through", "0"),
+    ("planning_done", "false"),
+]
+BIG_CAMPAIGN_SOURCE = "(SELECT %(big_id)s::bigint AS id) AS src"
+BIG_CAMPAIGN_COLUMNS = [
+    ("id", "id"),
+    ("name", "'appt-reminder-big-' || to_char(%(big_at)s::timestamptz, 'YYYY-MM-DD')"),
+    ("created_at", "%(big_at)s::timestamptz - interval '1 day'"),
+    ("channel", "'sms'"),
+    ("provider", "'genesys_sms'"),
+    ("body", "'Reminder: your appointment is tomorrow, {{ contact.first_name }}. Reply YES to confirm.'"),
+    ("audience", "'{}'::jsonb"),
+    ("priority", "'normal'"),
+    ("time_zone", "'America/New_York'"),
+    ("state", "'completed'"),
+    ("audience_size", "%(big)s::int"),
+    ("planned", "%(big)s::int"),
+    ("planned_through", "%(big)s::bigint"),
+    ("planning_done", "true"),
+    ("started_at", "%(big_at)s::timestamptz - interval '1 minute'"),
+    ("finished_at", "%(big_at)s::timestamptz + %(big)s::int * interval '12.5 milliseconds' + interval '1 minute'"),
+]
+
+# The big campaign's audience: contact j has phone +1556 j (7 digits) and its own CRM record.
+CONTACT_SOURCE = "generate_series(%(lo)s::bigint, %(hi)s::bigint) AS j"
+CONTACT_COLUMNS = [
+    ("id", "j"),
+    ("crm_record_id", "'003Kc' || lpad(j::text, 10, '0') || 'IAA'"),
+    ("phone", "'+1556' || lpad(j::text, 7, '0')"),
+    ("email", "CASE WHEN bench_u(j, 70) < 0.6 THEN 'contact' || j || '@example' || mod(j, 40) || '.com' ELSE '' END"),
+    ("attributes", "jsonb_build_object('first_name', 'Pat' || mod(j, 997), 'clinic', 'clinic-' || mod(j, 17))"),
+    ("external_contact_id", "''"),
+    ("created_at", "%(big_at)s::timestamptz - interval '10 days' + j * interval '1 millisecond'"),
+    ("updated_at", "%(big_at)s::timestamptz - interval '10 days' + j * interval '1 millisecond'"),
+]
+
+# Messages beyond the main series (ids after the 50-entry one): the big campaign's (sent at 80 a second from three
+# days before the clock, about 3% still 'sent') and the heavy phone's (spread over the 90 days, all final). Each is
+# j = 1.. of its own range; its first message id is %(first)s.
+EXTRA_MESSAGE_SOURCE = """
+(SELECT b.*,
+    CASE WHEN status = 'sent' THEN sent_at
+         WHEN status = 'delivered' THEN sent_at + (2 + 30 * u_time) * interval '1 second'
+         ELSE sent_at + (1 + 5 * u_time) * interval '1 second' END AS status_at
+ FROM (SELECT j, %(first)s::bigint + j - 1 AS id, created_at,
+          created_at + (0.5 + u_time) * interval '1 second' AS sent_at,
+          u_time, u_engage, md5(%(seed)s::text || ':' || %(kind)s::text || ':' || j) AS h,
+          CASE WHEN u_status < %(in_flight)s::float8 THEN 'sent' WHEN u_status < 0.955 THEN 'delivered'
+               ELSE 'failed' END AS status
+       FROM (SELECT j, %(start)s::timestamptz + (j - 1) * %(step)s::interval AS created_at,
+                 bench_u(j * 7 + %(salt)s::int, 61) AS u_status, bench_u(j * 7 + %(salt)s::int, 62) AS u_time,
+                 bench_u(j * 7 + %(salt)s::int, 63) AS u_engage
+             FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) AS j OFFSET 0) AS u
+       OFFSET 0) AS b
+ OFFSET 0) AS src
+"""
+
+
+def extra_message_columns(to: str, crm_record_id: str, campaign: str) -> list[tuple[str, str]]:
+    """EXTRA_MESSAGE_SOURCE's columns, with these SQL expressions for the address, the CRM record and the campaign."""
+    return [
+        (name, {"to": to, "crm_record_id": crm_record_id, "campaign_id": campaign}.get(name, value))
+        for name, value in EXTRA_MESSAGE_COLUMNS
+    ]
+
+
+EXTRA_MESSAGE_COLUMNS = [
+    ("id", "id"),
+    ("channel", "'sms'"),
+    ("provider", "'genesys_sms'"),
+    ("provider_message_id", "bench_uuid(h)"),
+    ("to", ""),
+    ("status", "status"),
+    ("status_at", "status_at"),
+    ("assumed", "false"),
+    ("failure_category", "CASE WHEN status = 'failed' THEN 'invalid_destination' ELSE '' END"),
+    ("retryable", "false"),
+    ("provider_code", "bench_code('genesys_sms', status)"),
+    ("needs_review", "false"),
+    ("review_reason", "''"),
+    ("crm_record_id", ""),
+    ("priority", "'normal'"),
+    ("conversation_id", "''"),
+    ("correlation_id", "''"),
+    ("metadata", "'{}'::jsonb"),
+    ("content", """'{"text": "Reminder: your appointment is tomorrow. Reply YES to confirm."}'::jsonb"""),
+    ("read_count", "0"),
+    ("click_count", "0"),
+    ("created_at", "created_at"),
+    ("updated_at", "status_at"),
+    ("campaign_id", ""),
+    ("poll_count", "0"),
+    ("sent_at", "sent_at"),
+    ("confirmed_at", "CASE WHEN status = 'delivered' AND u_engage < 0.05 THEN status_at + interval '20 minutes' END"),
+    ("confirmation", "CASE WHEN status = 'delivered' AND u_engage < 0.05 THEN 'YES' ELSE '' END"),
+]
+# The big campaign's sends: one per contact, each sent, with its message.
+SEND_SOURCE = """
+(SELECT s.j, m.id AS message_id, m.provider_message_id, m.sent_at, m.content, m."to", m.crm_record_id
+ FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) AS s(j)
+ JOIN receipts_message m ON m.id = %(first)s::bigint + s.j - 1
+ OFFSET 0) AS src
+"""
+SEND_COLUMNS = [
+    ("id", "j"),
+    ("idempotency_key", "NULL::text"),
+    ("client", "NULL::bigint"),
+    ("channel", "'sms'"),
+    ("provider", "'genesys_sms'"),
+    ("to", '"to"'),
+    ("content", "content"),
+    ("crm_record_id", "crm_record_id"),
+    ("campaign_id", "%(big_id)s::bigint"),
+    ("priority", "'normal'"),
+    ("rank", "2"),
+    ("metadata", "'{}'::jsonb"),
+    ("time_zone", "'America/New_York'"),
+    ("state", "'sent'"),
+    ("attempts", "1"),
+    ("claimed_at", "sent_at - interval '1 second'"),
+    ("provider_message_id", "provider_message_id"),
+    ("message_id", "message_id"),
+    ("error", "''"),
+    ("created_at", "%(big_at)s::timestamptz - interval '1 minute'"),
+    ("sent_at", "sent_at"),
+    ("finished_at", "sent_at"),
+]
+# The heavy CRM record's changes, about the heavy phone's messages, over the outbox's 30 days (ids after the rest).
+HEAVY_OUTBOX_SOURCE = """
+(SELECT o.*, m.crm_record_id, m.provider, m.provider_message_id, m.channel, m.status, m.status_at, m.assumed,
+        m.failure_category, m.retryable, m.provider_code, m.needs_review, m.review_reason, NULL::text AS campaign,
+        m."to"
+ FROM (SELECT %(count)s::bigint - %(heavy)s::bigint + j AS id,
+          %(t0)s::timestamptz - %(outbox_span)s::interval * (1 - j / (%(heavy)s::float8 + 1)) AS created_at,
+          'status_changed' AS kind, 'sent' AS state,
+          %(first)s::bigint + mod(j - 1, %(messages)s::bigint) AS message_id
+       FROM generate_series(1, %(heavy)s::bigint) AS j
+       OFFSET 0) AS o
+ JOIN receipts_message m ON m.id = o.message_id
+ OFFSET 0) AS src
+"""
+# What the fallback sweep decided for the campaigns' escalated messages: nothing (no fallback channel).
+FALLBACKS = """
+INSERT INTO campaigns_fallback (escalation_id, message_id, campaign_id, send_id, planned, reason, decided_at)
+SELECT e.id, e.message_id, m.campaign_id, NULL, false, 'the campaign has no fallback channel',
+    e.raised_at + interval '1 minute'
+FROM receipts_escalation e JOIN receipts_message m ON m.id = e.message_id
+WHERE m.campaign_id IS NOT NULL
+ORDER BY e.id
 """
 
 # The inbox: a sample of the timeline's webhook receipts of the last 30 days (processed, linked from their
@@ -913,12 +1104,12 @@ SELECT suppression_id, action, source, actor, NULL, note, evidence, receipt_key,
 # older ones acknowledged.
 ESCALATIONS = """
 INSERT INTO receipts_escalation (message_id, raised_at, deadline, status, failure_category, reason,
-    acknowledged_at, acknowledged_by_id, note)
+    acknowledged_at, acknowledged_by_id, note, fallback)
 SELECT id, raised_at, created_at + interval '10 minutes', status, failure_category,
     CASE WHEN raised_at < created_at + interval '10 minutes' THEN 'failed before the deadline: ' || status
          ELSE 'not delivered 0:10:00 after it was sent (status ' || status || ')' END,
     CASE WHEN created_at < %(t0)s::timestamptz - interval '1 day' THEN raised_at + interval '20 minutes' END,
-    NULL, ''
+    NULL, '', ''
 FROM (SELECT id, created_at, status, failure_category,
           CASE WHEN status IN ('failed', 'rejected', 'expired', 'bounced')
                THEN LEAST(status_at, created_at + interval '10 minutes')
@@ -953,9 +1144,9 @@ class Restore:
 
 
 class Builder:
-    def __init__(self, url: str, scale: float, seed: int, log: Log) -> None:
+    def __init__(self, url: str, scale: float, seed: int, log: Log, big_campaign: int | None = None) -> None:
         self.url, self.scale, self.seed = url, scale, seed
-        self.sizes = Sizes.at(scale)
+        self.sizes = Sizes.at(scale, big_campaign)
         self.clock = Clock(log)
         self.t0 = datetime.now(UTC).replace(microsecond=0)
         n = self.sizes.messages
@@ -1049,28 +1240,47 @@ class Builder:
             f"{sizes.suppressions:,} suppressions, {sizes.inbox:,} inbox rows, {sizes.outbox:,} outbox changes, "
             f"{sizes.campaigns} campaigns; clock {self.t0:%Y-%m-%d %H:%M:%S} UTC"
         )
-        info = Info(scale=self.scale, seed=self.seed, version=GENERATOR_VERSION, built_at=self.t0)
+        info = Info(
+            scale=self.scale,
+            seed=self.seed,
+            version=GENERATOR_VERSION,
+            built_at=self.t0,
+            big_campaign=sizes.big_campaign,
+            big_campaign_id=sizes.campaigns + 1,
+        )
         write_info(self.url, info)  # incomplete: a build that dies is started again next time
         row = self.conn.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()
         self.params["txids"] = max(1, int(row[0]) - 2) if row else 1
         self.run(FUNCTIONS.replace("{seed}", str(int(self.seed))))
         restore = Restore()
-        for table in BIG_TABLES:
+        for table in [*BIG_TABLES, *CAMPAIGN_TABLES]:
             self.strip(table, restore)
         log(f"dropped {len(restore.indexes)} indexes and {len(restore.constraints)} constraints for the load")
 
-        self.run(CAMPAIGNS)
+        big, big_id, big_at = sizes.big_campaign, sizes.campaigns + 1, self.t0 - timedelta(days=3)
+        self.params.update(big=big, big_id=big_id, big_at=big_at)
+        self.insert("campaigns_campaign", CAMPAIGN_COLUMNS, CAMPAIGN_SOURCE)
+        self.insert("campaigns_campaign", BIG_CAMPAIGN_COLUMNS, BIG_CAMPAIGN_SOURCE)
         done = 0
         for lo, hi in chunks(sizes.messages):
             done += self.insert("receipts_message", MESSAGE_COLUMNS, MESSAGE_SOURCE, lo=lo, hi=hi)
             log(f"receipts_message: {done:,} / {sizes.messages:,} rows")
         long_id = sizes.messages + 1
         self.run(LONG_MESSAGE, id=long_id)
+        big_first = long_id + 1
+        heavy_first = big_first + big
+        self.build_skew(big_first, heavy_first)
         events = 0
         for lo, hi in chunks(sizes.messages):
             events += self.insert("receipts_messageevent", EVENT_COLUMNS, EVENT_SOURCE, lo=lo, hi=hi)
             log(f"receipts_messageevent: {events:,} rows (messages up to {hi:,}, about {2.5 * sizes.messages:,.0f})")
         events += self.run(LONG_TIMELINE, id=long_id)
+        last = heavy_first + HEAVY_PHONE_MESSAGES - 1
+        for lo, hi in chunks(last - big_first + 1):
+            events += self.insert(
+                "receipts_messageevent", EVENT_COLUMNS, EVENT_SOURCE, lo=big_first + lo - 1, hi=big_first + hi - 1
+            )
+        log(f"receipts_messageevent: {events:,} rows (the big campaign's and the heavy phone's included)")
 
         self.build_inbox()
         done = 0
@@ -1086,6 +1296,16 @@ class Builder:
                 pending=pending,
             )
             log(f"crm_sync_outboxmessage: {done:,} / {sizes.outbox:,} rows")
+        done = self.insert(
+            "crm_sync_outboxmessage",
+            OUTBOX_COLUMNS,
+            HEAVY_OUTBOX_SOURCE,
+            count=sizes.outbox + HEAVY_RECORD_CHANGES,
+            heavy=HEAVY_RECORD_CHANGES,
+            first=heavy_first,
+            messages=HEAVY_PHONE_MESSAGES,
+        )
+        log(f"crm_sync_outboxmessage: {done:,} changes of CRM record {HEAVY_RECORD}")
         done = 0
         for lo, hi in chunks(sizes.suppressions):
             done += self.insert(
@@ -1094,6 +1314,7 @@ class Builder:
             log(f"receipts_suppression: {done:,} / {sizes.suppressions:,} rows")
         log(f"receipts_suppressionchange: {self.run(SUPPRESSION_HISTORY):,} rows")
         log(f"receipts_escalation: {self.run(ESCALATIONS):,} rows")
+        log(f"campaigns_fallback: {self.run(FALLBACKS):,} rows")
         self.run(DROP_FUNCTIONS)
         for table in FILLED_TABLES:
             self.run(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")  # noqa: S608
@@ -1112,6 +1333,50 @@ class Builder:
         self.conn.close()
         log(f"built in {info.build_seconds:.0f} s; {info.size} on disk")
         return info
+
+    def build_skew(self, big_first: int, heavy_first: int) -> None:
+        """Production's skew at the end of the table: the big campaign (its contacts, messages and sends), then the
+        phone with HEAVY_PHONE_MESSAGES messages (all of one CRM record, HEAVY_RECORD)."""
+        big, log = self.sizes.big_campaign, self.clock
+        for lo, hi in chunks(big):
+            self.insert("campaigns_contact", CONTACT_COLUMNS, CONTACT_SOURCE, lo=lo, hi=hi)
+        log(f"campaigns_contact: {big:,} rows")
+        columns = extra_message_columns(
+            "'+1556' || lpad(j::text, 7, '0')", "'003Kc' || lpad(j::text, 10, '0') || 'IAA'", "%(big_id)s::bigint"
+        )
+        common = {"first": big_first, "kind": "big", "salt": 1, "in_flight": 0.03}
+        done = 0
+        for lo, hi in chunks(big):
+            step = timedelta(milliseconds=12.5)  # 80 a second, the provider's limit
+            done += self.insert(
+                "receipts_message",
+                columns,
+                EXTRA_MESSAGE_SOURCE,
+                lo=lo,
+                hi=hi,
+                start=self.params["big_at"],
+                step=step,
+                **common,
+            )
+            log(f"receipts_message: {done:,} / {big:,} of the big campaign")
+        for lo, hi in chunks(big):
+            self.insert("campaigns_send", SEND_COLUMNS, SEND_SOURCE, lo=lo, hi=hi, first=big_first)
+        log(f"campaigns_send: {big:,} rows")
+        columns = extra_message_columns(f"'{HEAVY_PHONE}'", f"'{HEAVY_RECORD}'", "NULL::bigint")
+        done = self.insert(
+            "receipts_message",
+            columns,
+            EXTRA_MESSAGE_SOURCE,
+            lo=1,
+            hi=HEAVY_PHONE_MESSAGES,
+            first=heavy_first,
+            kind="heavy",
+            salt=2,
+            in_flight=0.0,
+            start=self.t0 - SPAN,
+            step=(SPAN - timedelta(hours=1)) / HEAVY_PHONE_MESSAGES,
+        )
+        log(f"receipts_message: {done:,} to {HEAVY_PHONE}")
 
     def count(self, table: str) -> int:
         row = self.conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
@@ -1164,15 +1429,24 @@ def main() -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="share of the full sizes (default 1.0: 10M messages)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"default {DEFAULT_SEED}")
     parser.add_argument("--rebuild", action="store_true", help="drop the database and build the set again")
+    parser.add_argument(
+        "--big-campaign",
+        type=int,
+        default=None,
+        metavar="SENDS",
+        help="the big campaign's sends (and contacts and messages); default 1,000,000 x --scale",
+    )
     args = parser.parse_args()
     if not 0 < args.scale <= 10:
         parser.error("--scale must be above 0 and at most 10")
+    if args.big_campaign is not None and not 1 <= args.big_campaign <= 10_000_000:
+        parser.error("--big-campaign must be 1 to 10,000,000")
 
     def log(text: str) -> None:
         print(text, flush=True)
 
     try:
-        info = ensure(args.database_url, args.scale, args.seed, args.rebuild, log)
+        info = ensure(args.database_url, args.scale, args.seed, args.rebuild, log, args.big_campaign)
     except (Refused, psycopg.Error, RuntimeError) as exc:
         print(f"setup failed: {exc}", file=sys.stderr)
         return 2
@@ -1185,6 +1459,11 @@ def main() -> int:
     print(f"  size on disk: {info.size}")
     print(f"  admin login {BENCH_USER} / {BENCH_PASSWORD}; API token (client {BENCH_USER!r}): {info.token}")
     print(f"  message with a 50-entry timeline: {info.long_timeline_message}")
+    print(f"  the big campaign: {info.big_campaign_id} ({info.big_campaign:,} sends, three days before the clock)")
+    print(
+        f"  {HEAVY_PHONE}: {HEAVY_PHONE_MESSAGES:,} messages; "
+        f"CRM record {HEAVY_RECORD}: {HEAVY_RECORD_CHANGES:,} changes"
+    )
     return 0
 
 

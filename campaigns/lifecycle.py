@@ -18,11 +18,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from campaigns import templating, throttle
 from campaigns.models import PRIORITY_RANK, SENDING_PROVIDER_CHOICES, Campaign, Contact, Send
+from receipts import tallies
 from receipts.addresses import normalize_address
 from receipts.db import for_update
 from receipts.providers.registry import capabilities
@@ -505,8 +506,9 @@ def test_message(campaign: Campaign, to: str, values: dict[str, Any]) -> tuple[s
 
 def progress(campaign: Campaign) -> dict[str, int]:
     """Where the campaign's sends are: planned, queued (claimed or sending), sent, suppressed, failed, unknown,
-    cancelled; with the audience and how much of it is planned."""
-    counts = dict(Send.objects.filter(campaign=campaign).values_list("state").annotate(n=Count("id")).order_by())
+    cancelled; with the audience and how much of it is planned. The counts are the database's own
+    (receipts.tallies), kept with every send: counting a million sends by state took most of a second a page."""
+    counts = tallies.counts(tallies.SENDS, campaign.pk)
     return {
         "audience": campaign.audience_size or 0,
         "planned_contacts": campaign.planned,

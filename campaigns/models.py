@@ -95,20 +95,39 @@ class Campaign(models.Model):
         return bool(self.channel and self.provider)
 
 
+class SendState(models.TextChoices):
+    PLANNED = "planned"
+    CLAIMED = "claimed", "claimed (a worker holds it; nothing left yet)"
+    SENDING = "sending"
+    SENT = "sent"
+    SUPPRESSED = "suppressed", "suppressed (refused at send)"
+    FAILED = "failed", "failed to send"
+    UNKNOWN = "unknown", "unknown (may have been sent: check before sending again)"
+    CANCELLED = "cancelled"
+
+
+def send_filter_indexes() -> list[models.Index]:
+    """One partial index on -id per value of each fixed-choice filter of the sends list: a filtered page is the
+    first rows of the index of exactly its rows, which PostgreSQL prefers to walking the primary key backwards
+    through a million sends of another kind at the end of the table (issue 23, as receipts' message lists)."""
+    filters = [
+        ("st", "state", SendState.values),
+        ("ch", "channel", Channel.values),
+        ("pv", "provider", [value for value, _ in SENDING_PROVIDER_CHOICES]),
+    ]
+    return [
+        models.Index(fields=["-id"], name=f"send_{short}_{value[:16]}_idx", condition=models.Q(**{field: value}))
+        for short, field, values in filters
+        for value in values
+    ]
+
+
 class Send(models.Model):
     """One message to send, planned before anything leaves (``campaigns.dispatch``): claimed once, sent once,
     then registered for tracking. A send whose outcome is not known (the worker died, the provider did not
     answer) is never sent again on its own: it waits as ``unknown`` for an operator."""
 
-    class State(models.TextChoices):
-        PLANNED = "planned"
-        CLAIMED = "claimed", "claimed (a worker holds it; nothing left yet)"
-        SENDING = "sending"
-        SENT = "sent"
-        SUPPRESSED = "suppressed", "suppressed (refused at send)"
-        FAILED = "failed", "failed to send"
-        UNKNOWN = "unknown", "unknown (may have been sent: check before sending again)"
-        CANCELLED = "cancelled"
+    State = SendState
 
     # A key is its API client's own: two clients may use the same one. Campaign sends have no client. The client
     # is kept by id, not as a foreign key: deleting a client must not move its keys into another's namespace.
@@ -146,6 +165,9 @@ class Send(models.Model):
                 fields=["claimed_at"], name="send_held_idx", condition=models.Q(state__in=["claimed", "sending"])
             ),
             models.Index(fields=["campaign", "state"], name="send_campaign_state_idx"),
+            # The list filtered by campaign, newest first; and by each state, channel and provider.
+            models.Index(fields=["campaign", "-id"], name="send_campaign_id_idx"),
+            *send_filter_indexes(),
             # The fallback sweep finds the send an escalated message came from.
             models.Index(fields=["message_id"], name="send_message_idx", condition=models.Q(message_id__isnull=False)),
             # The admin's exact search: an address, a CRM record, a provider's id, a key.

@@ -1,7 +1,8 @@
 """The operators' dashboard (``/admin/dashboard/``, first on the admin index): is delivery healthy, in five seconds.
 
 Delivery figures come from the rollups (``receipts.actions.rollups``), never from a COUNT over the messages; the
-live panels (review queue, inbox, CRM, providers) read small, indexed sets. Every figure links to the list behind
+live panels read small, indexed sets, and the counts that grow with the data (the review queue by reason, messages
+in flight by provider) the counts the database keeps (``receipts.tallies``). Every figure links to the list behind
 it. It lives in ``config`` because it shows the receipts and the CRM relay side by side.
 """
 
@@ -14,7 +15,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
-from django.db.models import Count, Min
+from django.db.models import Count
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -22,9 +23,10 @@ from django.utils import timezone
 
 from campaigns.models import Campaign
 from crm_sync import actions as crm
+from receipts import tallies
 from receipts.actions import rollups
 from receipts.admin.charts import COLOURS, Bar, Segment, columns, legend, stacked_bars
-from receipts.models import NOT_FINAL, DeliveryStats, InboxState, Message, ReceiptEvent, RollupMark, Suppression
+from receipts.models import DeliveryStats, InboxState, Message, ReceiptEvent, RollupMark, Suppression
 from receipts.status import Provider
 
 WINDOW_NAMES = {"hour": "last hour", "day": "last 24 hours", "7d": "last 7 days", "30d": "last 30 days"}
@@ -223,16 +225,18 @@ def failures(rows: list[dict[str, Any]], links: Links) -> dict[str, Any]:
 
 
 def review_queue(now: datetime, links: Links) -> list[dict[str, Any]]:
-    queue = Message.objects.filter(needs_review=True).values("review_reason")
-    counted = queue.annotate(n=Count("*"), oldest=Min("created_at")).order_by("review_reason")
+    """The queue's size by reason from the counts the database keeps (receipts.tallies: a count over the queue
+    took a second at 97,000 items), and each reason's oldest item, the first entry of its index range."""
+    counted = tallies.counts(tallies.REVIEW)
+    queue = Message.objects.filter(needs_review=True).order_by("created_at")
     return [
         {
-            "reason": row["review_reason"] or "-",
-            "count": row["n"],
-            "oldest": row["oldest"],
-            "link": links.review(row["review_reason"]),
+            "reason": reason or "-",
+            "count": counted[reason],
+            "oldest": queue.filter(review_reason=reason).values_list("created_at", flat=True).first(),
+            "link": links.review(reason),
         }
-        for row in counted
+        for reason in sorted(counted)
     ]
 
 
@@ -262,11 +266,12 @@ def providers(now: datetime) -> list[dict[str, Any]]:
     """Per provider: when its last receipt came, receipts a minute over the last 5, messages still in flight;
     silent when some are in flight and nothing came for PROVIDER_SILENT_MINUTES."""
     silent_after = timedelta(minutes=settings.PROVIDER_SILENT_MINUTES)
+    in_flight_by_provider = tallies.counts(tallies.IN_FLIGHT)  # kept by the database (receipts.tallies)
     shown = []
     for provider in Provider:
         last = last_receipt_at(provider)
         recent = ReceiptEvent.objects.filter(provider=provider, received_at__gte=now - timedelta(minutes=5)).count()
-        in_flight = Message.objects.filter(NOT_FINAL, provider=provider).count()
+        in_flight = in_flight_by_provider.get(provider, 0)
         shown.append(
             {
                 "provider": provider.label,

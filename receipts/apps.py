@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class ReceiptsConfig(AppConfig):
@@ -8,3 +9,6 @@ class ReceiptsConfig(AppConfig):
     def ready(self) -> None:
         # Imported once the apps are ready (Django's place for registering checks).
         from receipts import checks  # noqa: F401 - registers the system checks
+        from receipts.tallies import recount_after_flush
+
+        post_migrate.connect(recount_after_flush, sender=self)

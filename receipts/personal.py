@@ -93,6 +93,8 @@ NOT_PERSONAL: dict[str, frozenset[str]] = {
         {"period", "provider", "channel", "status", "failure_category", "provider_code"}
     ),
     "receipts.Alert": frozenset({"key", "title", "detail", "link"}),
+    # Counts by review reason, provider or send state (receipts.tallies).
+    "receipts.Tally": frozenset({"kind", "key"}),
     # A campaign is templates and choices; its audience names record ids and attribute filters, not people.
     "campaigns.Campaign": frozenset(
         {

@@ -18,7 +18,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from receipts import kicks, polling
+from receipts import kicks, polling, tallies
 from receipts.actions import escalation, ingest, process, retention, retries, review, rollups, suppression
 from receipts.models import ReceiptEvent
 from receipts.providers.genesys_cloud.client import Config, GenesysCloudClient, client
@@ -97,7 +97,9 @@ def prune_messages() -> int:
 
 @task("receipts.refresh_rollups", time_limit=3600, soft_time_limit=3500)
 def refresh_rollups() -> int:
-    """Beat, every ROLLUP_INTERVAL: count again the hours whose messages changed (the dashboard's rollups)."""
+    """Beat, every ROLLUP_INTERVAL: count again the hours whose messages changed (the dashboard's rollups), and
+    fold the deltas of the counts the database keeps (receipts.tallies) into one row per key."""
+    tallies.compact()
     return rollups.refresh() or 0  # None: another refresh holds the lease
 
 
