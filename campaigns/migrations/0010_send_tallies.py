@@ -9,7 +9,7 @@ count_sends, forget_sends = tallies.migration('campaigns_send', tallies.SEND_COU
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0008_send_search_indexes_and_choices'),
+        ('campaigns', '0009_sender_identities_per_channel'),
         ('receipts', '0022_tallies'),
     ]
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0009_send_tallies'),
+        ('campaigns', '0010_send_tallies'),
     ]
 
     operations = [
