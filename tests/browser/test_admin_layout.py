@@ -1,0 +1,110 @@
+"""The console's lists and pages laid out for an operator, measured in Chromium.
+
+The lists must show the columns an operator reads and filters by at 1440 and 1280 px with no sideways-scrolling
+box around the results (Django's ``.results`` scrolls what does not fit, so a column can sit out of sight). The
+data is the widest an operator meets: Genesys Cloud's UUID message ids, long email addresses and campaign names."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from campaigns.models import Campaign
+from receipts.actions import rollups
+from receipts.models import Message, MessageEvent
+from tests.conftest import register
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
+
+WIDTHS = [1440, 1280]
+
+
+@pytest.fixture
+def wide_rows() -> None:
+    """Messages of every provider and state, with the longest values each column holds in practice."""
+    now = timezone.now()
+    names = ["Flu shot reminders, autumn 2026 (North region)", "Appointment confirmations — cardiology"]
+    providers = [("genesys_cloud", "sms"), ("genesys_sms", "sms"), ("webex_connect", "email"), ("generic", "sms")]
+    for i in range(16):
+        provider, channel = providers[i % len(providers)]
+        to = f"patient.name.{i}@longhospitalname-example.org" if channel == "email" else f"+4479460{i:05}"
+        message = register(
+            provider=provider,
+            channel=channel,
+            provider_message_id=str(uuid.UUID(int=i + 1)),
+            to=to,
+            campaign=names[i % 2],
+            crm_record_id=f"a0B5g00000{i:08}XyZ",
+        )
+        failed = i % 3 == 0
+        Message.objects.filter(pk=message.pk).update(
+            status="failed" if failed else "delivered",
+            status_at=now,
+            failure_category="invalid_destination" if failed else "",
+            needs_review=i % 4 == 0,
+            review_reason="conflicting_receipts" if i % 4 == 0 else "",
+            created_at=now - timedelta(days=2, hours=i),
+        )
+        MessageEvent.objects.create(
+            message=message,
+            receipt_key=f"k-{i}",
+            provider_code="DELIVERY_FAILED_UNKNOWN_SUBSCRIBER" if failed else "DELIVERED_TO_HANDSET",
+            status="failed" if failed else "delivered",
+            applied=True,
+            occurred_at=now,
+        )
+    Campaign.objects.filter(name=names[0]).update(channel="sms", provider="genesys_sms", body="hi")
+    rollups.refresh()
+
+
+# (the list, the columns an operator reads there: each must be on screen at every width)
+LISTS = {
+    "messages": (
+        "/admin/receipts/message/",
+        ["id", "provider_message_id", "sent_via", "recipient", "status_detail", "campaign", "updated_at"],
+    ),
+    "review queue": (
+        "/admin/receipts/reviewqueue/",
+        [
+            "priority",
+            "review_reason",
+            "age",
+            "sent_via",
+            "provider_message_id",
+            "campaign",
+            "status_badge",
+            "last_receipt",
+        ],
+    ),
+    "campaigns": (
+        "/admin/campaigns/campaign/",
+        ["name", "state", "delivery_rate", "messages", "delivered", "failed", "not_final", "created_at"],
+    ),
+}
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("name", list(LISTS))
+def test_a_list_shows_its_columns_without_a_sideways_scroll(page: Any, wide_rows: None, name: str, width: int) -> None:
+    url, wanted = LISTS[name]
+    page.set_viewport_size({"width": width, "height": 900})
+    page.goto(url)
+    page.wait_for_selector("#result_list tbody tr")
+    box = page.evaluate(
+        """() => { const r = document.querySelector('#changelist-form .results');
+                   return {scroll: r.scrollWidth, client: r.clientWidth,
+                           page: document.documentElement.scrollWidth}; }"""
+    )
+    assert box["scroll"] <= box["client"], (
+        f"{name} at {width} px: results {box['scroll']} px in a {box['client']} px box"
+    )
+    assert box["page"] <= width, f"{name} at {width} px: the page is {box['page']} px wide"
+    for column in wanted:
+        header = page.locator(f"#result_list thead th.column-{column}")
+        assert header.count() == 1, f"{name}: no column {column}"
+        edge = header.bounding_box()
+        assert edge is not None and edge["x"] >= 0 and edge["x"] + edge["width"] <= width, f"{name}: {column} at {edge}"
