@@ -6,17 +6,20 @@ data is the widest an operator meets: Genesys Cloud's UUID message ids, long ema
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from campaigns.models import Campaign
 from receipts.actions import rollups
 from receipts.models import Message, MessageEvent
-from tests.conftest import register
+from tests.browser.conftest import shoot
+from tests.conftest import drain, post_webhook, register
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
@@ -108,3 +111,67 @@ def test_a_list_shows_its_columns_without_a_sideways_scroll(page: Any, wide_rows
         assert header.count() == 1, f"{name}: no column {column}"
         edge = header.bounding_box()
         assert edge is not None and edge["x"] >= 0 and edge["x"] + edge["width"] <= width, f"{name}: {column} at {edge}"
+
+
+@pytest.fixture
+def failures() -> None:
+    """Five messages failed as invalid destinations and one as blocked, on providers with long names."""
+    client = Client()
+    codes = ["invalid_number"] * 5 + ["blocked"] + [""] * 4
+    for i, code in enumerate(codes):
+        register(provider_message_id=f"f-{i}", to=f"+1555000{i:04}", campaign="Flu shot reminders, autumn 2026")
+        body = {"id": f"f-{i}", "status": "failed" if code else "delivered", "timestamp": timezone.now().isoformat()}
+        if code:
+            body["errorCode"] = code
+        assert post_webhook(client, "generic", json.dumps(body)).status_code == 200
+    drain()
+    register(provider="genesys_sms", provider_message_id="g-1", to="+15550009999")
+    rollups.refresh()
+
+
+def bar_width(page: Any, label: str) -> float:
+    row = page.locator("#failures .bar-row", has=page.locator(".bar-label", has_text=label))
+    box = row.locator(".bar").bounding_box()
+    assert box is not None, f"no bar for {label}"
+    return float(box["width"])
+
+
+def test_failure_bars_share_one_scale_and_labels_show_whole(page: Any, failures: None) -> None:
+    page.goto("/admin/dashboard/")
+    # 5 and 1 must look different: the bars are drawn to the chart's one maximum.
+    ratio = bar_width(page, "invalid_destination") / bar_width(page, "permanent_block")
+    assert 4.5 < ratio < 5.5, ratio
+    # Every label is whole: its text fits inside its box, and the box inside the page.
+    for label in page.locator(".chart .bar-label").all():
+        fits = label.evaluate("e => e.scrollWidth <= e.clientWidth + 1 && e.getBoundingClientRect().left >= 0")
+        assert fits, f"{label.inner_text()!r} is cut"
+    assert page.locator(".chart .bar-label", has_text="Genesys SMS Aggregation").is_visible()
+
+
+# Every bit of chart text as the operator sees it: HTML text at its computed size, SVG text scaled with its chart.
+CHART_TEXT = """() => {
+  const sizes = [];
+  for (const e of document.querySelectorAll('.chart .bar-label, .chart .bar-note, .chart-legend span')) {
+    sizes.push([e.textContent.trim(), parseFloat(getComputedStyle(e).fontSize)]);
+  }
+  for (const svg of document.querySelectorAll('svg.chart')) {
+    const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+    for (const t of svg.querySelectorAll('text')) {
+      sizes.push([t.textContent.trim(), parseFloat(getComputedStyle(t).fontSize) * scale]);
+    }
+  }
+  return sizes;
+}"""
+
+
+def test_the_dashboard_fits_a_phone_with_legible_charts(page: Any, failures: None) -> None:
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto("/admin/dashboard/")
+    page.wait_for_selector("#failures .bar-row")
+    shoot(page, "dashboard-phone")
+    wide = page.evaluate("() => document.documentElement.scrollWidth")
+    assert wide <= 390, f"the dashboard is {wide} px wide on a 390 px phone"
+    sizes = page.evaluate(CHART_TEXT)
+    assert len(sizes) > 10
+    small = [(text, round(size, 1)) for text, size in sizes if size < 11]
+    assert small == [], f"chart text under 11 px: {small[:5]}"
