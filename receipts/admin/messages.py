@@ -142,10 +142,10 @@ class MessagePage(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["provider", "channel", "provider_message_id", "to", "campaign", "priority"]}),
         (
-            "Status",
+            # The status itself heads the page (its own box, with the timeline under it): one "Status" header.
+            "Failure and review",
             {
                 "fields": [
-                    "status_badge",
                     "status_at",
                     "assumed_text",
                     "failure_category",

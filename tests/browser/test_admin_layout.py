@@ -15,6 +15,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from campaigns import lifecycle
 from campaigns.models import Campaign
 from receipts.actions import rollups
 from receipts.models import Message, MessageEvent
@@ -175,3 +176,44 @@ def test_the_dashboard_fits_a_phone_with_legible_charts(page: Any, failures: Non
     assert len(sizes) > 10
     small = [(text, round(size, 1)) for text, size in sizes if size < 11]
     assert small == [], f"chart text under 11 px: {small[:5]}"
+
+
+def top_of(page: Any, selector: str) -> float:
+    box = page.locator(selector).first.bounding_box()
+    assert box is not None, f"{selector} is not shown"
+    return float(box["y"])
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_message_page_shows_its_status_then_its_timeline_before_the_fields(
+    page: Any, wide_rows: None, width: int
+) -> None:
+    page.set_viewport_size({"width": width, "height": 800})
+    message = Message.objects.filter(needs_review=True, failure_category="invalid_destination").first()
+    assert message is not None
+    page.goto(f"/admin/receipts/message/{message.pk}/change/")
+    headers = [h.strip() for h in page.locator("#content h2").all_inner_texts()]
+    assert [h for h in headers if h.lower() == "status"] == ["Status"], headers
+    timeline = top_of(page, "#timeline")
+    assert top_of(page, "#message-status") < timeline < top_of(page, "fieldset.module")
+    assert timeline < 800, f"the timeline starts {timeline:.0f} px down, below the first screen"
+
+
+@pytest.mark.parametrize("state", ["draft", "running"])
+def test_a_campaign_page_shows_its_progress_first(page: Any, state: str, settings: Any) -> None:
+    settings.GENESYS_SMS_MT_URL = "http://127.0.0.1:9/httpapi/receiver"  # nothing is sent: no contact, no worker
+    settings.GENESYS_SMS_LOGIN, settings.GENESYS_SMS_PASSWORD = "login", "password"
+    settings.GENESYS_SMS_SENDER = "+15559876543"
+    campaign = Campaign.objects.create(name="Flu shots", channel="sms", provider="genesys_sms", body="hi")
+    if state == "running":
+        lifecycle.start(campaign)
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"/admin/campaigns/campaign/{campaign.pk}/change/")
+    progress = top_of(page, "#campaign-progress")
+    assert progress < top_of(page, "fieldset.module")
+    assert progress < 400, f"the progress starts {progress:.0f} px down"
+    buttons = page.locator("#campaign-progress input[type=submit]")
+    assert buttons.count() >= 1
+    assert buttons.first.bounding_box()["y"] < 800  # Start / Pause on the first screen
+    if state != "draft":  # a campaign that sends: its delivery figures before the record of what it sent
+        assert top_of(page, "#campaign-stats") < top_of(page, "fieldset.module")
