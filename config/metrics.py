@@ -13,7 +13,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from config.console_metrics import ConsoleCollector
 from crm_sync.metrics import RelayCollector
-from receipts.metrics import WEBHOOK_ANSWERS, PollingCollector, metrics_allowed
+from receipts.metrics import WEBHOOK_ANSWER_SECONDS, WEBHOOK_ANSWERS, PollingCollector, metrics_allowed
 
 
 @require_GET
@@ -28,4 +28,5 @@ def metrics(request: HttpRequest) -> HttpResponse:
         MultiProcessCollector(registry)  # every web process's counts, summed
     else:
         registry.register(WEBHOOK_ANSWERS)  # one process: its own counts
+        registry.register(WEBHOOK_ANSWER_SECONDS)
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
