@@ -12,6 +12,7 @@ from django.db.models import OuterRef, QuerySet, Subquery, Sum
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from campaigns import contact_import, lifecycle
 from campaigns.api import SENDING_PROVIDERS, request_planning
@@ -58,12 +59,27 @@ STEPS = [
     ("cancel", "Cancel", {Campaign.State.DRAFT, Campaign.State.RUNNING, Campaign.State.PAUSED}),
 ]
 
+# The buttons on a row of the campaigns list: stop or go on, never Start (that needs the campaign's page read).
+ROW_STEPS = [s for s in STEPS if s[0] != "start"]
+
 
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
     form = CampaignForm
-    # The rate first after the state: it is what an operator looks for (it once sat past the right edge).
-    list_display = ["name", "state", "delivery_rate", "messages", "delivered", "failed", "not_final", "created_at"]
+    # Progress first, then the rate: what an operator looks for (the rate once sat past the right edge). Users who
+    # may change campaigns also get the row's Pause, Resume and Cancel (get_list_display).
+    list_display = [
+        "name",
+        "state",
+        "progress",
+        "delivery_rate",
+        "messages",
+        "delivered",
+        "failed",
+        "not_final",
+        "created_at",
+    ]
+    change_list_template = "admin/campaigns/campaign/change_list.html"
     list_filter = ["state", "channel", "provider"]
     search_fields = ["name"]
     change_form_template = "admin/campaigns/campaign/change_form.html"
@@ -78,6 +94,33 @@ class CampaignAdmin(admin.ModelAdmin):
         ),
     ]
     STATE_FIELDS = ["state", "state_reason", "created_at", "started_at", "finished_at"]
+
+    def get_list_display(self, request: HttpRequest) -> list[Any]:
+        steps = ["row_steps"] if self.has_change_permission(request) else []
+        return [*self.list_display, *steps]
+
+    @admin.display(description="progress (sent of audience)")
+    def progress(self, obj: Any) -> str:
+        """The messages sent (from the rollups, like the figures beside it) of the audience chosen at start."""
+        sent = obj.total or 0
+        if not obj.audience_size:
+            return format_html('<span class="quiet">{}</span>', f"{sent:,} sent" if sent else "-")
+        share = min(100.0, 100 * sent / obj.audience_size)
+        return format_html(
+            '<span class="row-progress" title="{}"><span style="width:{}%"></span></span>{}',
+            f"{share:.0f}%",
+            f"{share:.2f}",
+            f"{sent:,} / {obj.audience_size:,}",
+        )
+
+    @admin.display(description="")
+    def row_steps(self, obj: Campaign) -> str:
+        # Each button names its own form (change_list.html renders them outside the list's form).
+        return format_html_join(
+            " ",
+            '<input type="submit" form="step-{}-{}" value="{}" class="button">',
+            ((obj.pk, step, label) for step, label, states in ROW_STEPS if obj.state in states),
+        )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Campaign | None = None) -> list[str]:
         if obj is not None and obj.state != Campaign.State.DRAFT:  # what was sent stays as it was sent
@@ -109,6 +152,9 @@ class CampaignAdmin(admin.ModelAdmin):
             if step in ("start", "resume"):
                 transaction.on_commit(request_planning)
             self.message_user(request, f"{campaign.name}: {step} done", messages.SUCCESS)
+        back = request.POST.get("next", "")  # the list the row's button was pressed on
+        if back and url_has_allowed_host_and_scheme(back, {request.get_host()}, request.is_secure()):
+            return HttpResponseRedirect(back)
         return HttpResponseRedirect(reverse("admin:campaigns_campaign_change", args=[pk]))
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:

@@ -143,3 +143,36 @@ def test_a_drafts_save_still_saves_the_form_and_start_leaves_unsaved_edits_alone
     click_and_load(page, "Start")
     campaign.refresh_from_db()
     assert (campaign.body, campaign.state) == ("Hi, flu shots are in.", "running")
+
+
+# (the campaign's state, the button on its row of the campaigns list, the state after it)
+ROW_STEPS = [
+    ("running", "Pause", "paused"),
+    ("running", "Cancel", "cancelled"),
+    ("paused", "Resume", "running"),
+    ("draft", "Cancel", "cancelled"),
+]
+
+
+@pytest.mark.parametrize(("before", "label", "after"), ROW_STEPS, ids=[f"{s[0]}-{s[1]}" for s in ROW_STEPS])
+def test_each_button_on_a_campaigns_row_moves_it_and_stays_on_the_list(
+    page: Any, sendable: None, before: str, label: str, after: str
+) -> None:
+    campaign = campaign_in(before)
+    other = Campaign.objects.create(name="Dental check-ups", channel="sms", provider="genesys_sms", body="hi")
+    page.goto("/admin/campaigns/campaign/?o=1")
+    row = page.locator("#result_list tbody tr", has_text=campaign.name)
+    button = row.get_by_role("button", name=label, exact=True)
+    assert button.count() == 1
+    with page.expect_navigation() as navigation:
+        button.click()
+    assert navigation.value is not None and navigation.value.status < 400
+
+    campaign.refresh_from_db()
+    other.refresh_from_db()
+    assert (campaign.state, other.state) == (after, "draft"), f"{label!r} on the row moved the wrong campaign"
+    assert page.url.endswith("/admin/campaigns/campaign/?o=1"), page.url  # back on the list as it was
+    assert page.inner_text(".messagelist").strip() == f"{campaign.name}: {label.lower()} done"
+    assert page.locator("#result_list tbody tr", has_text=campaign.name).locator("td.field-state").inner_text() == (
+        Campaign.State(after).label
+    )

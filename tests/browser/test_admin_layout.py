@@ -86,7 +86,7 @@ LISTS = {
     ),
     "campaigns": (
         "/admin/campaigns/campaign/",
-        ["name", "state", "delivery_rate", "messages", "delivered", "failed", "not_final", "created_at"],
+        ["name", "state", "progress", "delivery_rate", "messages", "failed", "not_final", "created_at", "row_steps"],
     ),
 }
 
