@@ -9,12 +9,12 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import OuterRef, QuerySet, Subquery, Sum
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from campaigns import contact_import, lifecycle
+from campaigns import contact_import, lifecycle, templating
 from campaigns.api import SENDING_PROVIDERS, request_planning
 from campaigns.models import Campaign, Contact, Send
 from campaigns.stats import campaign_stats
@@ -129,7 +129,22 @@ class CampaignAdmin(admin.ModelAdmin):
 
     def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view(self.step_view)
-        return [path("<int:pk>/step/<str:step>/", view, name="campaigns_campaign_step"), *super().get_urls()]
+        length = self.admin_site.admin_view(self.sms_length_view)
+        return [
+            path("<int:pk>/step/<str:step>/", view, name="campaigns_campaign_step"),
+            path("sms-length/", length, name="campaigns_campaign_sms_length"),
+            *super().get_urls(),
+        ]
+
+    def sms_length_view(self, request: HttpRequest) -> HttpResponse:
+        """What an SMS body costs, asked by the campaign page as the operator types (POST: the text may be long).
+        The count is templating's, the one the campaign is checked with, so the page never counts differently."""
+        if request.method != "POST":
+            return HttpResponse(status=405)
+        if not (self.has_add_permission(request) or self.has_change_permission(request)):
+            raise PermissionDenied
+        text = request.POST.get("text", "")[:10_000]
+        return JsonResponse({"text": sms_length_text(text)})
 
     def step_view(self, request: HttpRequest, pk: int, step: str) -> HttpResponse:
         """Start, pause, resume or cancel (POST, by a user who may change campaigns)."""
@@ -221,6 +236,13 @@ class CampaignAdmin(admin.ModelAdmin):
                 ]
                 extra["sends_url"] = f"{reverse('admin:campaigns_send_changelist')}?campaign__id__exact={campaign.pk}"
         return super().change_view(request, object_id, form_url, extra)
+
+
+def sms_length_text(text: str) -> str:
+    """``2 segments, GSM-7, 185 characters``, of the template as written (placeholders as typed)."""
+    if not text.strip():
+        return "empty"
+    return templating.describe(text)
 
 
 PROGRESS_COLOURS = {

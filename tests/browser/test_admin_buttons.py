@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from django.utils import timezone
+from playwright.sync_api import expect
 
 from campaigns import lifecycle
 from campaigns.models import Campaign
@@ -176,3 +177,15 @@ def test_each_button_on_a_campaigns_row_moves_it_and_stays_on_the_list(
     assert page.locator("#result_list tbody tr", has_text=campaign.name).locator("td.field-state").inner_text() == (
         Campaign.State(after).label
     )
+
+
+def test_a_drafts_page_counts_the_sms_segments_and_encoding_as_the_body_is_typed(page: Any, sendable: None) -> None:
+    campaign = campaign_in("draft")
+    page.goto(f"/admin/campaigns/campaign/{campaign.pk}/change/")
+    shown = page.locator("#sms-length")
+    page.fill("textarea[name=body]", "Flu shots are in. " * 10)  # 180 GSM-7 characters: two segments
+    expect(shown).to_contain_text("2 segments, GSM-7, 180 characters", timeout=30_000)
+    page.fill("textarea[name=body]", "Flu shots are in 💉")  # an emoji: UCS-2, counted as two code units
+    expect(shown).to_contain_text("1 segment, UCS-2, 19 characters", timeout=30_000)
+    page.select_option("select[name=channel]", "email")
+    expect(shown).to_be_hidden(timeout=30_000)

@@ -137,3 +137,14 @@ def test_the_campaigns_list_shows_row_buttons_only_to_who_may_change_and_goes_ba
     lifecycle.resume(Campaign.objects.get(pk=running.pk))
     answer = changer.post(step, {"next": "https://evil.example/"})  # not ours: the campaign's page instead
     assert answer["Location"] == f"/admin/campaigns/campaign/{running.pk}/change/"
+
+
+def test_the_sms_length_a_campaign_page_asks_for_is_templatings_and_only_for_who_may_write_one() -> None:
+    viewer = campaign_staff("viewer", "view_campaign")
+    writer = campaign_staff("writer", "view_campaign", "add_campaign")
+    url = "/admin/campaigns/campaign/sms-length/"
+    answer = writer.post(url, {"text": "Hi {{ contact.first_name }}, your flu shot is due €"})
+    assert answer.json() == {"text": "1 segment, GSM-7, 56 characters"}  # 51, with €, {, {, }, } two each
+    assert writer.post(url, {"text": "  "}).json() == {"text": "empty"}
+    assert writer.get(url).status_code == 405
+    assert viewer.post(url, {"text": "hi"}).status_code == 403
