@@ -107,6 +107,8 @@ def test_a_list_shows_its_columns_without_a_sideways_scroll(page: Any, wide_rows
         f"{name} at {width} px: results {box['scroll']} px in a {box['client']} px box"
     )
     assert box["page"] <= width, f"{name} at {width} px: the page is {box['page']} px wide"
+    if name == "campaigns" and width == 1280:
+        shoot(page, "campaigns")
     for column in wanted:
         header = page.locator(f"#result_list thead th.column-{column}")
         assert header.count() == 1, f"{name}: no column {column}"
@@ -215,5 +217,6 @@ def test_a_campaign_page_shows_its_progress_first(page: Any, state: str, setting
     buttons = page.locator("#campaign-progress input[type=submit]")
     assert buttons.count() >= 1
     assert buttons.first.bounding_box()["y"] < 800  # Start / Pause on the first screen
+    shoot(page, f"campaign-{state}")
     if state != "draft":  # a campaign that sends: its delivery figures before the record of what it sent
         assert top_of(page, "#campaign-stats") < top_of(page, "fieldset.module")
