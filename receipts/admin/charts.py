@@ -1,5 +1,6 @@
-"""Charts drawn on the server as SVG: no script, no CDN, nothing to vendor; they print, they work offline, and a
-test can read them. Each function returns markup that is safe to put in a template; every label is escaped."""
+"""Charts drawn on the server, bars as HTML and time columns as SVG: no script, no CDN, nothing to vendor; they
+print, they work offline, and a test can read them. Each chart has one scale. Each function returns markup that is
+safe to put in a template; every label is escaped."""
 
 from __future__ import annotations
 
