@@ -299,7 +299,9 @@ def correlation_of(send: Send) -> str:
 
 
 def finish(send: Send, state: str, **fields: Any) -> None:
-    Send.objects.filter(pk=send.pk, state__in=[Send.State.CLAIMED, Send.State.SENDING]).update(state=state, **fields)
+    held = Send.objects.filter(pk=send.pk, state__in=[Send.State.CLAIMED, Send.State.SENDING])
+    if held.update(state=state, **fields):
+        throttle.count_send(send.provider, state)  # /metrics: campaigns_sends_finished_total
 
 
 def reconcile_stuck(now: datetime | None = None) -> dict[str, int]:

@@ -10,6 +10,7 @@ here is off unless ``SEND_RATE_GENESYS_CLOUD`` is set.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -17,6 +18,8 @@ from django.conf import settings
 
 from receipts.providers.limits import CircuitPolicy, Limits, RateLimit, default_store
 from receipts.providers.registry import capabilities
+
+log = logging.getLogger(__name__)
 
 
 def own_breaker(provider: str) -> bool:
@@ -76,14 +79,17 @@ class Gate:
 
     def enter(self, max_wait: float) -> None:
         """Wait for a token of each (raises RateLimitWait past ``max_wait``, CircuitOpenError when the provider's
-        breaker is open: nothing was sent, the send goes back to the queue)."""
+        breaker is open: nothing was sent, the send goes back to the queue). The time waited is counted."""
+        waited = 0.0
         if self.limits is not None:
             if own_breaker(self.provider):
                 self.limits.allow()
             if provider_rate(self.provider) > 0:
-                self.limits.acquire(max_wait)
+                waited += self.limits.acquire(max_wait)
         if self.sender is not None:
-            self.sender.acquire(max_wait)
+            waited += self.sender.acquire(max_wait)
+        if waited:
+            count_send(self.provider, "token_wait_ms", round(waited * 1000))
 
     def record(self, success: bool) -> None:
         if self.limits is not None and own_breaker(self.provider):
@@ -97,6 +103,24 @@ class Gate:
 
 def gate(provider: str, sender: str) -> Gate:
     return Gate(provider, provider_limits(provider), sender_limits(provider, sender))
+
+
+# --- what sending did, for /metrics (campaigns.metrics): shared by every worker, like the buckets -------------
+
+
+def stats_key(provider: str) -> str:
+    return f"limits:send:{provider}:outcomes"  # beside the bucket and breaker of the same provider
+
+
+def count_send(provider: str, field: str, amount: int = 1) -> None:
+    try:
+        default_store().incr(stats_key(provider), field, amount)
+    except Exception as exc:  # counting must never stop a send
+        log.debug("could not count %s: %s", field, exc)
+
+
+def send_counters(provider: str) -> dict[str, int]:
+    return default_store().counters(stats_key(provider))
 
 
 # --- the failure-rate breaker's counts ----------------------------------------------------------------------

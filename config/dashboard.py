@@ -8,6 +8,7 @@ it. It lives in ``config`` because it shows the receipts and the CRM relay side 
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -172,7 +173,8 @@ def over_time(window: str, now: datetime) -> Any:
             )
             for start, counts in points.items()
         ],
-        every=max(len(points) // 8, 1),
+        width=360,  # narrow enough that its text stays legible on a phone (an SVG's text shrinks with it)
+        every=max(math.ceil(len(points) / 5), 1),
     )
 
 
@@ -212,14 +214,12 @@ def seconds(value: float | None) -> str:
 
 def failures(rows: list[dict[str, Any]], links: Links) -> dict[str, Any]:
     found = rollups.failures(rows)
-    biggest = max(found["by_category"].values(), default=1)
     bars = [
         Bar(category, [Segment(category, n, COLOURS["failed"])], f"{n:,}", links.messages(failure_category=category))
         for category, n in found["by_category"].items()
     ]
     return {
         "chart": stacked_bars(bars) if bars else None,
-        "biggest": biggest,
         "codes": [{"provider": p, "code": code, "messages": n} for (p, code), n in found["top_codes"]],
     }
 

@@ -22,6 +22,9 @@ admin.site.site_header = "Delivery receipts"
 admin.site.site_title = "Delivery receipts"
 admin.site.index_title = "Operations"
 admin.site.site_url = "/admin/dashboard/"  # "View site" leads to the dashboard
+# No app list down the left of every page: it repeats the index and took ~300 px from the lists, which then hid
+# columns in a sideways-scrolling box at 1440 px (the index, the breadcrumbs and the dashboard lead everywhere).
+admin.site.enable_nav_sidebar = False
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/dashboard/", permanent=False)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from django.conf import settings
@@ -20,7 +21,7 @@ from rest_framework.views import APIView
 
 from receipts.actions import ingest
 from receipts.kicks import request_drain
-from receipts.metrics import WEBHOOK_ANSWERS
+from receipts.metrics import WEBHOOK_ANSWER_SECONDS, WEBHOOK_ANSWERS
 from receipts.normalized import MalformedReceipt
 from receipts.providers.base import Unauthorized
 from receipts.providers.registry import CAPABILITIES, PROVIDERS
@@ -169,11 +170,14 @@ def webhook(provider: str) -> Callable[[HttpRequest], HttpResponse]:
             response = JsonResponse({"error": f"method {request.method} not allowed; POST a receipt"}, status=405)
             response["Allow"] = "POST, GET, HEAD"
             return response
+        started = time.perf_counter()
         try:
             response = receive(request, provider)
         except Exception:
             WEBHOOK_ANSWERS.labels(provider, "500").inc()  # Django turns it into a logged 500
             raise
+        finally:
+            WEBHOOK_ANSWER_SECONDS.labels(provider).observe(time.perf_counter() - started)
         WEBHOOK_ANSWERS.labels(provider, str(response.status_code)).inc()
         return response
 

@@ -1,5 +1,6 @@
-"""Charts drawn on the server as SVG: no script, no CDN, nothing to vendor; they print, they work offline, and a
-test can read them. Each function returns markup that is safe to put in a template; every label is escaped."""
+"""Charts drawn on the server, bars as HTML and time columns as SVG: no script, no CDN, nothing to vendor; they
+print, they work offline, and a test can read them. Each chart has one scale. Each function returns markup that is
+safe to put in a template; every label is escaped."""
 
 from __future__ import annotations
 
@@ -40,57 +41,39 @@ class Bar:
     link: str = ""
 
 
-def stacked_bars(bars: Sequence[Bar], width: int = 640, row: int = 26, label_width: int = 150) -> SafeString:
-    """One horizontal bar a row, split into segments by share; the label and the note link to the list behind."""
+def stacked_bars(bars: Sequence[Bar]) -> SafeString:
+    """One horizontal bar a row, all drawn to the chart's one scale (the largest bar fills the width, so 5 and 1
+    look five times apart), split into segments by share. HTML, not SVG: the label sits whole above its bar and
+    wraps rather than being cut, and text keeps its size on a phone (an SVG's text shrinks with the drawing).
+    The label and each segment link to the list behind."""
     if not bars:
         return mark_safe('<p class="chart-empty">No messages in this window.</p>')
-    plot = width - label_width - 170  # room on the right for the note
-    height = row * len(bars) + 4
-    parts = []
-    for i, bar in enumerate(bars):
-        y = i * row + 2
-        total = sum(s.value for s in bar.segments) or 1
-        label = format_html(
-            '<a href="{}"><text x="{}" y="{}" class="chart-label">{}</text></a>',
-            bar.link or "#",
-            label_width - 6,
-            n(y + row * 0.62),
-            bar.label,
+    top = max(sum(s.value for s in bar.segments) for bar in bars) or 1
+    rows = []
+    for bar in bars:
+        total = sum(s.value for s in bar.segments)
+        segments = format_html_join(
+            "",
+            '<a class="segment" href="{}" style="width:{}%;background:{}" title="{}: {}"></a>',
+            (
+                (s.link or bar.link or "#", f"{100 * s.value / total:.3f}", s.colour, s.label, f"{s.value:,.0f}")
+                for s in bar.segments
+                if s.value > 0
+            ),
         )
-        parts.append(label)
-        x = float(label_width)
-        for segment in bar.segments:
-            if segment.value <= 0:
-                continue
-            w = plot * segment.value / total
-            parts.append(
-                format_html(
-                    '<a href="{}"><rect x="{}" y="{}" width="{}" height="{}" fill="{}">'
-                    "<title>{}: {}</title></rect></a>",
-                    segment.link or bar.link or "#",
-                    n(x),
-                    y,
-                    n(max(w, 0.5)),
-                    row - 6,
-                    segment.colour,
-                    segment.label,
-                    f"{segment.value:,.0f}",
-                )
-            )
-            x += w
-        parts.append(
+        rows.append(
             format_html(
-                '<text x="{}" y="{}" class="chart-note">{}</text>', label_width + plot + 8, n(y + row * 0.62), bar.note
+                '<div class="bar-row"><div class="bar-head"><a class="bar-label" href="{}">{}</a>'
+                '<span class="bar-note">{}</span></div>'
+                '<div class="bar-track"><span class="bar" style="width:{}%">{}</span></div></div>',
+                bar.link or "#",
+                bar.label,
+                bar.note,
+                f"{100 * total / top:.3f}",
+                segments,
             )
         )
-    return format_html(
-        '<svg class="chart" role="img" viewBox="0 0 {} {}" width="{}" height="{}">{}</svg>',
-        width,
-        height,
-        width,
-        height,
-        mark_safe("".join(parts)),  # noqa: S308 - each part built by format_html above
-    )
+    return format_html('<div class="chart bars">{}</div>', mark_safe("".join(rows)))  # noqa: S308 - format_html
 
 
 def columns(
@@ -102,7 +85,7 @@ def columns(
     top = max(sum(s.value for s in segments) for _, segments in points) or 1
     axis = 18
     step = (width - 40) / len(points)
-    parts = [format_html('<text x="0" y="10" class="chart-note">{}</text>', f"{top:,.0f}")]
+    parts = [format_html('<text x="0" y="12" class="chart-note">{}</text>', f"{top:,.0f}")]
     for i, (label, segments) in enumerate(points):
         x = 40 + i * step
         y = float(height - axis)

@@ -142,10 +142,10 @@ class MessagePage(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["provider", "channel", "provider_message_id", "to", "campaign", "priority"]}),
         (
-            "Status",
+            # The status itself heads the page (its own box, with the timeline under it): one "Status" header.
+            "Failure and review",
             {
                 "fields": [
-                    "status_badge",
                     "status_at",
                     "assumed_text",
                     "failure_category",
@@ -205,23 +205,33 @@ class MessagePage(admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, extra)
 
 
+class MessageColumns(admin.ModelAdmin):
+    """Columns of the message lists that fit 1280 px: what belongs together shares a cell, the second thing in
+    small type under the first (the provider and its channel, the address and its CRM record, the status and why)."""
+
+    @admin.display(description="provider", ordering="provider")
+    def sent_via(self, obj: Message) -> str:
+        return format_html('{}<span class="quiet">{}</span>', obj.get_provider_display(), obj.channel)
+
+    @admin.display(description="to (CRM record)", ordering="to")
+    def recipient(self, obj: Message) -> str:
+        return format_html('{}<span class="quiet">{}</span>', obj.to, obj.crm_record_id or "")
+
+    @admin.display(description="status", ordering="status")
+    def status_detail(self, obj: Message) -> str:
+        return format_html(
+            '{}<span class="quiet">{}</span><span class="quiet">{}</span>',
+            status_badge(obj),
+            obj.failure_category,
+            f"review: {obj.get_review_reason_display()}" if obj.needs_review else "",
+        )
+
+
 @admin.register(Message)
-class MessageAdmin(ExactSearch, CsvExport, LargeTableAdmin, MessagePage, ReadOnlyAdmin):
+class MessageAdmin(ExactSearch, CsvExport, LargeTableAdmin, MessageColumns, MessagePage, ReadOnlyAdmin):
     csv_fields = MESSAGE_CSV
     csv_raw = frozenset({"to"})
-    list_display = [
-        "id",
-        "provider",
-        "provider_message_id",
-        "channel",
-        "to",
-        "status_badge",
-        "review_reason",
-        "failure_category",
-        "campaign",
-        "crm_record_id",
-        "updated_at",
-    ]
+    list_display = ["id", "provider_message_id", "sent_via", "recipient", "status_detail", "campaign", "updated_at"]
     list_filter = [
         "status",
         "channel",

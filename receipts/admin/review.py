@@ -8,13 +8,16 @@ from django.contrib import admin, messages
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.utils.formats import date_format
+from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.timesince import timesince
+from django.utils.timezone import localtime
 from rangefilter.filters import DateRangeFilter
 
 from receipts.actions import review
 from receipts.admin.export import CsvExport
-from receipts.admin.messages import MESSAGE_CSV, ExactSearch, MessagePage, ReadOnlyAdmin
+from receipts.admin.messages import MESSAGE_CSV, ExactSearch, MessageColumns, MessagePage, ReadOnlyAdmin
 from receipts.admin.scale import LargeTableAdmin
 from receipts.models import REVIEW_ORDER, MessageEvent, ReviewQueue, ReviewResolution
 from receipts.status import FailureCategory
@@ -33,7 +36,7 @@ class ResolveForm(SettleForm):
 
 
 @admin.register(ReviewQueue)
-class ReviewQueueAdmin(ExactSearch, CsvExport, LargeTableAdmin, MessagePage, ReadOnlyAdmin):
+class ReviewQueueAdmin(ExactSearch, CsvExport, LargeTableAdmin, MessageColumns, MessagePage, ReadOnlyAdmin):
     """The deliveries nobody can be sure of, and the operator's decisions on them."""
 
     csv_fields = MESSAGE_CSV
@@ -44,12 +47,11 @@ class ReviewQueueAdmin(ExactSearch, CsvExport, LargeTableAdmin, MessagePage, Rea
         "priority",
         "review_reason",
         "age",
-        "provider",
+        "sent_via",
         "provider_message_id",
         "campaign",
         "status_badge",
         "last_receipt",
-        "last_receipt_at",
     ]
     list_filter = ["review_reason", "provider", "channel", "campaign", "status", ("created_at", DateRangeFilter)]
     list_select_related = ["campaign"]
@@ -82,13 +84,14 @@ class ReviewQueueAdmin(ExactSearch, CsvExport, LargeTableAdmin, MessagePage, Rea
     def age(self, obj: ReviewQueue) -> str:
         return timesince(obj.created_at)
 
-    @admin.display(description="last receipt")
+    @admin.display(description="last receipt (received)", ordering="last_at")
     def last_receipt(self, obj: ReviewQueue) -> str:
-        return getattr(obj, "last_code", "") or "-"
-
-    @admin.display(description="last receipt at", ordering="last_at")
-    def last_receipt_at(self, obj: ReviewQueue) -> object:
-        return getattr(obj, "last_at", None)
+        at = getattr(obj, "last_at", None)
+        return format_html(
+            '{}<span class="quiet">{}</span>',
+            getattr(obj, "last_code", "") or "-",
+            date_format(localtime(at), "DATETIME_FORMAT") if at else "",
+        )
 
     def _settle(self, request: HttpRequest, queryset: QuerySet, action: str, form_class: type | None, title: str):
         """Apply a decision; actions that need a category or a note ask for it on an intermediate page."""

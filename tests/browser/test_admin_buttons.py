@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from django.utils import timezone
+from playwright.sync_api import expect
 
 from campaigns import lifecycle
 from campaigns.models import Campaign
@@ -143,3 +144,48 @@ def test_a_drafts_save_still_saves_the_form_and_start_leaves_unsaved_edits_alone
     click_and_load(page, "Start")
     campaign.refresh_from_db()
     assert (campaign.body, campaign.state) == ("Hi, flu shots are in.", "running")
+
+
+# (the campaign's state, the button on its row of the campaigns list, the state after it)
+ROW_STEPS = [
+    ("running", "Pause", "paused"),
+    ("running", "Cancel", "cancelled"),
+    ("paused", "Resume", "running"),
+    ("draft", "Cancel", "cancelled"),
+]
+
+
+@pytest.mark.parametrize(("before", "label", "after"), ROW_STEPS, ids=[f"{s[0]}-{s[1]}" for s in ROW_STEPS])
+def test_each_button_on_a_campaigns_row_moves_it_and_stays_on_the_list(
+    page: Any, sendable: None, before: str, label: str, after: str
+) -> None:
+    campaign = campaign_in(before)
+    other = Campaign.objects.create(name="Dental check-ups", channel="sms", provider="genesys_sms", body="hi")
+    page.goto("/admin/campaigns/campaign/?o=1")
+    row = page.locator("#result_list tbody tr", has_text=campaign.name)
+    button = row.get_by_role("button", name=label, exact=True)
+    assert button.count() == 1
+    with page.expect_navigation() as navigation:
+        button.click()
+    assert navigation.value is not None and navigation.value.status < 400
+
+    campaign.refresh_from_db()
+    other.refresh_from_db()
+    assert (campaign.state, other.state) == (after, "draft"), f"{label!r} on the row moved the wrong campaign"
+    assert page.url.endswith("/admin/campaigns/campaign/?o=1"), page.url  # back on the list as it was
+    assert page.inner_text(".messagelist").strip() == f"{campaign.name}: {label.lower()} done"
+    assert page.locator("#result_list tbody tr", has_text=campaign.name).locator("td.field-state").inner_text() == (
+        Campaign.State(after).label
+    )
+
+
+def test_a_drafts_page_counts_the_sms_segments_and_encoding_as_the_body_is_typed(page: Any, sendable: None) -> None:
+    campaign = campaign_in("draft")
+    page.goto(f"/admin/campaigns/campaign/{campaign.pk}/change/")
+    shown = page.locator("#sms-length")
+    page.fill("textarea[name=body]", "Flu shots are in. " * 10)  # 180 GSM-7 characters: two segments
+    expect(shown).to_contain_text("2 segments, GSM-7, 180 characters", timeout=30_000)
+    page.fill("textarea[name=body]", "Flu shots are in 💉")  # an emoji: UCS-2, counted as two code units
+    expect(shown).to_contain_text("1 segment, UCS-2, 19 characters", timeout=30_000)
+    page.select_option("select[name=channel]", "email")
+    expect(shown).to_be_hidden(timeout=30_000)

@@ -122,3 +122,36 @@ def test_view_only_staff_see_a_campaign_without_its_buttons_and_who_may_change_i
     html = changer.get(f"/admin/campaigns/campaign/{draft.pk}/change/").content.decode()
     assert html.index('<form id="campaign-start"') > html.index("</form>")
     assert f'action="/admin/campaigns/campaign/{draft.pk}/step/start/"' in html
+
+
+def test_the_campaigns_list_shows_row_buttons_only_to_who_may_change_and_goes_back_only_to_this_site(
+    settings: Any,
+) -> None:
+    settings.GENESYS_SMS_SENDER = "+15559876543"
+    viewer = campaign_staff("viewer", "view_campaign")
+    changer = campaign_staff("changer", "view_campaign", "change_campaign")
+    running = lifecycle.start(Campaign.objects.create(name="running", channel="sms", provider="genesys_sms", body="hi"))
+
+    assert 'value="Pause"' not in viewer.get("/admin/campaigns/campaign/").content.decode()
+    html = changer.get("/admin/campaigns/campaign/").content.decode()
+    assert f'form="step-{running.pk}-pause" value="Pause"' in html
+    # The row's form sits after the list's form closes: a browser drops a form nested in another.
+    assert html.index("</form>", html.index('id="changelist-form"')) < html.index(f'<form id="step-{running.pk}-pause"')
+
+    step = f"/admin/campaigns/campaign/{running.pk}/step/pause/"
+    answer = changer.post(step, {"next": "/admin/campaigns/campaign/?state__exact=running"})
+    assert answer.status_code == 302 and answer["Location"] == "/admin/campaigns/campaign/?state__exact=running"
+    lifecycle.resume(Campaign.objects.get(pk=running.pk))
+    answer = changer.post(step, {"next": "https://evil.example/"})  # not ours: the campaign's page instead
+    assert answer["Location"] == f"/admin/campaigns/campaign/{running.pk}/change/"
+
+
+def test_the_sms_length_a_campaign_page_asks_for_is_templatings_and_only_for_who_may_write_one() -> None:
+    viewer = campaign_staff("viewer", "view_campaign")
+    writer = campaign_staff("writer", "view_campaign", "add_campaign")
+    url = "/admin/campaigns/campaign/sms-length/"
+    answer = writer.post(url, {"text": "Hi {{ contact.first_name }}, your flu shot is due €"})
+    assert answer.json() == {"text": "1 segment, GSM-7, 56 characters"}  # 51, with €, {, {, }, } two each
+    assert writer.post(url, {"text": "  "}).json() == {"text": "empty"}
+    assert writer.get(url).status_code == 405
+    assert viewer.post(url, {"text": "hi"}).status_code == 403

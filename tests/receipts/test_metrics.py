@@ -140,3 +140,28 @@ def test_webhook_answers_are_counted_by_provider_and_status(client: Client, sett
     post_webhook(client, "generic", "not json")
     post_webhook(client, "generic", "{}", Authorization="Basic bm9wZTpub3Bl")
     assert (answered("200"), answered("400"), answered("401")) == (before[0] + 1, before[1] + 1, before[2] + 1)
+
+
+def test_webhook_answer_times_are_a_histogram_by_provider(client: Client, settings: Any) -> None:
+    """The time each webhook took to answer, in buckets with one at 800 ms (the ack rule's bar)."""
+    settings.METRICS_TOKEN = ""
+
+    def figures() -> dict[str, float]:
+        text = client.get("/metrics").content.decode()
+        found = {}
+        for row in text.splitlines():
+            if row.startswith("receipts_webhook_answer_seconds_") and 'provider="generic"' in row:
+                found[row.split(" ")[0]] = float(row.split()[-1])
+        return found
+
+    before = figures()
+    post_webhook(client, "generic", '{"id": "h-1", "status": "sent", "timestamp": "2026-11-20T10:00:00Z"}')
+    post_webhook(client, "generic", "not json")
+    after = figures()
+    count = 'receipts_webhook_answer_seconds_count{provider="generic"}'
+    under_800 = 'receipts_webhook_answer_seconds_bucket{le="0.8",provider="generic"}'
+    every = 'receipts_webhook_answer_seconds_bucket{le="+Inf",provider="generic"}'
+    assert after[count] == before.get(count, 0) + 2
+    assert after[every] == before.get(every, 0) + 2
+    assert under_800 in after
+    assert after['receipts_webhook_answer_seconds_sum{provider="generic"}'] > 0

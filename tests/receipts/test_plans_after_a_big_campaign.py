@@ -121,8 +121,8 @@ LIST_PLANS = [
     ("priority__exact=critical", "msg_pt_critical_idx"),
     ("review_reason__exact=conflicting_receipts", "msg_rr_conflicting_rece_idx"),
     ("needs_review__exact=1", "message_needs_review_id_idx"),
-    ("o=4", "message_to_id_idx"),  # sorted by address (list_display[4])
-    ("o=5", "message_status_id_idx"),  # sorted by status
+    ("o=3", "message_to_id_idx"),  # sorted by address (list_display[3], "recipient")
+    ("o=4", "message_status_id_idx"),  # sorted by status (list_display[4], "status_detail")
 ]
 
 

@@ -24,6 +24,8 @@ def plan_of(queryset: QuerySet, *, ordered: bool = False) -> str:
         pytest.skip("partial indexes and EXPLAIN as PostgreSQL plans them")
     sql, params = queryset.query.sql_with_params()
     with connection.cursor() as cursor:
+        # Statistics of this table as it is now: another test's ANALYZE of a big table outlives its rollback.
+        cursor.execute(f"ANALYZE {queryset.model._meta.db_table}")
         cursor.execute("SET LOCAL enable_seqscan = off")
         if ordered:
             cursor.execute("SET LOCAL enable_sort = off")
