@@ -366,7 +366,7 @@ SALESFORCE_BATCH_SIZE = env.int("SALESFORCE_BATCH_SIZE", default=200)
 # --- provider simulator (simulator/, `manage.py simulate_providers`; its other knobs are options) -----
 SIMULATOR_PORT = env.int("SIMULATOR_PORT", default=8100)
 # Where the simulator pushes receipts: this app's base URL (webhook paths are appended).
-# The app the simulator pushes receipts to: `make run`'s front on WEB_PORT unless said otherwise.
+# The app the simulator pushes receipts to: `make run`'s Caddy on WEB_PORT unless said otherwise.
 SIMULATOR_APP_URL = env.str("SIMULATOR_APP_URL", default=f"http://127.0.0.1:{env.int('WEB_PORT', default=8000)}")
 
 # --- provider senders (receipts/providers/: retries and the demo campaign) ---------------------------------
@@ -461,7 +461,7 @@ AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.float("ADMIN_LOGIN_COOLOFF_MINUTES", default=15.0))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-# The address a login came from (config/client_address.py): the peer, or behind the front its X-Forwarded-For
+# The address a login came from (config/client_address.py): the peer, or behind Caddy its X-Forwarded-For
 # entry; PROXY_HOPS proxies of your own in front of the app (a TLS load balancer) each add one entry to skip.
 PROXY_HOPS = env.int("PROXY_HOPS", default=0)
 AXES_CLIENT_IP_CALLABLE = "config.client_address.client_ip"

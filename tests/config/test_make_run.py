@@ -112,7 +112,7 @@ def test_a_crashed_worker_is_started_again_and_ctrl_c_stops_everything_cleanly(
     output = log.read_text()
     left = {pid for pid in processes if Path(f"/proc/{pid}").exists()}
     assert not left, f"processes left running after the stop: {left}"
-    for name in ("web", "front", "worker", "worker-sync", "beat"):
+    for name in ("web", "caddy", "worker", "worker-sync", "beat"):
         assert re.search(rf"stopped: {name} \(exit status 0\)", output), f"{name} did not stop cleanly:\n{output}"
     assert "SIGKILL" not in output.split("received SIGINT")[1], output
 
