@@ -139,7 +139,8 @@ class AppEnv:
         if server == "granian":
             argv = [str(BIN / "granian"), "--interface", "wsgi", *bind]
             argv += ["--workers", str(workers), "--blocking-threads", str(threads), "--backlog", "2048"]
-            argv += ["--no-ws", "--http", "1", "config.wsgi:application"]
+            argv += ["--no-ws", "--http", "1", "--respawn-failed-workers", "--respawn-interval", "1"]
+            argv += ["config.wsgi:application"]
         else:
             argv = [str(BIN / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}", "--worker-class", "gthread"]
             argv += ["--workers", str(workers), "--threads", str(threads), "--backlog", "2048"]
