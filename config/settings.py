@@ -107,6 +107,18 @@ else:
     # fresh connection (receipts.webhooks.receive), other requests answer 500 once.
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", env.bool("CONN_HEALTH_CHECKS", default=False))
     DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
+# A web request's statements are cancelled by PostgreSQL after WEB_STATEMENT_TIMEOUT seconds, below Caddy's
+# WEB_UPSTREAM_TIMEOUT (150 s): a request Caddy gave up on does not leave its query running. Only in the web
+# process (config/wsgi.py marks it); Celery's tasks have their own time limits. 0 turns it off.
+WEB_STATEMENT_TIMEOUT = env.float("WEB_STATEMENT_TIMEOUT", default=120)
+if (
+    os.environ.get("RECEIPTS_PROCESS") == "web"
+    and DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3"
+    and WEB_STATEMENT_TIMEOUT > 0
+):
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    _timeout = f"-c statement_timeout={int(WEB_STATEMENT_TIMEOUT * 1000)}"
+    _options["options"] = f"{_options.get('options', '')} {_timeout}".strip()
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
