@@ -123,6 +123,7 @@ class AppEnv:
         port: int | None = None,
         server: str = "granian",
         front: bool = True,
+        app: str = "config.wsgi:application",
         **env: str,
     ) -> str:
         """The web server; by default as `make run` deploys it: Caddy (config/Caddyfile) on ``port`` and granian
@@ -140,7 +141,7 @@ class AppEnv:
             argv = [str(BIN / "granian"), "--interface", "wsgi", *bind]
             argv += ["--workers", str(workers), "--blocking-threads", str(threads), "--backlog", "2048"]
             argv += ["--no-ws", "--http", "1", "--respawn-failed-workers", "--respawn-interval", "1"]
-            argv += ["config.wsgi:application"]
+            argv += [app]
         else:
             argv = [str(BIN / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}", "--worker-class", "gthread"]
             argv += ["--workers", str(workers), "--threads", str(threads), "--backlog", "2048"]
