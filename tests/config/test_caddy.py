@@ -54,6 +54,15 @@ class Recorder(BaseHTTPRequestHandler):
         if self.drop:
             self.close_connection = True
             return
+        if self.path.startswith("/big"):
+            answer = b"x" * (24 * 1024 * 1024)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+            self.wfile.flush()
+            self.seen[-1]["answered"] = True  # the app's thread is free again
+            return
         if self.path.startswith("/stream"):
             self.send_response(200)
             self.send_header("Content-Type", "text/csv")
@@ -99,7 +108,7 @@ def upstream(tmp_path: Path) -> Iterator[tuple[Path, list[dict]]]:
         server.server_close()
 
 
-def start_caddy(socket_path: Path, tmp_path: Path) -> tuple[str, subprocess.Popen]:
+def start_caddy(socket_path: Path, tmp_path: Path, **settings: str) -> tuple[str, subprocess.Popen]:
     """The Caddyfile as supervisord's caddy program runs it, with a small body limit and a short head timeout."""
     port = free_port()
     env = {
@@ -111,6 +120,7 @@ def start_caddy(socket_path: Path, tmp_path: Path) -> tuple[str, subprocess.Pope
         "WEB_SOCKET": str(socket_path),
         "WEB_MAX_BODY": str(MAX_BODY),
         "WEB_READ_HEADER_TIMEOUT": f"{READ_HEADER_TIMEOUT}s",
+        **settings,
     }
     log = open(tmp_path / "caddy.log", "w")  # noqa: SIM115 - lives as long as the process
     proc = subprocess.Popen(
@@ -201,6 +211,37 @@ def test_the_clients_forwarded_headers_are_replaced_not_passed_on(front: tuple[s
     assert headers["x-forwarded-proto"] == "http"
     assert headers["x-forwarded-host"] == url.removeprefix("http://")
     assert "forwarded" not in headers
+
+
+def test_behind_a_trusted_proxy_its_forwarded_for_is_kept_and_the_peer_appended(
+    upstream: tuple[Path, list[dict]], tmp_path: Path
+) -> None:
+    """A load balancer of one's own listed in TRUSTED_PROXIES: the client it saw stays first, so that PROXY_HOPS=1
+    finds it (config/client_address.py)."""
+    url, proc = start_caddy(upstream[0], tmp_path, TRUSTED_PROXIES="127.0.0.1/32")
+    try:
+        httpx.get(f"{url}/healthz", headers={"X-Forwarded-For": "198.51.100.1"})
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    assert upstream[1][0]["headers"]["x-forwarded-for"] == "198.51.100.1, 127.0.0.1"
+
+
+def test_a_slow_reader_of_a_large_answer_holds_no_app_thread(upstream: tuple[Path, list[dict]], tmp_path: Path) -> None:
+    """The client asks for a 24 MiB answer (more than the kernel's socket buffers hold) and reads none of it:
+    Caddy takes the whole answer from the app (response_buffers, here 32 MiB), so the app's thread is done while
+    the client still has not read."""
+    url, proc = start_caddy(upstream[0], tmp_path, WEB_RESPONSE_BUFFER="32MiB")
+    seen = upstream[1]
+    host, port = url.removeprefix("http://").split(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            wait_until(lambda: seen and seen[0].get("answered"), 20, "the app's answer, taken whole by Caddy")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
 
 
 def test_a_head_that_trickles_in_is_cut_off_at_the_read_header_timeout(front: tuple[str, list[dict]]) -> None:
