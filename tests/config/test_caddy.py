@@ -273,6 +273,18 @@ def test_stalled_bodies_are_held_by_caddy_never_handed_on_and_hold_up_no_one(fro
             sock.close()
 
 
+def test_two_thousand_idle_connections_leave_everyone_else_answered(front: tuple[str, list[dict]]) -> None:
+    url, seen = front
+    host, port = url.removeprefix("http://").split(":")
+    idle = [socket.create_connection((host, int(port)), timeout=10) for _ in range(2000)]
+    try:
+        assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
+        assert [s["path"] for s in seen] == ["/healthz"]
+    finally:
+        for sock in idle:
+            sock.close()
+
+
 @pytest.mark.parametrize("declared", [True, False])
 def test_a_body_over_the_limit_is_refused_413_and_never_handed_on(
     front: tuple[str, list[dict]], declared: bool
