@@ -18,13 +18,12 @@ migrate: install
 	$(BIN)/python config/first_run.py
 	$(BIN)/python manage.py migrate --noinput
 
-## run: the web server (the front on :8000 or WEB_PORT, granian behind it), a Celery worker and Celery beat, kept running by
-## supervisord (config/supervisord/); Ctrl-C stops them all cleanly
+## run: the web server (Caddy on :8000 or WEB_PORT, granian behind it), the Celery workers and Celery beat, kept running
+## by supervisord (config/supervisord/) with .env's settings (the environment wins); Ctrl-C stops them all cleanly
 run: migrate
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py bootstrap_admin
-	PATH="$(CURDIR)/$(BIN):$$PATH" SUPERVISOR_PIDFILE="$${VAR_DIR:-var}/supervisord.pid" \
-	$(BIN)/supervisord -c config/supervisord/run.conf
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python config/supervise.py -c config/supervisord/run.conf
 
 ## demo: the app plus the provider simulator, and a demo campaign sent through it (receipts, polls, review items)
 demo: migrate
@@ -39,7 +38,7 @@ demo: migrate
 	GENESYS_SMS_SENDER=+15559876543 WEBEX_CONNECT_URL=$$SIM WEBEX_CONNECT_SERVICE_KEY=demo \
 	WEBEX_CONNECT_SENDER_ID=DEMO WEBEX_CONNECT_EMAIL_FROM=demo@example.com \
 	RECEIPT_TIMEOUT_HOURS=0.01 RECEIPT_TIMEOUT_CHECK_INTERVAL=10 BULK_RECONCILE_INTERVAL=30 \
-	SUPERVISOR_PIDFILE="$${VAR_DIR:-var}/supervisord.pid" $(BIN)/supervisord -c config/supervisord/demo.conf
+	$(BIN)/python config/supervise.py -c config/supervisord/demo.conf
 
 ## test: the whole suite (embedded mode unless DATABASE_URL / CELERY_BROKER_URL say otherwise)
 test: install

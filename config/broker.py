@@ -4,6 +4,10 @@ kombu's filesystem transport creates a message file and then writes it; a consum
 between moves the empty file away, fails to decode it and takes the worker down ("Unrecoverable error:
 JSONDecodeError"), which we saw under `make demo`'s load. Here a message is written under a name consumers
 ignore and renamed into place once complete: a rename is atomic on one filesystem.
+
+A worker on this transport waits for messages in slices of one polling interval and stops waiting as soon as it
+is asked to stop: kombu waits its whole timeout, and Celery's loop for such transports waits once more (2 s each)
+after the stop was asked, which made every idle worker take about 4 s more to stop.
 """
 
 from __future__ import annotations
@@ -37,3 +41,18 @@ class Channel(filesystem.Channel):
 
 class Transport(filesystem.Transport):
     Channel = Channel
+
+    def drain_events(self, connection: Any, timeout: float | None = None) -> Any:  # type: ignore[override]
+        from celery.worker import state
+
+        started = monotonic()
+        step = self.polling_interval or 0.2
+        while True:
+            if state.should_stop is not None or state.should_terminate is not None:
+                raise TimeoutError()  # what an empty wait raises: the worker's loop then sees the stop
+            left = None if timeout is None else timeout - (monotonic() - started)
+            try:
+                return super().drain_events(connection, timeout=step if left is None else max(min(step, left), 0.01))
+            except TimeoutError:
+                if left is not None and left <= step:
+                    raise

@@ -1,9 +1,11 @@
+import logging
 import os
+import sys
 from typing import Any
 
 from celery import Celery, platforms
 from celery.apps.beat import Beat
-from celery.signals import celeryd_after_setup
+from celery.signals import celeryd_after_setup, worker_shutdown
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.utils.objects import cached_property
 
@@ -47,3 +49,19 @@ def consume_the_chosen_queues(sender: str, instance: Any, **kwargs: Any) -> None
     chosen = [settings.WORK_QUEUES[role] for role in settings.WORKER_QUEUES]
     if set(chosen) != set(settings.WORK_QUEUES.values()):
         instance.app.amqp.queues.select(chosen)
+
+
+@worker_shutdown.connect
+def exit_at_once_after_a_warm_stop(**kwargs: Any) -> None:
+    """After a warm stop (Ctrl-C under `make run`), once Celery has stopped the pool and closed the broker
+    connection, the worker exits 0 at once. Python's own teardown of a process this size (a worker is Django and
+    Celery loaded) then took 2-3 s on a busy machine, with nothing in it left to do: supervisord stops the workers
+    together, and Ctrl-C is to take under 10 s. Any other stop (cold, or an error's exit status) goes the usual way."""
+    from celery.worker import state
+
+    if state.should_stop != 0 or state.should_terminate is not None:
+        return
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -107,6 +107,18 @@ else:
     # fresh connection (receipts.webhooks.receive), other requests answer 500 once.
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", env.bool("CONN_HEALTH_CHECKS", default=False))
     DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
+# A web request's statements are cancelled by PostgreSQL after WEB_STATEMENT_TIMEOUT seconds, below Caddy's
+# WEB_UPSTREAM_TIMEOUT (150 s): a request Caddy gave up on does not leave its query running. Only in the web
+# process (config/wsgi.py marks it); Celery's tasks have their own time limits. 0 turns it off.
+WEB_STATEMENT_TIMEOUT = env.float("WEB_STATEMENT_TIMEOUT", default=120)
+if (
+    os.environ.get("RECEIPTS_PROCESS") == "web"
+    and DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3"
+    and WEB_STATEMENT_TIMEOUT > 0
+):
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    _timeout = f"-c statement_timeout={int(WEB_STATEMENT_TIMEOUT * 1000)}"
+    _options["options"] = f"{_options.get('options', '')} {_timeout}".strip()
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -366,7 +378,7 @@ SALESFORCE_BATCH_SIZE = env.int("SALESFORCE_BATCH_SIZE", default=200)
 # --- provider simulator (simulator/, `manage.py simulate_providers`; its other knobs are options) -----
 SIMULATOR_PORT = env.int("SIMULATOR_PORT", default=8100)
 # Where the simulator pushes receipts: this app's base URL (webhook paths are appended).
-# The app the simulator pushes receipts to: `make run`'s front on WEB_PORT unless said otherwise.
+# The app the simulator pushes receipts to: `make run`'s Caddy on WEB_PORT unless said otherwise.
 SIMULATOR_APP_URL = env.str("SIMULATOR_APP_URL", default=f"http://127.0.0.1:{env.int('WEB_PORT', default=8000)}")
 
 # --- provider senders (receipts/providers/: retries and the demo campaign) ---------------------------------
@@ -462,7 +474,7 @@ AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.float("ADMIN_LOGIN_COOLOFF_MINUTES", default=15.0))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-# The address a login came from (config/client_address.py): the peer, or behind the front its X-Forwarded-For
+# The address a login came from (config/client_address.py): the peer, or behind Caddy its X-Forwarded-For
 # entry; PROXY_HOPS proxies of your own in front of the app (a TLS load balancer) each add one entry to skip.
 PROXY_HOPS = env.int("PROXY_HOPS", default=0)
 AXES_CLIENT_IP_CALLABLE = "config.client_address.client_ip"

@@ -5,6 +5,8 @@ import os
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# The settings give the web process's database connections a statement timeout (WEB_STATEMENT_TIMEOUT).
+os.environ.setdefault("RECEIPTS_PROCESS", "web")
 django_application = get_wsgi_application()
 
 from receipts.webhooks import WebhookHandler  # noqa: E402 - needs the apps loaded by get_wsgi_application

@@ -1,4 +1,4 @@
-"""The real app as a user runs it: the front and granian (as `make run` starts them), a Celery worker and beat.
+"""The real app as a user runs it: Caddy and granian (as `make run` starts them), a Celery worker and beat.
 
 Used by the end-to-end tests and the benchmarks. Each ``AppEnv`` is an isolated deployment with its own
 database (a fresh SQLite file, or a fresh PostgreSQL database when ``DATABASE_URL`` points at PostgreSQL), its
@@ -123,21 +123,25 @@ class AppEnv:
         port: int | None = None,
         server: str = "granian",
         front: bool = True,
+        app: str = "config.wsgi:application",
         **env: str,
     ) -> str:
-        """The web server; by default as `make run` deploys it: the front (config/front.py) on ``port`` and
-        granian behind it on a Unix socket. ``front=False`` puts granian (or gunicorn) on the port itself."""
+        """The web server; by default as `make run` deploys it: Caddy (config/Caddyfile) on ``port`` and granian
+        behind it on a Unix socket. ``front=False`` puts granian (or gunicorn) on the port itself. ``env`` reaches
+        both (WEB_READ_TIMEOUT, WEB_MAX_BODY and the other settings of the Caddyfile)."""
         port = port or free_port()
         bind = ["--host", "127.0.0.1", "--port", str(port)]
         if front and server == "granian":
             socket_path = self.workdir / f"web-{port}.sock"
             bind = ["--uds", str(socket_path)]
-            front_argv = [sys.executable, "-m", "config.front", "--listen", f"127.0.0.1:{port}"]
-            self._spawn(f"front-{port}", [*front_argv, "--upstream", str(socket_path)], **env)
+            caddy_argv = [str(BIN / "caddy"), "run", "--config", "config/Caddyfile", "--adapter", "caddyfile"]
+            caddy_env = {"SITE_ADDRESS": f"http://:{port}", "WEB_HOST": "127.0.0.1", "WEB_SOCKET": str(socket_path)}
+            self._spawn(f"caddy-{port}", caddy_argv, **{**caddy_env, **env})
         if server == "granian":
             argv = [str(BIN / "granian"), "--interface", "wsgi", *bind]
             argv += ["--workers", str(workers), "--blocking-threads", str(threads), "--backlog", "2048"]
-            argv += ["--no-ws", "--http", "1", "config.wsgi:application"]
+            argv += ["--no-ws", "--http", "1", "--respawn-failed-workers", "--respawn-interval", "1"]
+            argv += [app]
         else:
             argv = [str(BIN / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}", "--worker-class", "gthread"]
             argv += ["--workers", str(workers), "--threads", str(threads), "--backlog", "2048"]

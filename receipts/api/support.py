@@ -69,8 +69,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
 def drain(request: Any) -> None:
     """Read the body that was refused for its size, so that the server answers 413 on a connection in a known
-    state (granian behind the front closed it mid-body, and the client got a 502). The front bounds the body
-    (FRONT_MAX_BODY)."""
+    state (granian closed it mid-body, and the client got a 502). Caddy bounds the body (WEB_MAX_BODY)."""
     stream = request._request.META.get("wsgi.input")
     left = int(request._request.META.get("CONTENT_LENGTH") or 0)
     while stream is not None and left > 0:

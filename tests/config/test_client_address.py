@@ -1,4 +1,4 @@
-"""The login throttle keys on the real client: the peer over TCP, the front's X-Forwarded-For entry through the
+"""The login throttle keys on the real client: the peer over TCP, Caddy's X-Forwarded-For entry through the
 Unix socket, PROXY_HOPS entries further left behind proxies of one's own, and never a value the client chose."""
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ def test_over_tcp_the_peer_counts_and_a_forged_header_does_not() -> None:
     assert client_ip(request("203.0.113.9", "198.51.100.1")) == "203.0.113.9"
 
 
-def test_through_the_front_the_entry_it_appended_counts_not_the_clients_own() -> None:
-    # The client sent X-Forwarded-For: 198.51.100.1; the front appended the peer it saw.
+def test_through_caddy_the_entry_it_appended_counts_not_the_clients_own() -> None:
+    # A trusted proxy sent X-Forwarded-For: 198.51.100.1; Caddy appended the peer it saw.
     assert client_ip(request("", "198.51.100.1, 203.0.113.9")) == "203.0.113.9"
 
 

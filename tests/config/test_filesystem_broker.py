@@ -38,3 +38,28 @@ def test_a_message_still_being_written_is_not_consumed(channel: Channel, tmp_pat
     with pytest.raises(Empty):
         channel._get("receipts")
     assert (tmp_path / ".123_abc.receipts.msg.partial").exists()
+
+
+def test_a_worker_asked_to_stop_stops_waiting_for_messages(channel: Channel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker's wait on this transport ends as soon as the worker is asked to stop (kombu's went on for its whole
+    timeout, and Celery waits once more after the stop): with no timeout at all, the wait returns at once."""
+    import threading
+
+    from celery.worker import state
+
+    connection = channel.connection.client
+    channel.basic_consume("receipts", no_ack=True, callback=lambda message: None, consumer_tag="t")
+    monkeypatch.setattr(state, "should_stop", 0)  # what the worker's TERM handler sets (a warm stop)
+    outcome: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            connection.drain_events(timeout=None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=wait, daemon=True)
+    waiter.start()
+    waiter.join(timeout=10)
+    assert not waiter.is_alive(), "still waiting for a message after the stop was asked"
+    assert isinstance(outcome[0], TimeoutError)

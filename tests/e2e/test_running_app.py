@@ -52,8 +52,8 @@ def app(app_env: AppEnv) -> Iterator[App]:
         yield App(app_env, url, api)
 
 
-def test_an_api_body_over_its_limit_gets_a_413_through_the_front(app: App) -> None:
-    body = b'{"contacts": [' + b" " * (16 * 1024 * 1024 + 10) + b"]}"  # over API_MAX_BODY, under FRONT_MAX_BODY
+def test_an_api_body_over_its_limit_gets_a_413_through_caddy(app: App) -> None:
+    body = b'{"contacts": [' + b" " * (16 * 1024 * 1024 + 10) + b"]}"  # over API_MAX_BODY, under WEB_MAX_BODY
     answer = app.api.post(f"{app.url}/api/v1/contacts/", content=body, headers={"Content-Type": "application/json"})
     assert answer.status_code == 413, answer.text[:200]
     assert "over" in answer.json()["error"]
