@@ -22,7 +22,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from campaigns import templating
+from campaigns import lifecycle, templating
 from receipts import addresses
 from receipts.logging import mask
 
@@ -69,6 +69,7 @@ FUNCTIONS: dict[str, Callable[[str], object]] = {
     "receipts.addresses.normalize_fast(sms)": refused(lambda text: addresses.normalize_fast("sms", text)),
     "campaigns.templating.parse": refused(templating.parse),
     "campaigns.templating.sms_length": templating.sms_length,
+    "campaigns.lifecycle.without_placeholders": lifecycle.without_placeholders,
 }
 
 
