@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -14,6 +15,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from crm_sync import actions
 from crm_sync.models import FeedEntry, OutboxMessage
 from receipts.events import Kind, publish
 from receipts.models import ApiClient
@@ -254,3 +256,14 @@ def test_a_transaction_open_in_another_database_does_not_hold_the_feed_back(open
     page()
     assert sorted(seen) == list(range(count + 1))  # none skipped, none repeated
     assert seen[:1] == [0] and seen[1:] == sorted(seen[1:], reverse=True)  # in commit order
+
+
+@feed_db
+def test_pruned_changes_leave_the_feed_with_their_entries(api: APIClient, settings: Any) -> None:
+    settings.CRM_OUTBOX_RETENTION_DAYS = 30
+    publish_changes(change(n=1), change(n=2))
+    settle(api, 2)
+    OutboxMessage.objects.filter(payload__n=1).update(state="sent", created_at=timezone.now() - timedelta(days=31))
+    assert actions.prune() == 1
+    assert FeedEntry.objects.count() == 1
+    assert [c["payload"]["n"] for c in api.get(URL).json()["results"]] == [2]
