@@ -229,7 +229,8 @@ def read_samples(url: str, messages: int) -> Samples:
 
         outbox_max = one("SELECT max(id) FROM crm_sync_outboxmessage")[0]
         deep = one(
-            "SELECT txid, id FROM crm_sync_outboxmessage WHERE id >= %s ORDER BY id LIMIT 1", outbox_max * 9 // 10
+            "SELECT position FROM crm_sync_feedentry WHERE change_id >= %s ORDER BY change_id LIMIT 1",
+            outbox_max * 9 // 10,
         )
         outbox = one(
             "SELECT id, crm_record_id FROM crm_sync_outboxmessage WHERE id >= %s AND crm_record_id <> '' "
@@ -273,7 +274,7 @@ def read_samples(url: str, messages: int) -> Samples:
             suppression_address=suppression[1],
             outbox_id=outbox[0],
             outbox_record=outbox[1],
-            feed_deep=f"{deep[0]}.{deep[1]}",
+            feed_deep=str(deep[0]),
             inbox_id=inbox[0],
             inbox_ref=inbox[1],
             check_addresses=check_addresses(active, listed),

@@ -965,6 +965,13 @@ UPDATE receipts_messageevent e SET receipt_event_id = n.id
 FROM bench_inbox_numbered n WHERE n.event_id = e.id
 """
 
+# The outbox trigger gave each change a feed entry; number them all, as the feed's reads would have, in the order
+# they were written.
+FEED_POSITIONS = """
+UPDATE crm_sync_feedentry e SET position = o.n
+FROM (SELECT id, ROW_NUMBER() OVER (ORDER BY txid, id) AS n FROM crm_sync_outboxmessage) AS o
+WHERE e.change_id = o.id AND e.position IS NULL
+"""
 # The CRM outbox: the changes of the last 30 days, each about a message of its time; the newest still pending.
 OUTBOX_SOURCE = """
 (SELECT o.*, m.crm_record_id, m.provider, m.provider_message_id, m.channel, m.status, m.status_at, m.assumed,
@@ -1306,6 +1313,7 @@ class Builder:
             messages=HEAVY_PHONE_MESSAGES,
         )
         log(f"crm_sync_outboxmessage: {done:,} changes of CRM record {HEAVY_RECORD}")
+        log(f"crm_sync_feedentry: {self.run(FEED_POSITIONS):,} changes numbered in the change feed")
         done = 0
         for lo, hi in chunks(sizes.suppressions):
             done += self.insert(

@@ -622,4 +622,5 @@ def prune(now: datetime | None = None, chunk: int = 10000) -> int:
         )
         if not ids:
             return total
-        total += OutboxMessage.objects.filter(pk__in=ids).delete()[0]
+        # Their feed entries go with them; count the changes only.
+        total += OutboxMessage.objects.filter(pk__in=ids).delete()[1].get(OutboxMessage._meta.label, 0)

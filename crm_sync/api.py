@@ -1,9 +1,10 @@
 """The change feed: the CRM pulls every outbox change, in order, from a cursor it keeps.
 
-``GET /api/v1/changes/?after=<cursor>`` answers changes after the cursor in ``(txid, id)`` order, and ``next``,
-the cursor to ask from next time. On PostgreSQL a change is served only once every transaction older than the
-oldest one still running has finished (``pg_snapshot_xmin(pg_current_snapshot())``), so a writer that commits
-late can never land behind a cursor a reader has already passed. See docs/design.md, "The change feed".
+``GET /api/v1/changes/?after=<cursor>`` answers changes after the cursor in feed-position order, and ``next``,
+the cursor to ask from next time. A position is given only to a committed change, one numbering at a time
+(crm_sync/feed.py), so a writer that commits late gets a later position and never lands behind a cursor a reader
+has already passed, and no other transaction on the server holds the feed back. See docs/design.md, "Change
+feed without gaps".
 """
 
 from __future__ import annotations
@@ -11,9 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from django.db import connection
-from django.db.models import Q, QuerySet
-from django.db.models.expressions import RawSQL
+from django.db.models import F, QuerySet
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
@@ -21,23 +20,25 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from crm_sync.models import SAFE_HORIZON, OutboxMessage
+from crm_sync import feed as positions
+from crm_sync.models import OutboxMessage
 from receipts.db import check_text
 from receipts.events import Kind
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
-# `<txid>.<id>`: 18 digits each fit a bigint (and outlast any real transaction counter).
-CURSOR_PATTERN = r"^([0-9]{1,18})\.([0-9]{1,18})$"
+# `<position>`; before 0006 the feed gave `<txid>.<id>`, still read. 18 digits fit a bigint.
+CURSOR_PATTERN = r"^([0-9]{1,18})(?:\.([0-9]{1,18}))?$"
 CURSOR = re.compile(CURSOR_PATTERN)
 NO_NUL = "^[^\\u0000]*$"  # text columns cannot hold NUL; the API answers 400 to one
 KINDS = list(Kind.ALL)
 SINGLE_VALUED = ("after", "page_size", "crm_record_id")  # `kind` repeats
-# Transactions with an id below this have all finished; anything that commits later has an id at or above it.
 
 
 class ChangeSerializer(serializers.ModelSerializer):
-    cursor = serializers.CharField(read_only=True, help_text="Ask `?after=` this to continue after this change.")
+    cursor = serializers.CharField(
+        source="position", read_only=True, help_text="Ask `?after=` this to continue after this change."
+    )
     delivery_state = serializers.CharField(source="state", read_only=True, help_text="Where the push relay is.")
 
     class Meta:
@@ -58,7 +59,7 @@ class ChangeSerializer(serializers.ModelSerializer):
 
 class ChangePageSerializer(serializers.Serializer):
     results = ChangeSerializer(many=True)
-    next = serializers.CharField(help_text="The cursor to pass as `after` next time (the same one when empty).")
+    next = serializers.CharField(help_text="The cursor to pass as `after` next time (the same position when empty).")
     has_more = serializers.BooleanField(help_text="More changes are ready now: ask again at once.")
 
 
@@ -67,7 +68,7 @@ FEED_EXAMPLE = OpenApiExample(
     value={
         "results": [
             {
-                "cursor": "7423.1031",
+                "cursor": "1031",
                 "idempotency_key": "chg_5f0c1a2b3c4d4e5f8a9b0c1d2e3f4a5b",
                 "kind": "status_changed",
                 "crm_record_id": "003XX000004TmiQ",
@@ -90,18 +91,21 @@ FEED_EXAMPLE = OpenApiExample(
                 "delivery_state": "sent",
             }
         ],
-        "next": "7423.1031",
+        "next": "1031",
         "has_more": False,
     },
     response_only=True,
 )
 
 
-def parse_cursor(value: str) -> tuple[int, int]:
+def parse_cursor(value: str) -> int:
+    """The feed position a cursor stands for (a cursor of the feed before 0006 is translated)."""
     match = CURSOR.fullmatch(value)
     if not match:
         raise ValidationError({"after": ["not a cursor from this feed (expected the `next` or a `cursor` value)"]})
-    return int(match.group(1)), int(match.group(2))
+    if match.group(2) is None:
+        return int(match.group(1))
+    return positions.legacy_position(int(match.group(1)), int(match.group(2)))
 
 
 def plain_text(name: str, values: list[str]) -> list[str]:
@@ -126,16 +130,10 @@ def page_size(value: str | None) -> int:
     return size
 
 
-def feed(after: tuple[int, int] | None = None) -> QuerySet[OutboxMessage]:
-    """Every change after the cursor that can no longer be preceded by a late commit, in feed order."""
-    changes = OutboxMessage.objects.all()
-    if after is not None:
-        txid, pk = after
-        # (txid, id) > (after): the plain txid bound lets the (txid, id) index start the scan at the cursor.
-        changes = changes.filter(Q(txid__gt=txid) | Q(txid=txid, pk__gt=pk), txid__gte=txid)
-    if connection.vendor == "postgresql":
-        changes = changes.filter(txid__lt=RawSQL(SAFE_HORIZON, ()))  # noqa: S611 - a constant, no input
-    return changes.order_by("txid", "id")
+def feed(after: int = 0) -> QuerySet[OutboxMessage]:
+    """Every numbered change after the position ``after``, in feed order, each with its ``position``."""
+    changes = OutboxMessage.objects.filter(feed__position__gt=after).annotate(position=F("feed__position"))
+    return changes.order_by("feed__position")
 
 
 class ChangeFeedView(GenericAPIView):
@@ -153,7 +151,7 @@ class ChangeFeedView(GenericAPIView):
         parameters=[
             OpenApiParameter(
                 "after",
-                {"type": "string", "pattern": r"^([0-9]{1,18}\.[0-9]{1,18})?$"},
+                {"type": "string", "pattern": r"^([0-9]{1,18}(\.[0-9]{1,18})?)?$"},
                 description="A cursor from a previous answer; none (or empty) starts at the beginning.",
             ),
             OpenApiParameter(
@@ -180,8 +178,11 @@ class ChangeFeedView(GenericAPIView):
         if twice := [name for name in SINGLE_VALUED if len(request.query_params.getlist(name)) > 1]:
             raise ValidationError({name: ["give it once"] for name in twice})
         after_text = request.query_params.get("after", "")
-        after = parse_cursor(after_text) if after_text else None
         size = page_size(request.query_params.get("page_size"))
+        # Number what has committed since the last read first: a change is served at the first read after its
+        # commit, whatever else runs on the server.
+        backlog = positions.number() == positions.BATCH  # more may wait to be numbered
+        after = parse_cursor(after_text) if after_text else 0
         changes = feed(after)
         if record := request.query_params.get("crm_record_id"):
             changes = changes.filter(crm_record_id=plain_text("crm_record_id", [record])[0])
@@ -192,8 +193,8 @@ class ChangeFeedView(GenericAPIView):
                 )
             changes = changes.filter(kind__in=kinds)
         page = list(changes[: size + 1])
-        has_more = len(page) > size
+        has_more = len(page) > size or backlog
         page = page[:size]
-        next_cursor = page[-1].cursor if page else (after_text if after else "0.0")
+        next_cursor = str(page[-1].position if page else after)  # type: ignore[attr-defined]  # annotated by feed()
         body = {"results": ChangeSerializer(page, many=True).data, "next": next_cursor, "has_more": has_more}
         return Response(body)

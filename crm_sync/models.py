@@ -1,7 +1,8 @@
 """The CRM outbox: one row per change, written in the transaction that made the change.
 
 A row is both a message for the relay to push (``state``, ``attempts``, ``next_attempt_at``) and an entry of
-the change feed the CRM can pull (ordered by ``(txid, id)``, see docs/design.md, "The change feed").
+the change feed the CRM can pull (ordered by the position ``FeedEntry`` gives a committed change, see
+docs/design.md, "Change feed without gaps").
 """
 
 from __future__ import annotations
@@ -17,11 +18,6 @@ from django.utils import timezone
 
 def new_idempotency_key() -> str:
     return f"chg_{uuid.uuid4().hex}"
-
-
-# The oldest transaction still running anywhere on the server (PostgreSQL): every transaction below it has
-# finished, so no row written by one of them can still appear.
-SAFE_HORIZON = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
 
 
 class PostgresOnly(models.Func):
@@ -90,8 +86,8 @@ class OutboxMessage(models.Model):
     payload = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
     occurred_at = models.DateTimeField()
     created_at = models.DateTimeField(default=timezone.now)
-    # The writing transaction (PostgreSQL): the change feed serves a row only once every transaction that
-    # could still commit a row before it in (txid, id) order has finished.
+    # The writing transaction (PostgreSQL). The change feed was ordered by (txid, id) until 0006; it is kept to
+    # read the cursors the feed gave then (`<txid>.<id>`).
     txid = models.BigIntegerField(db_default=CurrentTxid(), editable=False)
     # Given when the relay first claims the row, in the order it claims them: the order changes became visible
     # (committed), not the order their ids were handed out. The CRM gets it as `sequence`, so a record's
@@ -120,9 +116,28 @@ class OutboxMessage(models.Model):
     def __str__(self) -> str:
         return f"{self.kind} {self.crm_record_id or self.stream} ({self.state})"
 
-    @property
-    def cursor(self) -> str:
-        return f"{self.txid}.{self.pk}"
+
+class FeedEntry(models.Model):
+    """A change's place in the change feed.
+
+    A trigger adds one, with no position, in the transaction that inserts the change; ``crm_sync.feed.number``
+    gives committed entries the next positions, one numbering at a time. Only committed changes get a number, and
+    a numbering commits before the next one starts, so the feed's order is the order positions became visible:
+    a reader that has seen position N never sees a lower one appear later.
+    """
+
+    change = models.OneToOneField(OutboxMessage, on_delete=models.CASCADE, primary_key=True, related_name="feed")
+    position = models.BigIntegerField(null=True, blank=True, unique=True, editable=False)
+
+    class Meta:
+        verbose_name = "change feed entry"
+        indexes = [
+            # The committed entries still to number: few, however long the feed.
+            models.Index(fields=["change"], name="crm_feed_unnumbered_idx", condition=models.Q(position__isnull=True)),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.position or '-'}: change {self.change_id}"
 
 
 class RelayLease(models.Model):
