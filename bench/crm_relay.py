@@ -262,7 +262,7 @@ def main() -> int:
         fake_argv += ["--latency", str(args.crm_latency), "--throttle", str(args.crm_throttle)]
         env._spawn("fake-crm", fake_argv)
         crm_url = f"http://127.0.0.1:{crm_port}"
-        wait_until(lambda: httpx.get(f"{crm_url}/_fake/summary", timeout=1).status_code == 200, 30, "fake CRM")
+        wait_until(lambda: httpx.get(f"{crm_url}/_fake/summary", timeout=1).status_code == 200, "fake CRM")
         crm_settings = {
             "CRM_BACKEND": args.backend,
             "CRM_URL": f"{crm_url}/crm/changes",

@@ -175,7 +175,7 @@ def main() -> int:
         crm_port = free_port()
         env._spawn("fake-crm", [sys.executable, "manage.py", "fake_crm", "--port", str(crm_port)])
         crm_url = f"http://127.0.0.1:{crm_port}"
-        wait_until(lambda: httpx.get(f"{crm_url}/_fake/summary", timeout=1).status_code == 200, 30, "fake CRM")
+        wait_until(lambda: httpx.get(f"{crm_url}/_fake/summary", timeout=1).status_code == 200, "fake CRM")
         settings = {
             "CRM_BACKEND": "generic",
             "CRM_URL": f"{crm_url}/crm/changes",

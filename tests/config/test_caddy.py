@@ -130,7 +130,7 @@ def start_caddy(socket_path: Path, tmp_path: Path, **settings: str) -> tuple[str
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    wait_until(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True, 20, "caddy")
+    wait_until(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True, "caddy")
     return f"http://127.0.0.1:{port}", proc
 
 
@@ -238,7 +238,7 @@ def test_a_slow_reader_of_a_large_answer_holds_no_app_thread(upstream: tuple[Pat
         with socket.create_connection((host, int(port)), timeout=10) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
-            wait_until(lambda: seen and seen[0].get("answered"), 20, "the app's answer, taken whole by Caddy")
+            wait_until(lambda: seen and seen[0].get("answered"), "the app's answer, taken whole by Caddy")
     finally:
         proc.terminate()
         proc.wait(timeout=15)

@@ -30,7 +30,7 @@ def settle(api: APIClient, count: int) -> None:
     On PostgreSQL the feed's horizon is the oldest transaction still running on the whole server, so another
     program's open transaction (a test run next door) holds fresh changes back for a while: lag, never a gap.
     """
-    wait_until(lambda: len(api.get(URL, {"page_size": 1000}).json()["results"]) >= count, 60, "the feed horizon")
+    wait_until(lambda: len(api.get(URL, {"page_size": 1000}).json()["results"]) >= count, "the feed horizon")
 
 
 def read_all(api: APIClient, after: str = "", **params: Any) -> tuple[list[dict], str]:
@@ -182,7 +182,7 @@ def test_a_writer_committing_after_a_later_one_is_not_skipped_by_a_reader_in_bet
     assert a_done.is_set()
 
     # Other sessions on the server can hold the horizon back for a moment: wait for it, do not time it.
-    wait_until(lambda: len(api.get(URL, {"after": cursor}).json()["results"]) == 2, 30, "both changes in the feed")
+    wait_until(lambda: len(api.get(URL, {"after": cursor}).json()["results"]) == 2, "both changes in the feed")
     results = api.get(URL, {"after": cursor}).json()["results"]
     assert [r["payload"]["who"] for r in results] == ["A", "B"]
     a_row = OutboxMessage.objects.get(crm_record_id="A")

@@ -88,9 +88,7 @@ def test_a_relay_killed_after_the_crm_got_the_batch_sends_it_again_with_the_same
 
     env.start_worker(**crm_settings)
     total = len(ids) * 2  # sent, then delivered: two status changes a message
-    wait_until(
-        lambda: len(rows := outbox(env)) == total and {s for s, _, _ in rows.values()} == {"sent"}, 120, "all sent"
-    )
+    wait_until(lambda: len(rows := outbox(env)) == total and {s for s, _, _ in rows.values()} == {"sent"}, "all sent")
 
     rows = outbox(env)
     counts = Counter(c.key for c in crm.changes())

@@ -52,9 +52,9 @@ class App:
     def at_the_provider(self, provider: str = "genesys_sms") -> Counter[str]:
         return Counter(m.to.lstrip("+") for m in list(self.sim.sim.messages) if m.provider == provider)
 
-    def eventually(self, predicate: Any, what: str, timeout: float = 90) -> Any:
+    def eventually(self, predicate: Any, what: str) -> Any:
         try:
-            return wait_until(predicate, timeout, what, interval=0.25)
+            return wait_until(predicate, what, interval=0.25)
         except TimeoutError:
             print(self.env.logs())
             raise
