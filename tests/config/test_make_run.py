@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.apprunner import BIN, ROOT, AppEnv, free_port, wait_until
+from tests.apprunner import BIN, READY_TIMEOUT, ROOT, AppEnv, free_port, wait_until
 from tests.e2e.conftest import basic_auth
 
 pytestmark = pytest.mark.e2e
@@ -67,7 +67,7 @@ def kill_everything(proc: subprocess.Popen) -> None:
         for pid in descendants(proc.pid):
             os.kill(pid, signal.SIGKILL)
         proc.kill()
-        proc.wait(timeout=10)
+        proc.wait(timeout=READY_TIMEOUT)
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def test_a_crashed_worker_is_started_again_and_ctrl_c_stops_everything_cleanly(
     os.killpg(worker, signal.SIGKILL)  # the worker and its pool, as an OOM kill would
     answers = []
     for _ in range(10):
-        answers.append(httpx.get(f"{url}/healthz", timeout=5).status_code)
+        answers.append(httpx.get(f"{url}/healthz", timeout=READY_TIMEOUT).status_code)
         time.sleep(0.2)
     wait_until(lambda: program_pid(log, "worker", after=1), "the worker, started again")
 
@@ -120,7 +120,7 @@ def test_a_crashed_worker_is_started_again_and_ctrl_c_stops_everything_cleanly(
     # Idle, everything stops within the 10 s: the programs are stopped together (one supervisord group),
     # beat between two ticks, each worker as soon as it is asked (config/broker.py, config/celery.py). It took 41 s
     # when supervisord stopped them one after another and each idle worker took ~8 s.
-    assert supervisor.wait(timeout=10) == 0
+    assert supervisor.wait(timeout=READY_TIMEOUT) == 0
     output = log.read_text()
     first_wait = re.search(r"waiting for (.*) to die", output.split("received SIGINT")[1])
     assert first_wait and set(first_wait.group(1).split(", ")) == {
@@ -171,7 +171,7 @@ def test_dot_env_settings_reach_every_process_and_the_environment_wins(tmp_path:
         assert len(descendants(web)) == 1, "granian started .env's 3 workers, not the exported 1"
         assert (tmp_path / "var" / "supervisord.pid").exists()  # VAR_DIR's default pid file
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0
+        assert proc.wait(timeout=READY_TIMEOUT) == 0
     finally:
         kill_everything(proc)
         env.destroy()

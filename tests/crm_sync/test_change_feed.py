@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 from crm_sync.models import OutboxMessage
 from receipts.events import Kind, publish
 from receipts.models import ApiClient
-from tests.apprunner import wait_until
+from tests.apprunner import READY_TIMEOUT, wait_until
 from tests.conftest import is_postgres
 from tests.crm_sync.conftest import change, publish_changes
 
@@ -149,7 +149,7 @@ def test_a_writer_committing_after_a_later_one_is_not_skipped_by_a_reader_in_bet
             with transaction.atomic():
                 publish([change(record="A", message_id=1, who="A")])
                 a_written.set()
-                assert a_may_commit.wait(30)
+                assert a_may_commit.wait(READY_TIMEOUT)
         finally:
             connection.close()
             a_done.set()
@@ -163,7 +163,7 @@ def test_a_writer_committing_after_a_later_one_is_not_skipped_by_a_reader_in_bet
     thread_a = threading.Thread(target=writer_a)
     thread_a.start()
     try:
-        assert a_written.wait(30)
+        assert a_written.wait(READY_TIMEOUT)
         thread_b = threading.Thread(target=writer_b)
         thread_b.start()
         thread_b.join(30)

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from simulator.fake_crm import FakeCrm
-from tests.apprunner import AppEnv, wait_until
+from tests.apprunner import READY_TIMEOUT, AppEnv, wait_until
 from tests.e2e.conftest import post_receipt
 
 pytestmark = pytest.mark.e2e
@@ -77,7 +77,7 @@ def test_a_relay_killed_after_the_crm_got_the_batch_sends_it_again_with_the_same
     crm.hold()
     worker = env.start_worker(**crm_settings)
     env.start_beat(**crm_settings)
-    crm.wait_for(lambda: any(r.status == 200 for r in crm.requests), timeout=60)
+    crm.wait_for(lambda: any(r.status == 200 for r in crm.requests), timeout=READY_TIMEOUT)
     env.kill(worker)
     killed_at = time.time()
     crm.release()

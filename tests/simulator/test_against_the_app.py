@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from simulator import SimulatorServer
-from tests.apprunner import ROOT, AppEnv, free_port, wait_until
+from tests.apprunner import READY_TIMEOUT, ROOT, AppEnv, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -193,7 +193,7 @@ def test_the_management_command_pushes_with_the_apps_own_settings_and_stops_on_c
         wait_until(lambda: app.message(registered)["status"] == "delivered", "delivered via the command")
     finally:
         proc.send_signal(signal.SIGINT)
-        code = proc.wait(timeout=20)
+        code = proc.wait(timeout=READY_TIMEOUT)
         log.close()
     output = (app.env.workdir / "simulator.log").read_text()
     assert code == 0, output
