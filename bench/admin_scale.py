@@ -149,7 +149,7 @@ class Server:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        wait_until(lambda: httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200, 60, "granian")
+        wait_until(lambda: httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200, "granian")
 
     def stop(self) -> None:
         if self.proc.poll() is None:

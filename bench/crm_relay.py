@@ -56,7 +56,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--worker-concurrency", type=int, default=2)
     parser.add_argument("--crm-latency", type=float, default=0.0, help="seconds the fake CRM takes to answer")
     parser.add_argument("--crm-throttle", type=float, default=0.0, help="share of CRM requests answered 429")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the backlog to drain")
+    parser.add_argument(
+        "--timeout", type=float, help="seconds to wait for the backlog to drain (default TEST_READY_TIMEOUT, 300)"
+    )
     parser.add_argument("--database-url", default="", help=f"admin connection (default {DEFAULT_DATABASE_URL})")
     parser.add_argument("--broker-url", default="", help=f"default {DEFAULT_BROKER_URL}")
     parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE", help="extra app setting")
@@ -243,7 +245,7 @@ def main() -> int:
     if not os.environ["DATABASE_URL"].startswith(("postgres://", "postgresql://")):
         raise SystemExit("the benchmark runs on PostgreSQL (DATABASE_URL=postgres://...)")
     sys.path.insert(0, str(ROOT))
-    from tests.apprunner import AppEnv, free_port, wait_until
+    from tests.apprunner import READY_TIMEOUT, AppEnv, free_port, wait_until
 
     def on_term(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -262,7 +264,7 @@ def main() -> int:
         fake_argv += ["--latency", str(args.crm_latency), "--throttle", str(args.crm_throttle)]
         env._spawn("fake-crm", fake_argv)
         crm_url = f"http://127.0.0.1:{crm_port}"
-        wait_until(lambda: httpx.get(f"{crm_url}/_fake/summary", timeout=1).status_code == 200, 30, "fake CRM")
+        wait_until(lambda: httpx.get(f"{crm_url}/_fake/summary", timeout=1).status_code == 200, "fake CRM")
         crm_settings = {
             "CRM_BACKEND": args.backend,
             "CRM_URL": f"{crm_url}/crm/changes",
@@ -323,7 +325,7 @@ def main() -> int:
         def unsent() -> int:
             return OutboxMessage.objects.exclude(state__in=["sent", "skipped"]).count()
 
-        deadline = time.monotonic() + args.timeout
+        deadline = time.monotonic() + (args.timeout or READY_TIMEOUT)
         while (left := unsent()) and time.monotonic() < deadline:
             time.sleep(0.25)
         drained_at = time.time()

@@ -48,7 +48,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--embedded", action="store_true", help="SQLite and the filesystem broker")
     parser.add_argument("--records", type=int, default=2000, help="distinct CRM records (default 2000)")
     parser.add_argument("--clients", type=int, default=32, help="concurrent webhook senders (default 32)")
-    parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the backlog to drain")
+    parser.add_argument(
+        "--timeout", type=float, help="seconds to wait for the backlog to drain (default TEST_READY_TIMEOUT, 300)"
+    )
     parser.add_argument("--no-front", action="store_true", help="granian on the port itself, without the front")
     parser.add_argument("--keep-logs", action="store_true")
     return parser.parse_args()
@@ -159,7 +161,7 @@ def main() -> int:
         os.environ["CELERY_BROKER_URL"] = os.environ.get("CELERY_BROKER_URL") or DEFAULT_BROKER_URL
         os.environ["REDIS_URL"] = os.environ.get("REDIS_URL") or os.environ["CELERY_BROKER_URL"]
     sys.path.insert(0, str(ROOT))
-    from tests.apprunner import BASIC_PASSWORD, BASIC_USER, AppEnv, free_port, wait_until
+    from tests.apprunner import BASIC_PASSWORD, BASIC_USER, READY_TIMEOUT, AppEnv, free_port, wait_until
 
     def on_term(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -175,7 +177,7 @@ def main() -> int:
         crm_port = free_port()
         env._spawn("fake-crm", [sys.executable, "manage.py", "fake_crm", "--port", str(crm_port)])
         crm_url = f"http://127.0.0.1:{crm_port}"
-        wait_until(lambda: httpx.get(f"{crm_url}/_fake/summary", timeout=1).status_code == 200, 30, "fake CRM")
+        wait_until(lambda: httpx.get(f"{crm_url}/_fake/summary", timeout=1).status_code == 200, "fake CRM")
         settings = {
             "CRM_BACKEND": "generic",
             "CRM_URL": f"{crm_url}/crm/changes",
@@ -234,7 +236,7 @@ def main() -> int:
         if sent["behind"] > 0.5:
             print(f"  the sender fell up to {sent['behind']:.1f} s behind its schedule")
 
-        deadline = time.monotonic() + args.timeout
+        deadline = time.monotonic() + (args.timeout or READY_TIMEOUT)
         expected = sent["answers"].get(200, 0)
         while time.monotonic() < deadline:
             made = OutboxMessage.objects.count()

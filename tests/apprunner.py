@@ -27,6 +27,11 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 BASIC_USER, BASIC_PASSWORD = "e2e", "e2e-password"
 
+# The one ceiling on every wait of the tests and benches for something to become ready (a server answering, a
+# log line, a row): they poll often, so a quiet machine goes on at once, and give up only after this long. On a
+# starved machine (load 50-70 on 2 cores) granian took 33-155 s to answer its first request.
+READY_TIMEOUT = float(os.environ.get("TEST_READY_TIMEOUT") or 300)
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -105,7 +110,7 @@ class AppEnv:
             capture_output=True,
             text=True,
             check=True,
-            timeout=120,
+            timeout=READY_TIMEOUT,
         )
 
     def _spawn(self, label: str, argv: list[str], **env: str) -> subprocess.Popen:
@@ -147,7 +152,7 @@ class AppEnv:
             argv += ["--workers", str(workers), "--threads", str(threads), "--backlog", "2048"]
         self._spawn(f"web-{port}", argv, **env)
         url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: httpx.get(f"{url}/healthz", timeout=1).status_code == 200, 30, f"web on {port}")
+        wait_until(lambda: httpx.get(f"{url}/healthz", timeout=1).status_code == 200, f"web on {port}")
         return url
 
     def start_worker(self, concurrency: int = 2, **env: str) -> subprocess.Popen:
@@ -155,9 +160,9 @@ class AppEnv:
         argv += ["--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "WARNING"]
         return self._spawn("worker", argv, **env)
 
-    def start_beat(self, **env: str) -> subprocess.Popen:
+    def start_beat(self, loglevel: str = "WARNING", **env: str) -> subprocess.Popen:
         schedule = self.workdir / f"beat-{uuid.uuid4().hex[:6]}"
-        argv = [str(BIN / "celery"), "-A", "config", "beat", "--schedule", str(schedule), "--loglevel", "WARNING"]
+        argv = [str(BIN / "celery"), "-A", "config", "beat", "--schedule", str(schedule), "--loglevel", loglevel]
         return self._spawn("beat", argv, **env)
 
     def stop(self, proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
@@ -165,10 +170,10 @@ class AppEnv:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, sig)
             try:
-                proc.wait(timeout=20)
+                proc.wait(timeout=READY_TIMEOUT)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+                proc.wait(timeout=READY_TIMEOUT)
         for p, log in self.processes:
             if p is proc:
                 log.close()
@@ -194,7 +199,9 @@ class AppEnv:
                 return conn.execute(query).fetchall()
         import sqlite3
 
-        with contextlib.closing(sqlite3.connect(self.database_url.removeprefix("sqlite:///"), timeout=30)) as conn:
+        with contextlib.closing(
+            sqlite3.connect(self.database_url.removeprefix("sqlite:///"), timeout=READY_TIMEOUT)
+        ) as conn:
             return conn.execute(query).fetchall()
 
     def inbox_states(self) -> dict[str, int]:
@@ -204,7 +211,12 @@ class AppEnv:
         return self.manage("create_api_client", name).stdout.strip().splitlines()[-1]
 
 
-def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1) -> object:
+def wait_until(
+    predicate: Callable[[], object], what: str, interval: float = 0.1, timeout: float | None = None
+) -> object:
+    """Poll ``predicate`` every ``interval`` until it returns something true, and return that; give up after
+    ``timeout`` (READY_TIMEOUT, TEST_READY_TIMEOUT in the environment, unless a test sets its own)."""
+    timeout = READY_TIMEOUT if timeout is None else timeout
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:

@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 from campaigns.contacts import import_contacts
 from campaigns.models import Contact
 from receipts.models import ApiClient
+from tests.apprunner import READY_TIMEOUT
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,7 +44,7 @@ def test_four_imports_of_overlapping_new_records_at_once_all_succeed() -> None:
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=120)
+        thread.join(timeout=READY_TIMEOUT)
     assert failures == []
     assert [r.refused for r in reports] == [[], [], [], []]
     assert Contact.objects.count() == 300
@@ -69,7 +70,7 @@ def test_four_api_imports_at_once_answer_200_each() -> None:
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=120)
+        thread.join(timeout=READY_TIMEOUT)
     assert sorted(answers) == [200, 200, 200, 200]
     assert Contact.objects.count() == 200
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.apprunner import READY_TIMEOUT
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -14,7 +16,12 @@ def run(code_or_args: list[str], tmp_path: Path, **env: str) -> subprocess.Compl
     environment = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL"}}
     environment.update({"VAR_DIR": str(tmp_path / "var"), "SECRET_KEY": "test-only", **env})
     return subprocess.run(
-        [sys.executable, *code_or_args], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
+        [sys.executable, *code_or_args],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=READY_TIMEOUT,
     )
 
 

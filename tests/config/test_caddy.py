@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.apprunner import BIN, ROOT, free_port, wait_until
+from tests.apprunner import BIN, READY_TIMEOUT, ROOT, free_port, wait_until
 
 MAX_BODY = 4096
 READ_HEADER_TIMEOUT = 1.5
@@ -130,7 +130,7 @@ def start_caddy(socket_path: Path, tmp_path: Path, **settings: str) -> tuple[str
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    wait_until(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True, 20, "caddy")
+    wait_until(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True, "caddy")
     return f"http://127.0.0.1:{port}", proc
 
 
@@ -141,7 +141,7 @@ def front(upstream: tuple[Path, list[dict]], tmp_path: Path) -> Iterator[tuple[s
         yield url, upstream[1]
     finally:
         proc.terminate()
-        proc.wait(timeout=15)
+        proc.wait(timeout=READY_TIMEOUT)
 
 
 def raw(url: str, data: bytes, wait: float = 5) -> bytes:
@@ -223,7 +223,7 @@ def test_behind_a_trusted_proxy_its_forwarded_for_is_kept_and_the_peer_appended(
         httpx.get(f"{url}/healthz", headers={"X-Forwarded-For": "198.51.100.1"})
     finally:
         proc.terminate()
-        proc.wait(timeout=15)
+        proc.wait(timeout=READY_TIMEOUT)
     assert upstream[1][0]["headers"]["x-forwarded-for"] == "198.51.100.1, 127.0.0.1"
 
 
@@ -238,10 +238,10 @@ def test_a_slow_reader_of_a_large_answer_holds_no_app_thread(upstream: tuple[Pat
         with socket.create_connection((host, int(port)), timeout=10) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
-            wait_until(lambda: seen and seen[0].get("answered"), 20, "the app's answer, taken whole by Caddy")
+            wait_until(lambda: seen and seen[0].get("answered"), "the app's answer, taken whole by Caddy")
     finally:
         proc.terminate()
-        proc.wait(timeout=15)
+        proc.wait(timeout=READY_TIMEOUT)
 
 
 def test_a_head_that_trickles_in_is_cut_off_at_the_read_header_timeout(front: tuple[str, list[dict]]) -> None:
@@ -370,13 +370,13 @@ def test_an_app_that_is_not_there_gives_503_with_retry_after(tmp_path: Path) -> 
         assert "starting or restarting" in response.text
     finally:
         proc.terminate()
-        proc.wait(timeout=15)
+        proc.wait(timeout=READY_TIMEOUT)
 
 
 def test_sigterm_stops_caddy_cleanly(upstream: tuple[Path, list[dict]], tmp_path: Path) -> None:
     _, proc = start_caddy(upstream[0], tmp_path)
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=15) == 0
+    assert proc.wait(timeout=READY_TIMEOUT) == 0
 
 
 def test_whatever_bytes_arrive_caddy_answers_or_closes_and_keeps_serving(front: tuple[str, list[dict]]) -> None:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.apprunner import ROOT
+from tests.apprunner import READY_TIMEOUT, ROOT
 
 SHOW = (
     "import django; django.setup(); from django.conf import settings; "
@@ -33,7 +33,7 @@ def test_an_exported_setting_beats_dot_env_which_fills_in_the_rest(tmp_path: Pat
         env=environment,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=READY_TIMEOUT,
         check=True,
     )
 

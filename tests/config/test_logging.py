@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.apprunner import READY_TIMEOUT
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = """
 import logging, django
@@ -28,7 +30,7 @@ def run(**env: str) -> subprocess.CompletedProcess:
         env=environment,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=READY_TIMEOUT,
         check=True,
     )
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.apprunner import BIN, ROOT, AppEnv, free_port, wait_until
+from tests.apprunner import BIN, READY_TIMEOUT, ROOT, AppEnv, free_port, wait_until
 from tests.e2e.conftest import basic_auth
 
 pytestmark = pytest.mark.e2e
@@ -67,7 +67,7 @@ def kill_everything(proc: subprocess.Popen) -> None:
         for pid in descendants(proc.pid):
             os.kill(pid, signal.SIGKILL)
         proc.kill()
-        proc.wait(timeout=10)
+        proc.wait(timeout=READY_TIMEOUT)
 
 
 @pytest.fixture
@@ -85,7 +85,7 @@ def supervised(tmp_path: Path) -> Iterator[tuple[AppEnv, subprocess.Popen, str, 
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: httpx.get(f"{url}/healthz", timeout=1).status_code == 200, 60, "make run's web")
+        wait_until(lambda: httpx.get(f"{url}/healthz", timeout=1).status_code == 200, "make run's web")
         yield env, proc, url, log
     finally:
         kill_everything(proc)
@@ -96,15 +96,15 @@ def test_a_crashed_worker_is_started_again_and_ctrl_c_stops_everything_cleanly(
     supervised: tuple[AppEnv, subprocess.Popen, str, Path],
 ) -> None:
     env, supervisor, url, log = supervised
-    wait_until(lambda: program_pid(log, "worker"), 30, "the worker")
+    wait_until(lambda: program_pid(log, "worker"), "the worker")
     worker = program_pid(log, "worker")
 
     os.killpg(worker, signal.SIGKILL)  # the worker and its pool, as an OOM kill would
     answers = []
     for _ in range(10):
-        answers.append(httpx.get(f"{url}/healthz", timeout=5).status_code)
+        answers.append(httpx.get(f"{url}/healthz", timeout=READY_TIMEOUT).status_code)
         time.sleep(0.2)
-    wait_until(lambda: program_pid(log, "worker", after=1), 30, "the worker, started again")
+    wait_until(lambda: program_pid(log, "worker", after=1), "the worker, started again")
 
     # The exported credentials are the ones the web checks, and the new worker processes what it accepts.
     body = b'{"id": "m-1", "status": "delivered", "timestamp": "2026-11-20T10:00:00Z"}'
@@ -112,7 +112,7 @@ def test_a_crashed_worker_is_started_again_and_ctrl_c_stops_everything_cleanly(
         f"{url}/webhooks/generic/", content=body, headers={"Content-Type": "application/json"}, auth=basic_auth()
     )
     assert webhook.status_code == 200, webhook.text
-    wait_until(lambda: env.inbox_states().get("orphan") or env.inbox_states().get("processed"), 60, "processing")
+    wait_until(lambda: env.inbox_states().get("orphan") or env.inbox_states().get("processed"), "processing")
     assert answers == [200] * 10, "the web stopped answering while the worker was down"
 
     processes = descendants(supervisor.pid)
@@ -120,7 +120,7 @@ def test_a_crashed_worker_is_started_again_and_ctrl_c_stops_everything_cleanly(
     # Idle, everything stops within the 10 s: the programs are stopped together (one supervisord group),
     # beat between two ticks, each worker as soon as it is asked (config/broker.py, config/celery.py). It took 41 s
     # when supervisord stopped them one after another and each idle worker took ~8 s.
-    assert supervisor.wait(timeout=10) == 0
+    assert supervisor.wait(timeout=READY_TIMEOUT) == 0
     output = log.read_text()
     first_wait = re.search(r"waiting for (.*) to die", output.split("received SIGINT")[1])
     assert first_wait and set(first_wait.group(1).split(", ")) == {
@@ -144,7 +144,7 @@ def test_access_lines_mask_addresses_in_paths(supervised: tuple[AppEnv, subproce
     _, _, url, log = supervised
     for path in ("/api/v1/nope+15558675309/", "/api/v1/contacts/ann.private%40example.com/"):
         assert httpx.get(f"{url}{path}", timeout=10).status_code in (401, 404)
-    wait_until(lambda: "***09" in log.read_text(), 30, "the access line")
+    wait_until(lambda: "***09" in log.read_text(), "the access line")
     text = log.read_text()
     assert "5558675309" not in text and "ann.private" not in text
     assert re.search(r'"GET /api/v1/nope\+\*\*\*09/ HTTP/1\.1" 40[14]', text), text[-2000:]
@@ -164,14 +164,14 @@ def test_dot_env_settings_reach_every_process_and_the_environment_wins(tmp_path:
     proc = start_make_run(env, log, ENV_FILE=str(dot_env), WEB_WORKERS="1")
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: httpx.get(f"{url}/healthz", timeout=1).status_code == 200, 60, "caddy on .env's WEB_PORT")
-        wait_until(lambda: program_pid(log, "worker") and program_pid(log, "worker-sync"), 30, "the workers")
+        wait_until(lambda: httpx.get(f"{url}/healthz", timeout=1).status_code == 200, "caddy on .env's WEB_PORT")
+        wait_until(lambda: program_pid(log, "worker") and program_pid(log, "worker-sync"), "the workers")
         web, worker, sync = (program_pid(log, name) for name in ("web", "worker", "worker-sync"))
-        wait_until(lambda: len(descendants(worker)) == 1 and len(descendants(sync)) == 1, 30, "the worker pools")
+        wait_until(lambda: len(descendants(worker)) == 1 and len(descendants(sync)) == 1, "the worker pools")
         assert len(descendants(web)) == 1, "granian started .env's 3 workers, not the exported 1"
         assert (tmp_path / "var" / "supervisord.pid").exists()  # VAR_DIR's default pid file
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0
+        assert proc.wait(timeout=READY_TIMEOUT) == 0
     finally:
         kill_everything(proc)
         env.destroy()

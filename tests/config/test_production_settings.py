@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 
+from tests.apprunner import READY_TIMEOUT
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -37,7 +39,7 @@ def test_the_deploy_check_is_clean_behind_a_tls_proxy(tmp_path: Path) -> None:
         env=production_env(tmp_path),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=READY_TIMEOUT,
     )
 
     assert done.returncode == 0, done.stderr
@@ -51,7 +53,9 @@ def test_behind_a_tls_proxy_everything_but_the_probes_goes_https(tmp_path: Path)
         "s.SECURE_HSTS_SECONDS, s.SECURE_REDIRECT_EXEMPT]))"
     )
     env = {**production_env(tmp_path), "DJANGO_SETTINGS_MODULE": "config.settings"}
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=READY_TIMEOUT
+    )
 
     assert done.returncode == 0, done.stderr
     redirect, session, csrf, hsts, exempt = __import__("json").loads(done.stdout.strip().splitlines()[-1])

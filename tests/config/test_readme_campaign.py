@@ -14,6 +14,7 @@ import pytest
 
 from campaigns.models import Campaign
 from receipts.models import ApiClient
+from tests.apprunner import READY_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,7 +46,7 @@ def test_the_readme_starts_the_campaign_it_made(live_server: Any, settings: Any)
         env={**os.environ, "TOKEN": token},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=READY_TIMEOUT,
     )
 
     assert run.returncode == 0, run.stderr

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from tests.apprunner import ROOT, wants_postgres
+from tests.apprunner import READY_TIMEOUT, ROOT, wants_postgres
 
 pytestmark = pytest.mark.skipif(not wants_postgres(), reason="statement_timeout is PostgreSQL's")
 
@@ -50,7 +50,7 @@ def run(entry: str, marker: str, **env: str) -> list[str]:
     environment |= {"SECRET_KEY": "statement-timeout", **env}
     environment.pop("RECEIPTS_PROCESS", None)
     done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=READY_TIMEOUT
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.split()

@@ -19,7 +19,7 @@ from crm_sync import actions
 from crm_sync.models import FeedEntry, OutboxMessage
 from receipts.events import Kind, publish
 from receipts.models import ApiClient
-from tests.apprunner import wait_until
+from tests.apprunner import READY_TIMEOUT, wait_until
 from tests.conftest import is_postgres
 from tests.crm_sync.conftest import change, publish_changes
 
@@ -32,7 +32,9 @@ VISIBLE_WITHIN = 5
 
 def settle(api: APIClient, count: int) -> None:
     """Wait (at most VISIBLE_WITHIN seconds) until the feed serves ``count`` changes."""
-    wait_until(lambda: len(api.get(URL, {"page_size": 1000}).json()["results"]) >= count, VISIBLE_WITHIN, "the feed")
+    wait_until(
+        lambda: len(api.get(URL, {"page_size": 1000}).json()["results"]) >= count, "the feed", timeout=VISIBLE_WITHIN
+    )
 
 
 def read_all(api: APIClient, after: str = "", **params: Any) -> tuple[list[dict], str]:
@@ -161,14 +163,16 @@ def test_a_writer_committing_after_a_later_one_is_neither_skipped_nor_held_back(
     )
     thread_a.start()
     try:
-        assert a_written.wait(30)
+        assert a_written.wait(READY_TIMEOUT)
         publish_changes(change(record="B", message_id=2, who="B"))
         first = api.get(URL).json()
         assert [r["payload"]["who"] for r in first["results"]] == ["B"]  # not held back behind A
     finally:
         a_may_commit.set()
-        thread_a.join(30)
-    wait_until(lambda: api.get(URL, {"after": first["next"]}).json()["results"], VISIBLE_WITHIN, "A in the feed")
+        thread_a.join(READY_TIMEOUT)
+    wait_until(
+        lambda: api.get(URL, {"after": first["next"]}).json()["results"], "A in the feed", timeout=VISIBLE_WITHIN
+    )
     assert [r["payload"]["who"] for r in api.get(URL, {"after": first["next"]}).json()["results"]] == ["A"]
     assert OutboxMessage.objects.get(crm_record_id="A").pk < OutboxMessage.objects.get(crm_record_id="B").pk
 
@@ -186,7 +190,7 @@ def open_writer(event: Any, written: threading.Event, may_commit: threading.Even
         with transaction.atomic():
             publish([event])
             written.set()
-            assert may_commit.wait(60)
+            assert may_commit.wait(READY_TIMEOUT)
     finally:
         connection.close()
 
@@ -247,12 +251,12 @@ def test_a_transaction_open_in_another_database_does_not_hold_the_feed_back(open
 
     for writer, (written, _) in zip(writers, gates, strict=True):
         writer.start()
-        assert written.wait(30)
+        assert written.wait(READY_TIMEOUT)
     for writer, (_, may_commit) in reversed(list(zip(writers, gates, strict=True))):
         may_commit.set()
-        writer.join(30)
+        writer.join(READY_TIMEOUT)
         page()
-    wait_until(lambda: page() or len(seen) >= count + 1, VISIBLE_WITHIN, "every change in the feed")
+    wait_until(lambda: page() or len(seen) >= count + 1, "every change in the feed", timeout=VISIBLE_WITHIN)
     page()
     assert sorted(seen) == list(range(count + 1))  # none skipped, none repeated
     assert seen[:1] == [0] and seen[1:] == sorted(seen[1:], reverse=True)  # in commit order

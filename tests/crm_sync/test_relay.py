@@ -21,6 +21,7 @@ from crm_sync.adapters.generic import GenericAdapter
 from crm_sync.models import OutboxMessage, OutboxState, RelayLease
 from receipts.events import Kind, publish
 from simulator.fake_crm import FakeCrm
+from tests.apprunner import READY_TIMEOUT
 from tests.conftest import drain, is_postgres, post_webhook, register
 from tests.crm_sync.conftest import T0, change, publish_changes, relay_until_idle, states
 
@@ -340,17 +341,17 @@ class HeldTransaction:
         try:
             with transaction.atomic():
                 for i, step in enumerate(self.steps):
-                    assert self.go[i].wait(30)
+                    assert self.go[i].wait(READY_TIMEOUT)
                     step()
                     self.done[i].set()
-                assert self.go[-1].wait(30)
+                assert self.go[-1].wait(READY_TIMEOUT)
         finally:
             connection.close()
             self.done[-1].set()
 
     def step(self, i: int) -> None:
         self.go[i].set()
-        assert self.done[i].wait(30)
+        assert self.done[i].wait(READY_TIMEOUT)
 
     def commit(self) -> None:
         self.step(len(self.steps))
@@ -487,7 +488,7 @@ class Clock:
 
 def wait_for(predicate: Any, what: str) -> None:
     """Until ``predicate()`` holds, on the wall clock only as a bound: a loaded machine is slower, never wrong."""
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + READY_TIMEOUT
     while not predicate():
         assert time.monotonic() < deadline, what
         time.sleep(0.02)
@@ -512,7 +513,7 @@ def test_while_the_crm_holds_a_batch_the_lease_and_the_rows_in_flight_are_renewe
     relay = threading.Thread(target=run_relay)
     relay.start()
     try:
-        generic_crm.wait_for(lambda: generic_crm.requests)
+        generic_crm.wait_for(lambda: generic_crm.requests, timeout=READY_TIMEOUT)
         clock.advance(timedelta(seconds=2.5))  # past the lease twice over, while the CRM still holds the answer
         wait_for(lambda: RelayLease.objects.get().expires_at > clock(), "the lease ran out while its holder waited")
         row = OutboxMessage.objects.get()

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from simulator.fake_crm import FakeCrm
-from tests.apprunner import AppEnv, wait_until
+from tests.apprunner import READY_TIMEOUT, AppEnv, wait_until
 from tests.e2e.conftest import post_receipt
 
 pytestmark = pytest.mark.e2e
@@ -77,7 +77,7 @@ def test_a_relay_killed_after_the_crm_got_the_batch_sends_it_again_with_the_same
     crm.hold()
     worker = env.start_worker(**crm_settings)
     env.start_beat(**crm_settings)
-    crm.wait_for(lambda: any(r.status == 200 for r in crm.requests), timeout=60)
+    crm.wait_for(lambda: any(r.status == 200 for r in crm.requests), timeout=READY_TIMEOUT)
     env.kill(worker)
     killed_at = time.time()
     crm.release()
@@ -88,9 +88,7 @@ def test_a_relay_killed_after_the_crm_got_the_batch_sends_it_again_with_the_same
 
     env.start_worker(**crm_settings)
     total = len(ids) * 2  # sent, then delivered: two status changes a message
-    wait_until(
-        lambda: len(rows := outbox(env)) == total and {s for s, _, _ in rows.values()} == {"sent"}, 120, "all sent"
-    )
+    wait_until(lambda: len(rows := outbox(env)) == total and {s for s, _, _ in rows.values()} == {"sent"}, "all sent")
 
     rows = outbox(env)
     counts = Counter(c.key for c in crm.changes())

@@ -82,7 +82,7 @@ def test_with_the_broker_down_webhooks_answer_200_and_receipts_are_processed_onc
     # only the periodic sweeper can find these rows.
     env.start_worker()
     env.start_beat()
-    wait_until(lambda: env.inbox_states() == {"processed": 60}, 60, "inbox drained by the sweeper", interval=0.2)
+    wait_until(lambda: env.inbox_states() == {"processed": 60}, "inbox drained by the sweeper", interval=0.2)
     assert_everything_applied_once(env, ids, per_message=3)
 
 
@@ -108,7 +108,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_duplicates_nothing(env: App
         before = env.inbox_states().get("processed", 0)
         worker = env.start_worker(concurrency=1, **small)
         # Kill as soon as a batch has committed: the worker is then in the middle of the next one.
-        wait_until(lambda b=before: env.inbox_states().get("processed", 0) > b, 60, "worker making progress", 0.02)
+        wait_until(lambda b=before: env.inbox_states().get("processed", 0) > b, "worker making progress", 0.02)
         if env.inbox_states().get("processed", 0) >= total:
             break
         env.kill(worker)  # SIGKILL to the worker and its pool: no cleanup, no ack
@@ -118,5 +118,5 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_duplicates_nothing(env: App
     assert env.inbox_states().get("processed", 0) < total
 
     env.start_worker(**small)
-    wait_until(lambda: env.inbox_states() == {"processed": total}, 90, "inbox drained after the kills", interval=0.2)
+    wait_until(lambda: env.inbox_states() == {"processed": total}, "inbox drained after the kills", interval=0.2)
     assert_everything_applied_once(env, ids, per_message=3)

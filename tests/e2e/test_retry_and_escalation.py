@@ -56,9 +56,9 @@ def app(app_env: AppEnv) -> Iterator[App]:
         provider.close()
 
 
-def eventually(app: App, predicate: object, what: str, timeout: float = 30) -> object:
+def eventually(app: App, predicate: object, what: str) -> object:
     try:
-        return wait_until(predicate, timeout, what, interval=0.2)  # type: ignore[arg-type]
+        return wait_until(predicate, what, interval=0.2)  # type: ignore[arg-type]
     except TimeoutError:
         print(app.env.logs())
         raise

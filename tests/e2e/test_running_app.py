@@ -60,13 +60,13 @@ def test_an_api_body_over_its_limit_gets_a_413_through_caddy(app: App) -> None:
     assert app.api.get(f"{app.url}/api/v1/contacts/").status_code == 200  # the app goes on
 
 
-def wait_for_status(app: App, message_id: int, status: str, timeout: float = 20) -> dict:
+def wait_for_status(app: App, message_id: int, status: str) -> dict:
     def reached() -> dict | None:
         body = app.message(message_id)
         return body if body["status"] == status else None
 
     try:
-        return wait_until(reached, timeout, f"message {message_id} {status}", interval=0.05)  # type: ignore[return-value]
+        return wait_until(reached, f"message {message_id} {status}", interval=0.05)  # type: ignore[return-value]
     except TimeoutError:
         print(app.env.logs())
         raise
@@ -204,7 +204,7 @@ def test_twenty_concurrent_requests_for_one_message_leave_exactly_the_prescribed
         body = app.message(registered["id"])
         return body if len(body["events"]) == len(receipts) else None
 
-    body = wait_until(settled, 20, "all receipts on the timeline", interval=0.05)
+    body = wait_until(settled, "all receipts on the timeline", interval=0.05)
     assert body["status"] == prescribed.status == "expired"
     assert datetime.fromisoformat(body["status_at"].replace("Z", "+00:00")) == prescribed.status_at
     assert (body["failure_category"], body["retryable"]) == (prescribed.failure_category, prescribed.retryable)

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from simulator import SimulatorServer
-from tests.apprunner import ROOT, AppEnv, free_port, wait_until
+from tests.apprunner import READY_TIMEOUT, ROOT, AppEnv, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -150,11 +150,11 @@ def test_pushed_receipts_of_all_three_providers_change_the_apps_messages(app: Ap
                 return all(app.message(registered[c[2]])["status"] == c[4] for c in CASES)
 
             try:
-                wait_until(settled, 60, "every message final in the app", interval=0.25)
+                wait_until(settled, "every message final in the app", interval=0.25)
             except TimeoutError:
                 print({c[2]: app.message(registered[c[2]])["status"] for c in CASES}, app.env.logs())
                 raise
-            wait_until(lambda: server.sim.pusher.pending() == 0, 30, "all pushes done")
+            wait_until(lambda: server.sim.pusher.pending() == 0, "all pushes done")
             pushes = http.get("/_sim/stats").json()["pushes"]
 
             # A push acknowledged is not yet processed: wait for the sent receipts (pushed concurrently, maybe
@@ -162,7 +162,7 @@ def test_pushed_receipts_of_all_three_providers_change_the_apps_messages(app: Ap
             def timelines_complete() -> bool:
                 return all(len(app.message(registered[c[2]])["events"]) >= 2 for c in CASES)
 
-            wait_until(timelines_complete, 30, "every receipt on its timeline", interval=0.25)
+            wait_until(timelines_complete, "every receipt on its timeline", interval=0.25)
     finally:
         server.stop()
 
@@ -172,7 +172,7 @@ def test_pushed_receipts_of_all_three_providers_change_the_apps_messages(app: Ap
         # Sent, then the final receipt; a duplicate push lands once; out-of-order ones change nothing.
         assert {e["source"] for e in message["events"]} == {"webhook"}
         assert len(message["events"]) == 2, (address, [e["provider_code"] for e in message["events"]])
-    wait_until(lambda: app.message(silent)["status"] == "sent", 30, "silent message sent")  # and never final
+    wait_until(lambda: app.message(silent)["status"] == "sent", "silent message sent")  # and never final
     assert pushes.get("rejected", 0) == pushes.get("gave_up", 0) == 0
     assert pushes["duplicates"] > 0
 
@@ -185,15 +185,15 @@ def test_the_management_command_pushes_with_the_apps_own_settings_and_stops_on_c
     proc = subprocess.Popen(argv, cwd=ROOT, env=app.env.env(LOG_LEVEL="INFO"), stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: httpx.get(f"{url}/_sim/health").status_code == 200, 30, "simulator up")
+        wait_until(lambda: httpx.get(f"{url}/_sim/health").status_code == 200, "simulator up")
         with httpx.Client(base_url=url, timeout=10) as http:
             data = {"login": "a", "password": "b", "phone_number": "15555000001", "sender": "5", "message": "Hi"}
             assert http.post("/httpapi/receiver", data={**data, "message_id": "cmd-1", "receipt": "TRUE"}).is_success
         registered = app.register(channel="sms", provider="genesys_sms", provider_message_id="cmd-1", to="+15555000001")
-        wait_until(lambda: app.message(registered)["status"] == "delivered", 60, "delivered via the command")
+        wait_until(lambda: app.message(registered)["status"] == "delivered", "delivered via the command")
     finally:
         proc.send_signal(signal.SIGINT)
-        code = proc.wait(timeout=20)
+        code = proc.wait(timeout=READY_TIMEOUT)
         log.close()
     output = (app.env.workdir / "simulator.log").read_text()
     assert code == 0, output

@@ -163,7 +163,7 @@ def test_details_and_the_self_uri_read_a_delivered_message_alike(
     configure(http, mix={"delivered": 1})
     sent = send(conversations)
     wait_until(
-        lambda: conversations.get_conversations_message_details(sent.id).status == "delivery-success", 10, "delivered"
+        lambda: conversations.get_conversations_message_details(sent.id).status == "delivery-success", "delivered"
     )
 
     details = conversations.get_conversations_message_details(sent.id)
@@ -199,7 +199,7 @@ def test_the_bulk_lookup_answers_message_data_with_the_failure_reasons(
     def lookup() -> TextMessageListing:
         return conversations.post_conversations_message_messages_bulk(delivered.conversation_id, body=ids)
 
-    wait_until(lambda: all(e.status != "sent" and e.status != "queued" for e in lookup().entities), 10, "final")
+    wait_until(lambda: all(e.status != "sent" and e.status != "queued" for e in lookup().entities), "final")
     listing = lookup()
     raw = last_json(api_client)
 

@@ -24,7 +24,7 @@ def submit(http: httpx.Client, token: str, **query: Any) -> str:
 
 
 def wait_fulfilled(http: httpx.Client, token: str, job_id: str) -> None:
-    wait_until(lambda: http.get(f"{JOBS}/{job_id}", headers=bearer(token)).json()["state"] == "FULFILLED", 10, "job")
+    wait_until(lambda: http.get(f"{JOBS}/{job_id}", headers=bearer(token)).json()["state"] == "FULFILLED", "job")
 
 
 def pages(http: httpx.Client, token: str, job_id: str, page_size: int = 1000) -> list[dict[str, Any]]:

@@ -43,10 +43,10 @@ def test_a_duplicate_receipt_after_delivered_leaves_the_message_delivered(
     with httpx.Client(base_url=pushing.url, timeout=10) as http:
         configure(http, address_outcomes={"15551234567": "delivered"})
         assert send_mt(http, "m-dup", receipt=True).text == "result=0"
-        wait_until(lambda: ("2", "0") in states(receiver, "m-dup"), 10, "the delivered receipt")
+        wait_until(lambda: ("2", "0") in states(receiver, "m-dup"), "the delivered receipt")
 
         assert send_mt(http, "m-dup", receipt=True).text == "result=7"  # sent again: a duplicate
-        wait_until(lambda: ("8", "7") in states(receiver, "m-dup"), 10, "the duplicate's receipt")
+        wait_until(lambda: ("8", "7") in states(receiver, "m-dup"), "the duplicate's receipt")
     assert sorted(states(receiver, "m-dup")) == [("2", "0"), ("6", "0"), ("8", "7")]
     message = register(provider="genesys_sms", provider_message_id="m-dup", to="+15551234567")
 
@@ -66,7 +66,7 @@ def test_a_duplicate_receipt_first_says_sent_never_rejected(
         configure(http, address_outcomes={"15551234567": "silent"})  # the first copy reports nothing final
         send_mt(http, "m-first", receipt=True)
         assert send_mt(http, "m-first", receipt=True).text == "result=7"
-        wait_until(lambda: ("8", "7") in states(receiver, "m-first"), 10, "the duplicate's receipt")
+        wait_until(lambda: ("8", "7") in states(receiver, "m-first"), "the duplicate's receipt")
     message = register(provider="genesys_sms", provider_message_id="m-first", to="+15551234567")
 
     into_the_app(client, receiver, "m-first")

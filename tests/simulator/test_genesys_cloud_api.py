@@ -136,7 +136,7 @@ def test_an_emails_status_is_its_conversations_analytics_details_and_the_messagi
         path = f"/api/v2/analytics/conversations/{sent['conversationId']}/details"
         return http.get(path, headers=bearer(token)).json()
 
-    wait_until(lambda: "conversationEnd" in analytics(), 10, "the email's conversation ends")
+    wait_until(lambda: "conversationEnd" in analytics(), "the email's conversation ends")
     [customer] = [p for p in analytics()["participants"] if p["purpose"] == "customer"]
     assert [(s["mediaType"], s["deliveryStatus"]) for s in customer["sessions"]] == [("email", "DeliverySuccess")]
     assert http.get(f"/api/v2/conversations/messages/{sent['id']}/details", headers=bearer(token)).status_code == 404
@@ -152,9 +152,9 @@ def test_details_move_from_queued_to_sent_to_final_with_normalized_receipts(
     message_id = send_sms(http, token).json()["id"]
 
     first = details(http, token, message_id)
-    wait_until(lambda: details(http, token, message_id)["status"] == "sent", 10, "sent")
+    wait_until(lambda: details(http, token, message_id)["status"] == "sent", "sent")
     sent = details(http, token, message_id)
-    wait_until(lambda: details(http, token, message_id)["status"] == "delivery-success", 10, "delivered")
+    wait_until(lambda: details(http, token, message_id)["status"] == "delivery-success", "delivered")
     final = details(http, token, message_id)
 
     assert (first["status"], first["normalizedReceipts"]) == ("queued", [])
@@ -173,7 +173,7 @@ def test_a_failed_message_carries_a_real_reason_code(http: httpx.Client, outcome
     message_id = send_sms(http, token).json()["id"]
 
     force(http, message_id, outcome, reason)
-    wait_until(lambda: details(http, token, message_id)["status"] == "delivery-failed", 10, "failed")
+    wait_until(lambda: details(http, token, message_id)["status"] == "delivery-failed", "failed")
 
     last = details(http, token, message_id)["normalizedReceipts"][-1]
     assert last["status"] == "Failed"
@@ -186,7 +186,7 @@ def test_a_silent_message_stays_sent(http: httpx.Client) -> None:
     message_id = send_sms(http, token).json()["id"]
     force(http, message_id, "silent")
 
-    wait_until(lambda: details(http, token, message_id)["status"] == "sent", 10, "sent")
+    wait_until(lambda: details(http, token, message_id)["status"] == "sent", "sent")
 
     view = http.get(f"/_sim/messages/{message_id}").json()["messages"][0]
     assert (view["outcome"], view["finalAt"], view["status"]) == ("silent", None, "sent")

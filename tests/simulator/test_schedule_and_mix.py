@@ -29,7 +29,7 @@ def test_the_default_mix_holds_exactly_over_2000_messages(sim: SimulatorServer, 
     counts = stats(http)["messages"]
     assert counts["by_outcome"] == {"delivered": 1800, "failed": 80, "expired": 40, "silent": 80}
     # And every message gets there: silent ones stay sent.
-    wait_until(lambda: stats(http)["messages"]["by_status"].get("sent") == 80, 20, "all final", interval=0.1)
+    wait_until(lambda: stats(http)["messages"]["by_status"].get("sent") == 80, "all final", interval=0.1)
     assert stats(http)["messages"]["by_status"] == {"delivered": 1800, "failed": 80, "expired": 40, "sent": 80}
     reasons = stats(http)["messages"]["by_reason"]
     assert reasons["genesys_sms:3:0"] == 40  # expired: message_state 3
@@ -135,7 +135,7 @@ def test_receipts_are_pushed_when_due_and_authenticated(pushing: SimulatorServer
         send_mt(http, "p-1", receipt=True, app_id="app")
         send_mt(http, "p-2", receipt=False)  # no receipt asked for: none pushed, as at the real service
 
-        wait_until(lambda: len(receiver.ok()) == 2, 10, "two receipts")
+        wait_until(lambda: len(receiver.ok()) == 2, "two receipts")
         log = http.get("/_sim/pushes").json()["pushes"]
 
     bodies = [dict(parse_qsl(r["body"].decode())) for r in receiver.ok()]
@@ -153,7 +153,7 @@ def test_duplicates_and_out_of_order_receipts_at_the_configured_rates(
         configure(http, mix={"delivered": 1}, rate_duplicate=1.0, rate_out_of_order=1.0)
         send_mt(http, "d-1", receipt=True)
 
-        wait_until(lambda: len(receiver.ok()) == 4, 10, "four pushes")
+        wait_until(lambda: len(receiver.ok()) == 4, "four pushes")
         pushes = stats(http)["pushes"]
         log = http.get("/_sim/pushes").json()["pushes"]
 
@@ -178,7 +178,7 @@ def test_genesys_and_webex_pushes_carry_their_signatures(pushing: SimulatorServe
         webex["destination"] = [{"msisdn": ["15551234567"]}]
         http.post("/resources/v1/messaging", json=webex, headers={"key": "k"})
 
-        wait_until(lambda: len(receiver.ok()) >= 4, 10, "four pushes")
+        wait_until(lambda: len(receiver.ok()) >= 4, "four pushes")
 
     by_path = {}
     for r in receiver.ok():
@@ -199,7 +199,7 @@ def test_a_failed_push_is_retried_with_backoff_then_delivered(pushing: Simulator
         configure(http, mix={"delivered": 1}, sent_delay=0.0, delay_min=5, delay_max=5)
         send_mt(http, "r-1", receipt=True)
 
-        wait_until(lambda: len(receiver.ok()) == 1, 10, "delivered after retries")
+        wait_until(lambda: len(receiver.ok()) == 1, "delivered after retries")
         pushes = stats(http)["pushes"]
         log = http.get("/_sim/pushes").json()["pushes"]
 
@@ -214,7 +214,7 @@ def test_a_push_to_an_app_that_is_down_gives_up_after_the_retries(http: httpx.Cl
     )
     send_mt(http, "down-1", receipt=True)
 
-    wait_until(lambda: stats(http)["pushes"].get("gave_up") == 2, 10, "gave up on both receipts")
+    wait_until(lambda: stats(http)["pushes"].get("gave_up") == 2, "gave up on both receipts")
 
     pushes = stats(http)["pushes"]
     assert (pushes["attempts"], pushes["retries"], pushes.get("delivered", 0)) == (6, 4, 0)
@@ -226,5 +226,5 @@ def test_a_push_the_app_refuses_is_not_retried(pushing: SimulatorServer, receive
         configure(http, mix={"silent": 1})
         send_mt(http, "refused-1", receipt=True)
 
-        wait_until(lambda: stats(http)["pushes"].get("rejected") == 1, 10, "rejected")
+        wait_until(lambda: stats(http)["pushes"].get("rejected") == 1, "rejected")
         assert stats(http)["pushes"]["attempts"] == 1

@@ -204,7 +204,7 @@ def test_webex_sms_send_and_transaction_status(sim: SimulatorServer, http: httpx
     }
     transid = webex_send(http, body).json()["response"][0]["transid"]
 
-    wait_until(lambda: http.get(f"/resources/v1/messaging/status/{transid}").json()[0]["status"] == "delivered", 10, "")
+    wait_until(lambda: http.get(f"/resources/v1/messaging/status/{transid}").json()[0]["status"] == "delivered", "")
 
     row = http.get(f"/resources/v1/messaging/status/{transid}").json()[0]
     assert (row["transactionid"], row["to"], row["channel"], row["error_code"]) == (transid, "15551234567", "SMS", None)

@@ -192,7 +192,7 @@ def test_an_inbound_reply_is_pushed_as_a_webex_mo_the_app_parses(
         "MO",
         f"{receiver.url}/webhooks/webex-connect/",
     )
-    wait_until(receiver.ok, 10, "the pushed MO")
+    wait_until(receiver.ok, "the pushed MO")
     [pushed] = receiver.ok()
     assert pushed["path"] == "/webhooks/webex-connect/"
     assert json.loads(pushed["body"]) == queued["body"]

@@ -17,6 +17,7 @@ from receipts.actions import suppression
 from receipts.addresses import NOT_DIGITS, normalize_address
 from receipts.events import Kind
 from receipts.models import Suppression
+from tests.apprunner import READY_TIMEOUT
 from tests.conftest import register
 from tests.receipts.actions.support import recorded_events
 
@@ -287,7 +288,7 @@ def test_concurrent_adds_of_one_address_leave_one_entry(transactional_db: None) 
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=60)
+        thread.join(timeout=READY_TIMEOUT)
 
     assert len({pk for pk, _ in results}) == 1 and len(results) == 4
     assert sum(created for _, created in results) == 1

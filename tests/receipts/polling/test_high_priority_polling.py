@@ -18,6 +18,7 @@ from receipts.actions import polls, review
 from receipts.models import InboxState, Message, ReceiptEvent
 from receipts.providers.genesys_cloud.client import GenesysCloudClient
 from simulator import SimulatorServer
+from tests.apprunner import READY_TIMEOUT
 from tests.conftest import drain, register
 from tests.receipts.conftest import api_requests, preload
 
@@ -77,7 +78,7 @@ def test_two_workers_claiming_at_once_never_take_the_same_message(transactional_
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=60)
+        thread.join(timeout=READY_TIMEOUT)
 
     first, second = claimed
     assert not set(first) & set(second)

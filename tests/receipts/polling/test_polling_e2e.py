@@ -71,7 +71,7 @@ def wait_for(env: AppEnv, url: str, token: str, message_id: int, status: str) ->
         return body if body["status"] == status else None
 
     try:
-        return wait_until(reached, 60, f"message {message_id} {status}", interval=0.2)  # type: ignore[return-value]
+        return wait_until(reached, f"message {message_id} {status}", interval=0.2)  # type: ignore[return-value]
     except TimeoutError:
         print(env.logs())
         raise

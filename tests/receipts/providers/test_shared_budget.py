@@ -13,6 +13,7 @@ from pathlib import Path
 from subprocess import PIPE
 
 from simulator import SimulatorServer
+from tests.apprunner import READY_TIMEOUT
 from tests.receipts.conftest import api_requests, preload
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -58,7 +59,7 @@ def run_workers(sim: SimulatorServer, tmp_path: Path, ids: list[str], seconds: f
     ]
     results = []
     for proc in procs:
-        out, err = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=READY_TIMEOUT)
         assert proc.returncode == 0, err[-3000:]
         results.append(json.loads(out))
     return results

@@ -18,6 +18,7 @@ from config.celery import app as celery_app
 from receipts import kicks, webhooks
 from receipts.kicks import BROKER_DOWN_PAUSE, kick_now, request_drain
 from receipts.models import InboxState, ReceiptEvent
+from tests.apprunner import READY_TIMEOUT
 from tests.conftest import post_webhook
 from tests.receipts.webhooks.cases import BY_PROVIDER
 
@@ -88,7 +89,7 @@ def test_broker_on_a_closed_port_still_answers_200_quickly(client: Any, caplog: 
         assert response.status_code == 200
         assert ReceiptEvent.objects.get().state == InboxState.RECEIVED
         # The kicker thread finds the broker down after the answer has gone, and says so.
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + READY_TIMEOUT
         while not any("broker unreachable" in r.getMessage() for r in caplog.records) and time.monotonic() < deadline:
             time.sleep(0.05)
     assert any("broker unreachable" in r.getMessage() for r in caplog.records)
