@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import json
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,12 @@ from rest_framework.test import APIClient
 
 from receipts.actions import messages, process
 from receipts.models import ApiClient, Message
+
+# A suite started in the background by a shell without job control (`make test &`, a CI runner) inherits SIGINT
+# ignored, and so would every server it starts (an ignored signal stays ignored across exec): their Ctrl-C tests would
+# wait in vain. A handled signal is reset to the default across exec, so the servers get Ctrl-C as from a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 SAMPLES = Path(__file__).parent / "samples"
 

@@ -121,7 +121,9 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"cannot listen on {config.host}:{config.port}: {exc}") from exc
         stop = threading.Event()
+        # TERM, and Ctrl-C even when the shell started us with SIGINT ignored (a background job)
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
         pushing = (
             "no receipts pushed"
             if not config.push
