@@ -36,7 +36,7 @@ def plan_of(queryset: QuerySet, *, ordered: bool = False) -> str:
 def test_the_timeout_scan_can_use_the_in_flight_index() -> None:
     register(provider_message_id="in-flight-1")
     cutoff = timezone.now() - timedelta(hours=24)
-    plan = plan_of(Message.objects.filter(NOT_FINAL).filter(sent_at__lt=cutoff))
+    plan = plan_of(Message.objects.filter(NOT_FINAL).filter(sent_at__lt=cutoff).order_by())
 
     assert "message_in_flight_idx" in plan, plan
 
